@@ -1,7 +1,46 @@
-"""taskforge_perf: load-test TaskForge-style HTTP + WebSocket systems and analyse runs in Jupyter."""
+"""taskforge_perf: load-test TaskForge-style HTTP + WebSocket systems and analyse runs in Jupyter.
+
+>>> import taskforge_perf as tfp
+>>> tfp.RequestMix.taskforge()  # doctest: +ELLIPSIS
+RequestMix(GET /health=10, ...)
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from taskforge_perf.config import Target
+from taskforge_perf.engine.monitor import Snapshot
+from taskforge_perf.engine.tester import LoadTester
+from taskforge_perf.errors import ConfigError, RunError, TargetError, TaskforgePerfError
+from taskforge_perf.mix import Endpoint, RequestMix, task_endpoint
+from taskforge_perf.plan import Phase, PlanError, StressPlan
+from taskforge_perf.results import Run, load_run, runs
+from taskforge_perf.target import ReferenceTarget, TargetConfig
+from taskforge_perf.users import UserPool, UserSpec
+
+__all__ = sorted(
+    [
+        "ConfigError",
+        "Endpoint",
+        "LoadTester",
+        "Phase",
+        "PlanError",
+        "ReferenceTarget",
+        "RequestMix",
+        "Run",
+        "RunError",
+        "Snapshot",
+        "StressPlan",
+        "Target",
+        "TargetConfig",
+        "TargetError",
+        "TaskforgePerfError",
+        "UserPool",
+        "UserSpec",
+        "__version__",
+        "load_run",
+        "runs",
+        "task_endpoint",
+    ]
+)

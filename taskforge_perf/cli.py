@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Runner = Callable[[argparse.Namespace], int]
+SUMMARY_COLUMNS = ("endpoint", "count", "rps", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms",
+                   "max_ms", "resp_p99_ms")
 
 
 def _add_target(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,6 +21,42 @@ def _add_target(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.set_defaults(func=run)
 
 
+def _add_load_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("load")
+    g.add_argument("--duration", type=float, default=None, help="seconds of load (one phase)")
+    g.add_argument("--concurrency", type=int, default=None, help="virtual users (closed model)")
+    g.add_argument("--rate", type=float, default=None, help="requests per second (open model)")
+    g.add_argument("--preset", default=None, help="a StressPlan preset: dev, staging, production, stress")
+    g.add_argument("--think-time", type=float, default=0.0, help="seconds between a user's requests")
+    g.add_argument("--users", type=int, default=20, help="test users to sign up / log in (default 20)")
+    g.add_argument("--email-prefix", default="loadtest", help="users are PREFIX{i}@DOMAIN")
+    g.add_argument("--domain", default="example.com")
+    g.add_argument("--password-env", default="TASKFORGE_PERF_PASSWORD",
+                   help="environment variable holding the users' password (default: testpassword123)")
+    g.add_argument("--max-in-flight", type=int, default=1000, help="open model: in-flight cap")
+    g.add_argument("--seed", type=int, default=None, help="seed of the request generator")
+    g.add_argument("--name", default="run", help="the run's name (used in the saved folder)")
+    g.add_argument("--save", default=None, metavar="DIR",
+                   help="folder to save the run to (default data/runs/<run-id>)")
+    g.add_argument("--no-save", action="store_true", help="do not save the run")
+    g.add_argument("--quiet", action="store_true", help="no progress line")
+
+
+def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="run a load against a target and print the summary")
+    p.add_argument("--base-url", required=True, help="the HTTP API, e.g. http://127.0.0.1:3000")
+    p.add_argument("--ws-url", default=None, help="the status gateway, e.g. ws://127.0.0.1:4000")
+    p.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds")
+    _add_load_options(p)
+    p.set_defaults(func=_cmd_run)
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="start the reference target, run a short load, save and summarise")
+    _add_load_options(p)
+    p.set_defaults(duration=20.0, concurrency=50, name="demo", seed=7, func=_cmd_demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``taskforge-perf`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -23,16 +64,89 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load-test TaskForge-style systems and analyse the results.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(sub)
+    _add_run(sub)
     _add_target(sub)
     return parser
 
 
+def _plan(args: argparse.Namespace) -> Any:
+    from taskforge_perf.errors import ConfigError
+    from taskforge_perf.plan import Phase, StressPlan
+
+    if args.preset:
+        if args.duration is not None and args.concurrency is None and args.rate is None:
+            raise ConfigError("--preset sets the duration; drop --duration or drop --preset")
+        return StressPlan.preset(args.preset)
+    if args.duration is None or (args.concurrency is None and args.rate is None):
+        raise ConfigError("give --preset NAME, or --duration S with --concurrency N or --rate R")
+    return StressPlan([Phase("load", args.duration, rate=args.rate, concurrency=args.concurrency,
+                             think_time=args.think_time)])
+
+
+def _load(args: argparse.Namespace, target: Any) -> int:
+    import polars as pl
+
+    from taskforge_perf.engine.tester import LoadTester
+    from taskforge_perf.live import TerminalProgress
+    from taskforge_perf.mix import RequestMix
+    from taskforge_perf.users import UserPool
+
+    plan = _plan(args)
+    users = UserPool(args.users, email_prefix=args.email_prefix, domain=args.domain,
+                     password=os.environ.get(args.password_env) or "testpassword123")
+    progress = [] if args.quiet else [TerminalProgress()]
+    tester = LoadTester(target, users, RequestMix.taskforge(), seed=args.seed,
+                        max_in_flight=args.max_in_flight, listeners=progress)
+    print(f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.base_url} "
+          f"with {len(users)} users ...", file=sys.stderr)
+    run = tester.run_sync(plan, name=args.name)
+    for p in progress:
+        p.close()
+    summary = run.summary()
+    cols = [c for c in SUMMARY_COLUMNS if c in summary.columns]
+    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True,
+                   tbl_hide_column_data_types=True, float_precision=2):
+        print(summary.select(cols))
+    c = run.meta["counters"]
+    print(f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
+          f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
+          f"run {run.meta['stopped']}")
+    if not args.no_save:
+        path = run.save(args.save)
+        print(f"saved the run to {path}/ (load it with tfp.load_run({str(path)!r}))")
+    return 0 if run.meta["stopped"] == "completed" else 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from taskforge_perf.config import Target
+
+    return _load(args, Target(args.base_url, args.ws_url, request_timeout=args.timeout))
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from taskforge_perf.target import ReferenceTarget
+
+    print("taskforge-perf demo: starting the reference TaskForge target ...", file=sys.stderr)
+    with ReferenceTarget(seed=args.seed or 0) as target:
+        print(f"target up: {target.base_url} (status gateway {target.ws_url})", file=sys.stderr)
+        return _load(args, target)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    from taskforge_perf.errors import TaskforgePerfError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Runner | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()
         return 2
-    return func(args)
+    try:
+        return func(args)
+    except TaskforgePerfError as exc:
+        print(f"taskforge-perf: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

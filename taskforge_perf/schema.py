@@ -56,6 +56,8 @@ ERROR_KINDS: tuple[str, ...] = (
     "http_4xx",  # status 400..499
     "http_5xx",  # status >= 500
     "bad_body",  # 2xx whose body could not be parsed where one was needed
+    "auth",  # no valid token could be obtained for the user (refresh and login failed)
+    "dropped",  # an open-model request that never started before the run ended
     "cancelled",  # the run was cancelled while the request was in flight
     "other",
 )

@@ -1,0 +1,50 @@
+"""The one place where aiohttp / OS exceptions become the project's error kinds."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import ssl
+
+import aiohttp
+
+
+def classify(exc: BaseException) -> str:
+    """Map a client-side exception to an error kind of ``schema.ERROR_KINDS``."""
+    if isinstance(exc, asyncio.TimeoutError | aiohttp.ServerTimeoutError | TimeoutError):
+        return "timeout"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "dns"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
+        return "tls"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        os_err = getattr(exc, "os_error", None)
+        if isinstance(os_err, TimeoutError):
+            return "timeout"
+        return "refused"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        # Truncated bodies come from a peer closing mid-response; bad framing is a protocol error.
+        return "reset" if "closed" in str(exc).lower() or "not completed" in str(exc).lower() else "protocol"
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return "reset"
+    if isinstance(exc, aiohttp.ClientOSError | OSError):
+        code = getattr(exc, "errno", None)
+        if code == errno.ECONNREFUSED:
+            return "refused"
+        if code in (errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED):
+            return "reset"
+        if code == errno.ETIMEDOUT:
+            return "timeout"
+        return "other"
+    if isinstance(exc, aiohttp.ClientError):
+        return "protocol"
+    return "other"
+
+
+def status_error(status: int) -> str | None:
+    """Error kind of an HTTP status: None below 400."""
+    if status < 400:
+        return None
+    return "http_4xx" if status < 500 else "http_5xx"

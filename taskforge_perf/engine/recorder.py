@@ -1,0 +1,207 @@
+"""Columnar event buffers flushed in chunks to Polars (and optionally spilled to Parquet parts).
+
+The hot path appends plain Python values to one list per column: no dict and no frame per event.
+Every ``flush_rows`` events the lists become one Polars chunk; with ``spill_dir`` each chunk is
+written as its own Parquet part file (crash-safe, bounded memory) instead of being kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+
+
+class ColumnBuffer:
+    """Append-only columns for one schema, flushed to Polars chunks."""
+
+    def __init__(
+        self,
+        schema: Mapping[str, pl.DataType],
+        *,
+        flush_rows: int = 65_536,
+        spill_dir: Path | None = None,
+        prefix: str = "part",
+    ) -> None:
+        self.schema = dict(schema)
+        self.names = tuple(schema)
+        self.flush_rows = flush_rows
+        self.spill_dir = spill_dir
+        self.prefix = prefix
+        self.columns: tuple[list[Any], ...] = tuple([] for _ in self.names)
+        self._chunks: list[pl.DataFrame] = []
+        self._parts: list[Path] = []
+        self.rows = 0  # rows recorded so far, flushed or not
+        if spill_dir is not None:
+            spill_dir.mkdir(parents=True, exist_ok=True)
+
+    def pending(self) -> int:
+        """Rows buffered and not yet flushed."""
+        return len(self.columns[0])
+
+    def flush(self) -> None:
+        """Turn the buffered rows into one chunk (or one Parquet part)."""
+        if not self.columns[0]:
+            return
+        chunk = pl.DataFrame(
+            {n: pl.Series(n, col, dtype=self.schema[n]) for n, col in zip(self.names, self.columns, strict=True)}
+        )
+        for col in self.columns:
+            col.clear()
+        if self.spill_dir is not None:
+            path = self.spill_dir / f"{self.prefix}-{len(self._parts):05d}.parquet"
+            chunk.write_parquet(path)
+            self._parts.append(path)
+        else:
+            self._chunks.append(chunk)
+
+    def frame(self) -> pl.DataFrame:
+        """Every row recorded so far as one frame (flushes first)."""
+        self.flush()
+        frames = list(self._chunks)
+        if self._parts:
+            frames = [pl.read_parquet(p) for p in self._parts] + frames
+        if not frames:
+            return pl.DataFrame(schema=self.schema)
+        return pl.concat(frames, how="vertical", rechunk=True)
+
+
+class HttpRecorder(ColumnBuffer):
+    """One row per HTTP request, with the columns of ``schema.HTTP_SCHEMA``."""
+
+    def __init__(self, *, worker: int = 0, flush_rows: int = 65_536, spill_dir: Path | None = None) -> None:
+        super().__init__(HTTP_SCHEMA, flush_rows=flush_rows, spill_dir=spill_dir, prefix="events")
+        self.worker = worker
+        (
+            self._ti,
+            self._ts,
+            self._te,
+            self._st,
+            self._er,
+            self._bi,
+            self._bo,
+            self._ep,
+            self._me,
+            self._us,
+            self._ph,
+            self._wk,
+            self._tk,
+        ) = (c.append for c in self.columns)
+
+    def record(
+        self,
+        t_intended: int,
+        t_start: int,
+        t_end: int,
+        status: int,
+        error: str | None,
+        bytes_in: int,
+        bytes_out: int,
+        endpoint: str,
+        method: str,
+        user: str,
+        phase: str,
+        task_id: str | None,
+    ) -> None:
+        """Append one request (times in ns since run start)."""
+        self._ti(t_intended)
+        self._ts(t_start)
+        self._te(t_end)
+        self._st(status)
+        self._er(error)
+        self._bi(bytes_in)
+        self._bo(bytes_out)
+        self._ep(endpoint)
+        self._me(method)
+        self._us(user)
+        self._ph(phase)
+        self._wk(self.worker)
+        self._tk(task_id)
+        self.rows += 1
+        if len(self.columns[0]) >= self.flush_rows:
+            self.flush()
+
+
+class WsRecorder(ColumnBuffer):
+    """One row per WebSocket event, with the columns of ``schema.WS_SCHEMA``."""
+
+    def __init__(self, *, worker: int = 0, flush_rows: int = 65_536, spill_dir: Path | None = None) -> None:
+        super().__init__(WS_SCHEMA, flush_rows=flush_rows, spill_dir=spill_dir, prefix="ws_events")
+        self.worker = worker
+
+    def record(
+        self,
+        t: int,
+        kind: str,
+        conn: int,
+        user: str,
+        *,
+        phase: str,
+        task_id: str | None = None,
+        task_type: str | None = None,
+        status: str | None = None,
+        progress: float | None = None,
+        since_created_ns: int | None = None,
+        since_subscribe_ns: int | None = None,
+        handshake_ns: int | None = None,
+        code: int | None = None,
+        error: str | None = None,
+    ) -> None:
+        """Append one WebSocket event (WebSocket events are far rarer than requests)."""
+        values = (
+            t,
+            kind,
+            conn,
+            user,
+            task_id,
+            task_type,
+            status,
+            progress,
+            since_created_ns,
+            since_subscribe_ns,
+            handshake_ns,
+            code,
+            error,
+            phase,
+            self.worker,
+        )
+        for col, v in zip(self.columns, values, strict=True):
+            col.append(v)
+        self.rows += 1
+        if len(self.columns[0]) >= self.flush_rows:
+            self.flush()
+
+
+@dataclass
+class LiveCounters:
+    """Counters readable while a run goes (``tester.counters``); plain ints, updated in place."""
+
+    requests: int = 0
+    in_flight: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    tasks_created: int = 0
+    auth_failures: int = 0
+    reauths: int = 0
+    refreshes: int = 0
+    logins: int = 0
+    late: int = 0
+    dropped: int = 0
+    cap_hits: int = 0
+    ws_open: int = 0
+    ws_messages: int = 0
+    ws_completed: int = 0
+
+    def error(self, kind: str) -> None:
+        """Count one error of a kind."""
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-safe copy."""
+        d = dict(self.__dict__)
+        d["errors"] = dict(self.errors)
+        return d

@@ -1,0 +1,169 @@
+"""Run: the frames and metadata of one load run, with save/load (Parquet + JSON) and a run store."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from taskforge_perf.errors import ConfigError
+from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+
+#: Where runs are saved when no directory is given (relative to the working directory).
+DEFAULT_STORE = Path("data/runs")
+LOAD_EXCLUDED = ("setup", "teardown")
+
+
+def make_run_id(name: str, wall_ns: int) -> str:
+    """``<name>-YYYYmmdd-HHMMSS-mmm`` from the run's wall-clock start; safe as a folder name."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+    t = time.gmtime(wall_ns / 1e9)
+    return f"{slug}-{time.strftime('%Y%m%d-%H%M%S', t)}-{wall_ns // 1_000_000 % 1000:03d}"
+
+
+class Run:
+    """One run: ``events`` (a row per HTTP request), ``ws_events`` and ``meta``.
+
+    Frames given lazily (a loaded run) are read on first access.
+    """
+
+    def __init__(
+        self,
+        events: pl.DataFrame | pl.LazyFrame,
+        ws_events: pl.DataFrame | pl.LazyFrame | None,
+        meta: dict[str, Any],
+    ) -> None:
+        self._events = events
+        self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
+        self.meta = meta
+
+    # --- frames --------------------------------------------------------------------------------
+
+    @property
+    def events(self) -> pl.DataFrame:
+        """Every HTTP request as a row (schema.HTTP_SCHEMA), auth traffic included."""
+        if isinstance(self._events, pl.LazyFrame):
+            self._events = self._events.collect()
+        return self._events
+
+    @property
+    def ws_events(self) -> pl.DataFrame:
+        """Every WebSocket event as a row (schema.WS_SCHEMA)."""
+        if isinstance(self._ws, pl.LazyFrame):
+            self._ws = self._ws.collect()
+        return self._ws
+
+    def load_events(self) -> pl.DataFrame:
+        """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
+        return self.events.filter(~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED))
+
+    @property
+    def name(self) -> str:
+        """The run's name."""
+        return str(self.meta.get("name", "run"))
+
+    @property
+    def run_id(self) -> str:
+        """A unique id (name plus start time)."""
+        return str(self.meta.get("run_id", self.name))
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds of load (setup and teardown excluded)."""
+        return float(self.meta.get("duration_s") or 0.0)
+
+    def __repr__(self) -> str:
+        return (
+            f"Run(name={self.name!r}, requests={self.events.height}, "
+            f"ws_events={self.ws_events.height}, duration_s={self.duration_s:.1f}, "
+            f"stopped={self.meta.get('stopped')!r})"
+        )
+
+    # --- analysis ------------------------------------------------------------------------------
+
+    def summary(self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False) -> pl.DataFrame:
+        """Per endpoint: count, rps, errors, error rate, latency and response-time percentiles (ms)."""
+        from taskforge_perf import analysis
+
+        frame = self.events if include_setup else self.load_events()
+        return analysis.summary(frame, by=tuple(by), duration_s=self.duration_s or None)
+
+    def by_user(self, *, endpoint: bool = False) -> pl.DataFrame:
+        """The summary per user (``endpoint=True``: per user x endpoint)."""
+        from taskforge_perf import analysis
+
+        if endpoint:
+            return analysis.summary(self.load_events(), by=("user", "endpoint"), duration_s=self.duration_s or None)
+        return analysis.summary(self.load_events(), by=("user",), duration_s=self.duration_s or None)
+
+    def overall(self) -> pl.DataFrame:
+        """One row for the whole load."""
+        from taskforge_perf import analysis
+
+        return analysis.overall(self.load_events(), duration_s=self.duration_s or None)
+
+    # --- persistence ---------------------------------------------------------------------------
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write ``events.parquet``, ``ws_events.parquet`` and ``meta.json`` to a folder.
+
+        Without a path the run goes to ``data/runs/<run_id>/``. Returns the folder.
+        """
+        folder = Path(path) if path is not None else DEFAULT_STORE / self.run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        self.events.write_parquet(folder / "events.parquet")
+        self.ws_events.write_parquet(folder / "ws_events.parquet")
+        (folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+        return folder
+
+
+def load_run(path: str | Path, *, lazy: bool = True) -> Run:
+    """Load a saved run folder; frames are read lazily unless ``lazy=False``."""
+    folder = Path(path)
+    meta_path = folder / "meta.json"
+    if not meta_path.is_file():
+        raise ConfigError(f"{folder} is not a saved run: it has no meta.json (save one with run.save())")
+    meta = json.loads(meta_path.read_text())
+    events = _read(folder / "events.parquet", HTTP_SCHEMA, lazy)
+    ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
+    return Run(events, ws, meta)
+
+
+def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
+    if not path.is_file():
+        return pl.DataFrame(schema=schema)
+    return pl.scan_parquet(path) if lazy else pl.read_parquet(path)
+
+
+def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
+    """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path."""
+    rows = []
+    for meta_path in sorted(Path(root).glob("*/meta.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        counters = meta.get("counters") or {}
+        rows.append(
+            {
+                "run_id": meta.get("run_id", meta_path.parent.name),
+                "name": meta.get("name"),
+                "started": meta.get("wall_start_ns"),
+                "duration_s": meta.get("duration_s"),
+                "requests": counters.get("requests"),
+                "errors": sum((counters.get("errors") or {}).values()),
+                "stopped": meta.get("stopped"),
+                "path": str(meta_path.parent),
+            }
+        )
+    schema = {
+        "run_id": pl.String, "name": pl.String, "started": pl.Int64, "duration_s": pl.Float64,
+        "requests": pl.Int64, "errors": pl.Int64, "stopped": pl.String, "path": pl.String,
+    }
+    frame = pl.DataFrame(rows, schema=schema)
+    return frame.with_columns(pl.from_epoch("started", time_unit="ns").alias("started")).sort("started")
