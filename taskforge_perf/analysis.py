@@ -1,0 +1,387 @@
+"""Analysis of HTTP runs: pure Polars functions from an events frame to a result frame.
+
+Every function takes the HTTP ``events`` frame (``schema.HTTP_SCHEMA``), eager or lazy, and returns
+an eager ``pl.DataFrame``. Latency is ``t_end - t_start``; response time is ``t_end - t_intended``
+(latency plus the time the request waited behind schedule: the coordinated-omission view). Both
+are reported in milliseconds (Float64).
+
+Percentiles are exact quantiles over all rows with **linear interpolation** between the two
+nearest order statistics (``QUANTILE_METHOD``; the same as ``numpy.quantile``'s default and
+Hyndman-Fan type 7): for ``n`` sorted values ``x`` and level ``q``, ``h = (n - 1) q`` and the
+quantile is ``x[floor(h)] + (h - floor(h)) (x[floor(h) + 1] - x[floor(h)])``. Every function,
+chart, comparison and test of this package uses that definition.
+
+>>> from taskforge_perf.synthetic import synthetic_events
+>>> ev = synthetic_events(10_000, seed=1)
+>>> summary(ev).columns[:6]
+['endpoint', 'count', 'rps', 'errors', 'error_rate', 'p50_ms']
+
+WebSocket analysis (``task_latency``, ``ws_summary``, ``ws_connections_timeline``) lives in
+``analysis_ws`` and is re-exported here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import polars as pl
+
+from taskforge_perf.analysis_ws import task_latency, ws_connections_timeline, ws_summary
+
+__all__ = [
+    "PERCENTILES",
+    "QUANTILE_METHOD",
+    "SPECTRUM_LEVELS",
+    "by_phase",
+    "by_user",
+    "by_user_endpoint",
+    "errors",
+    "overall",
+    "percentile_spectrum",
+    "phase_spans",
+    "slowest_users",
+    "summary",
+    "task_latency",
+    "timeline",
+    "ws_connections_timeline",
+    "ws_summary",
+]
+
+Frame = pl.DataFrame | pl.LazyFrame
+By = str | Sequence[str] | None
+
+#: Interpolation of every quantile in this package (numpy's default, Hyndman-Fan type 7).
+QUANTILE_METHOD: Literal["linear"] = "linear"
+
+#: Column stem and level of the percentiles of ``summary``.
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 0.50),
+    ("p90", 0.90),
+    ("p95", 0.95),
+    ("p99", 0.99),
+    ("p99_9", 0.999),
+)
+
+#: Levels of the HDR spectrum: 0, 0.1 .. 0.8, then q = 1 - 10^-k for k = 1.0, 1.1 .. 5.0.
+SPECTRUM_LEVELS: tuple[float, ...] = tuple(k / 10 for k in range(9)) + tuple(
+    1.0 - 10.0 ** (-k / 10) for k in range(10, 51)
+)
+
+_NS_PER_MS = 1e6
+_NS_PER_S = 1e9
+LATENCY = (pl.col("t_end") - pl.col("t_start")).alias("_lat")
+RESPONSE = (pl.col("t_end") - pl.col("t_intended")).alias("_resp")
+
+
+def _lazy(events: Frame) -> pl.LazyFrame:
+    if isinstance(events, pl.LazyFrame):
+        return events
+    if isinstance(events, pl.DataFrame):
+        return events.lazy()
+    raise TypeError(
+        f"events must be a polars DataFrame or LazyFrame (got {type(events).__name__}); "
+        "pass run.events, not the Run"
+    )
+
+
+def _keys(by: By) -> list[str]:
+    if by is None:
+        return []
+    if isinstance(by, str):
+        return [by]
+    return list(by)
+
+
+def _sort_keys(df: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Sort by the group keys, categoricals by their text (stable, readable order)."""
+    if not keys or df.is_empty():
+        return df
+    exprs = [
+        pl.col(k).cast(pl.String) if isinstance(df.schema[k], pl.Categorical | pl.Enum) else pl.col(k)
+        for k in keys
+    ]
+    return df.sort(exprs, nulls_last=True)
+
+
+def _ms(expr: pl.Expr) -> pl.Expr:
+    return expr.cast(pl.Float64) / _NS_PER_MS
+
+
+def _dist_aggs(col: str, prefix: str, levels: Sequence[tuple[str, float]]) -> list[pl.Expr]:
+    c = pl.col(col)
+    out = [_ms(c.quantile(q, QUANTILE_METHOD)).alias(f"{prefix}{name}_ms") for name, q in levels]
+    out.append(_ms(c.max()).alias(f"{prefix}max_ms"))
+    out.append(_ms(c.mean()).alias(f"{prefix}mean_ms"))
+    return out
+
+
+def _summary(
+    events: Frame, keys: list[str], duration_s: float | None, *, per_group_span: bool
+) -> pl.DataFrame:
+    lf = _lazy(events).select(*keys, "t_start", "t_end", "error", LATENCY, RESPONSE)
+    aggs = [
+        pl.len().alias("count"),
+        pl.col("error").is_not_null().sum().alias("errors"),
+        *_dist_aggs("_lat", "", PERCENTILES),
+        *_dist_aggs("_resp", "resp_", PERCENTILES),
+        pl.col("t_start").min().alias("_t0"),
+        pl.col("t_end").max().alias("_t1"),
+    ]
+    df = lf.group_by(keys).agg(aggs).collect() if keys else lf.select(aggs).collect()
+    if df.is_empty() or (not keys and df["count"][0] == 0):
+        df = df.clear()
+    if duration_s is not None:
+        if duration_s <= 0:
+            raise ValueError(f"duration_s must be > 0 (got {duration_s})")
+        span = pl.lit(float(duration_s))
+    elif per_group_span:
+        span = (pl.col("_t1") - pl.col("_t0")).cast(pl.Float64) / _NS_PER_S
+    else:
+        span = (pl.col("_t1").max() - pl.col("_t0").min()).cast(pl.Float64) / _NS_PER_S
+    df = df.with_columns(
+        count=pl.col("count").cast(pl.UInt64),
+        errors=pl.col("errors").cast(pl.UInt64),
+        rps=pl.when(span > 0).then(pl.col("count") / span),
+        error_rate=pl.when(pl.col("count") > 0).then(pl.col("errors") / pl.col("count")),
+    )
+    stats = [c for c in df.columns if c.endswith("_ms")]
+    return df.select(*keys, "count", "rps", "errors", "error_rate", *stats, "_t0")
+
+
+def summary(events: Frame, *, by: By = ("endpoint",), duration_s: float | None = None) -> pl.DataFrame:
+    """Per group: count, rps, errors, error_rate and latency / response-time distribution (ms).
+
+    Columns: the ``by`` keys, ``count``, ``rps`` (count / duration; the duration defaults to the
+    span ``min(t_start)..max(t_end)`` of the whole frame, so group rates add up to the run's),
+    ``errors``, ``error_rate``, ``p50_ms p90_ms p95_ms p99_ms p99_9_ms max_ms mean_ms`` of latency
+    and the same prefixed ``resp_`` for response time. Sorted by the keys (text order). There is no
+    total row: see ``overall``.
+
+    >>> from taskforge_perf.synthetic import synthetic_events
+    >>> s = summary(synthetic_events(5_000, seed=2))
+    >>> s.height, s["count"].sum()
+    (5, 5000)
+    """
+    keys = _keys(by)
+    return _sort_keys(_summary(events, keys, duration_s, per_group_span=False), keys).drop("_t0")
+
+
+def overall(events: Frame, *, duration_s: float | None = None) -> pl.DataFrame:
+    """The whole run as one row, with the columns of ``summary`` (no keys)."""
+    return _summary(events, [], duration_s, per_group_span=False).drop("_t0")
+
+
+def by_user(events: Frame, *, duration_s: float | None = None) -> pl.DataFrame:
+    """``summary`` per user."""
+    return summary(events, by=("user",), duration_s=duration_s)
+
+
+def by_user_endpoint(events: Frame, *, duration_s: float | None = None) -> pl.DataFrame:
+    """``summary`` per user x endpoint."""
+    return summary(events, by=("user", "endpoint"), duration_s=duration_s)
+
+
+def by_phase(events: Frame) -> pl.DataFrame:
+    """``summary`` per phase, in the order the phases ran; ``rps`` uses each phase's own span."""
+    df = _summary(events, ["phase"], None, per_group_span=True)
+    return df.sort("_t0", nulls_last=True).drop("_t0")
+
+
+def phase_spans(events: Frame) -> pl.DataFrame:
+    """Each phase with ``start_s`` and ``end_s`` (seconds since run start), in run order."""
+    lf = _lazy(events).group_by("phase").agg(
+        start_s=pl.col("t_start").min().cast(pl.Float64) / _NS_PER_S,
+        end_s=pl.col("t_end").max().cast(pl.Float64) / _NS_PER_S,
+    )
+    return lf.collect().sort("start_s").rename({"phase": "name"})
+
+
+def timeline(
+    events: Frame,
+    *,
+    window_s: float = 1.0,
+    by: By = ("endpoint",),
+    time_col: Literal["t_start", "t_intended", "t_end"] = "t_start",
+) -> pl.DataFrame:
+    """Per window of ``window_s`` seconds: throughput, error rate, latency and response-time p50/p95/p99.
+
+    A request falls in the window of its ``time_col`` (default ``t_start``; use ``t_intended`` to
+    place requests where the schedule wanted them, which shows a stall where it happened). Columns:
+    the ``by`` keys, ``t_s`` (window start, seconds since run start), ``count``, ``rps``,
+    ``errors``, ``error_rate``, ``p50_ms p95_ms p99_ms``, ``resp_p50_ms resp_p95_ms resp_p99_ms``.
+    Empty windows between the first and the last are present with count 0 and null percentiles.
+    """
+    if not window_s > 0:
+        raise ValueError(f"window_s must be > 0 (got {window_s})")
+    keys = _keys(by)
+    w_ns = int(round(window_s * _NS_PER_S))
+    if w_ns <= 0:
+        raise ValueError(f"window_s must be at least 1 ns (got {window_s})")
+    levels = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+    lf = _lazy(events).select(
+        *keys, "error", LATENCY, RESPONSE, _w=pl.col(time_col).floordiv(w_ns).clip(lower_bound=0)
+    )
+    c = lambda name: pl.col(name)  # noqa: E731
+    df = (
+        lf.group_by(*keys, "_w")
+        .agg(
+            pl.len().cast(pl.UInt64).alias("count"),
+            c("error").is_not_null().sum().cast(pl.UInt64).alias("errors"),
+            *[_ms(c("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{n}_ms") for n, q in levels],
+            *[_ms(c("_resp").quantile(q, QUANTILE_METHOD)).alias(f"resp_{n}_ms") for n, q in levels],
+        )
+        .collect()
+    )
+    if df.is_empty():
+        grid = df.select(*keys, "_w")
+    else:
+        w = pl.DataFrame({"_w": pl.int_range(df["_w"].min(), df["_w"].max() + 1, eager=True)})
+        w = w.cast({"_w": df.schema["_w"]})
+        grid = df.select(keys).unique().join(w, how="cross") if keys else w
+    out = grid.join(df, on=[*keys, "_w"], how="left", nulls_equal=True).with_columns(
+        pl.col("count", "errors").fill_null(0)
+    )
+    out = out.with_columns(
+        t_s=pl.col("_w").cast(pl.Float64) * window_s,
+        rps=pl.col("count").cast(pl.Float64) / window_s,
+        error_rate=pl.when(pl.col("count") > 0).then(pl.col("errors") / pl.col("count")),
+    )
+    out = _sort_keys(out.sort("_w"), keys) if keys else out.sort("_w")
+    stats = [f"{n}_ms" for n, _ in levels] + [f"resp_{n}_ms" for n, _ in levels]
+    return out.select(*keys, "t_s", "count", "rps", "errors", "error_rate", *stats)
+
+
+def _interp_indices(n: int, qs: Sequence[float]) -> tuple[list[int], list[int], list[float]]:
+    """Indices and weights of linear interpolation (``QUANTILE_METHOD``) for ``n`` sorted values."""
+    lo, hi, frac = [], [], []
+    for q in qs:
+        h = (n - 1) * q
+        f = math.floor(h)
+        lo.append(int(f))
+        hi.append(min(int(f) + 1, n - 1))
+        frac.append(h - f)
+    return lo, hi, frac
+
+
+def sorted_quantiles(
+    sorted_lists: pl.DataFrame, cols: Sequence[str], qs: Sequence[float]
+) -> pl.DataFrame:
+    """Quantiles ``qs`` of sorted list columns ``cols`` (one row per input row), exploded long.
+
+    Adds ``_q`` (the level) and, for each ``col``, its quantile under the name ``col``; the
+    ``n`` column must hold each row's list length. Used by the spectrum and by ``compare``.
+    """
+    lo_l, hi_l, fr_l = [], [], []
+    for n in sorted_lists["n"].to_list():
+        lo, hi, fr = _interp_indices(max(int(n), 1), qs)
+        lo_l.append(lo)
+        hi_l.append(hi)
+        fr_l.append(fr)
+    df = sorted_lists.with_columns(
+        _lo=pl.Series(lo_l, dtype=pl.List(pl.Int64)),
+        _hi=pl.Series(hi_l, dtype=pl.List(pl.Int64)),
+        _fr=pl.Series(fr_l, dtype=pl.List(pl.Float64)),
+        _q=pl.lit(pl.Series([list(qs)], dtype=pl.List(pl.Float64))).first(),
+    )
+    df = df.with_columns(
+        *[
+            pl.col(c).list.gather(pl.col(f"_{end}")).cast(pl.List(pl.Float64)).alias(f"_{c}_{end}")
+            for c in cols
+            for end in ("lo", "hi")
+        ],
+    ).drop(*cols, "_lo", "_hi")
+    df = df.explode("_q", "_fr", *[f"_{c}_lo" for c in cols], *[f"_{c}_hi" for c in cols])
+    return df.select(
+        pl.exclude("_fr", *[f"_{c}_lo" for c in cols], *[f"_{c}_hi" for c in cols]),
+        *[
+            (pl.col(f"_{c}_lo") + pl.col("_fr") * (pl.col(f"_{c}_hi") - pl.col(f"_{c}_lo"))).alias(c)
+            for c in cols
+        ],
+    )
+
+
+def percentile_spectrum(events: Frame, *, by: By = None) -> pl.DataFrame:
+    """The HDR view: latency and response time at ``SPECTRUM_LEVELS`` (p0 .. p99.999).
+
+    Columns: the ``by`` keys, ``percentile`` (0..99.999), ``inverse_tail`` (1 / (1 - q), the
+    log-scale x axis of HdrHistogram plots), ``latency_ms``, ``response_ms``, ``count``.
+    Non-decreasing in ``percentile`` within each group.
+    """
+    keys = _keys(by)
+    lf = _lazy(events).select(*keys, LATENCY, RESPONSE)
+    aggs = [pl.col("_lat").sort(), pl.col("_resp").sort(), pl.len().alias("n")]
+    if keys:
+        lists = lf.group_by(keys).agg(aggs).collect()
+    else:
+        lists = lf.select(pl.col("_lat").sort().implode(), pl.col("_resp").sort().implode(), n=pl.len())
+        lists = lists.collect()
+    lists = lists.filter(pl.col("n") > 0)
+    long = sorted_quantiles(lists, ["_lat", "_resp"], SPECTRUM_LEVELS)
+    long = long.with_columns(
+        percentile=pl.col("_q") * 100.0,
+        inverse_tail=1.0 / (1.0 - pl.col("_q")),
+        latency_ms=pl.col("_lat") / _NS_PER_MS,
+        response_ms=pl.col("_resp") / _NS_PER_MS,
+        count=pl.col("n").cast(pl.UInt64),
+    )
+    long = _sort_keys(long.sort("_q"), keys) if keys else long.sort("_q")
+    return long.select(*keys, "percentile", "inverse_tail", "latency_ms", "response_ms", "count")
+
+
+def errors(events: Frame) -> pl.DataFrame:
+    """Failed requests by error kind, status and endpoint, most frequent first.
+
+    Columns: ``error``, ``status``, ``endpoint``, ``count``, ``share`` (of all failed requests),
+    ``rate`` (of the endpoint's requests).
+    """
+    lf = _lazy(events)
+    totals = lf.group_by("endpoint").agg(pl.len().alias("_requests"))
+    df = (
+        lf.filter(pl.col("error").is_not_null())
+        .group_by("error", "status", "endpoint")
+        .agg(pl.len().cast(pl.UInt64).alias("count"))
+        .join(totals, on="endpoint", how="left", nulls_equal=True)
+        .collect()
+    )
+    df = df.with_columns(
+        share=pl.col("count") / pl.col("count").sum(), rate=pl.col("count") / pl.col("_requests")
+    )
+    df = df.sort(
+        pl.col("count"), pl.col("error").cast(pl.String), pl.col("status"),
+        pl.col("endpoint").cast(pl.String), descending=[True, False, False, False],
+    )
+    return df.select("error", "status", "endpoint", "count", "share", "rate")
+
+
+def slowest_users(events: Frame, n: int = 10) -> pl.DataFrame:
+    """The ``n`` users with the highest latency p95, with their share of the traffic.
+
+    Columns: ``rank``, ``user``, ``count``, ``share`` (of all requests), ``error_rate``,
+    ``p50_ms``, ``p95_ms``, ``p99_ms``, ``resp_p95_ms``.
+    """
+    if n < 1:
+        raise ValueError(f"n must be >= 1 (got {n})")
+    lf = _lazy(events).select("user", "error", LATENCY, RESPONSE)
+    df = (
+        lf.group_by("user")
+        .agg(
+            pl.len().cast(pl.UInt64).alias("count"),
+            pl.col("error").is_not_null().mean().alias("error_rate"),
+            *[
+                _ms(pl.col("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{name}_ms")
+                for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+            ],
+            _ms(pl.col("_resp").quantile(0.95, QUANTILE_METHOD)).alias("resp_p95_ms"),
+        )
+        .collect()
+    )
+    df = df.with_columns(share=pl.col("count") / pl.col("count").sum())
+    df = df.sort(
+        pl.col("p95_ms"), pl.col("user").cast(pl.String), descending=[True, False], nulls_last=True
+    )
+    df = df.head(n).with_row_index("rank", offset=1)
+    return df.select(
+        "rank", "user", "count", "share", "error_rate", "p50_ms", "p95_ms", "p99_ms", "resp_p95_ms"
+    )

@@ -1,0 +1,169 @@
+"""Users, sessions and tokens of the reference target (in memory, one store per process)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import jwt
+
+from taskforge_perf.target.config import TargetConfig
+
+_CACHE_MAX = 50_000
+
+
+@dataclass(slots=True)
+class User:
+    id: str
+    email: str
+    salt: bytes
+    digest: bytes
+    sessions: set[str] = field(default_factory=set)
+
+
+class AuthError(Exception):
+    """An auth failure with its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class AuthStore:
+    """Signup/login/refresh/logout with HS256 access tokens and rotating refresh tokens."""
+
+    def __init__(self, config: TargetConfig) -> None:
+        self._cfg = config
+        self._secret = secrets.token_bytes(32)  # per process, never logged
+        self._users: dict[str, User] = {}
+        self._by_id: dict[str, User] = {}
+        self._sessions: dict[str, str] = {}  # sid -> user id, only live sessions
+        self._used_refresh: set[str] = set()
+        self._cache: dict[str, tuple[str, str, float]] = {}
+
+    # --- passwords ------------------------------------------------------------------------------
+
+    async def _hash(self, password: str, salt: bytes) -> bytes:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            None, hashlib.pbkdf2_hmac, "sha256", password.encode(), salt, self._cfg.hash_iterations
+        )
+
+    # --- sessions and tokens --------------------------------------------------------------------
+
+    def _issue(self, user: User, sid: str | None = None) -> tuple[str, str]:
+        if sid is None:
+            sid = uuid.uuid4().hex
+            self._sessions[sid] = user.id
+            user.sessions.add(sid)
+        now = time.time()
+        access = jwt.encode(
+            {"sub": user.id, "sid": sid, "jti": secrets.token_hex(6),
+             "iat": int(now), "exp": round(now + self._cfg.access_ttl, 3)},
+            self._secret, algorithm="HS256",
+        )
+        refresh = jwt.encode(
+            {"sub": user.id, "sid": sid, "jti": secrets.token_hex(12), "typ": "refresh",
+             "iat": int(now), "exp": round(now + self._cfg.refresh_ttl, 3)},
+            self._secret, algorithm="HS256",
+        )
+        return access, refresh
+
+    def revoke_all(self, user: User) -> None:
+        for sid in user.sessions:
+            self._sessions.pop(sid, None)
+        user.sessions.clear()
+
+    def session_live(self, sid: str) -> bool:
+        return sid in self._sessions
+
+    def user_of(self, user_id: str) -> User | None:
+        return self._by_id.get(user_id)
+
+    def verify_access(self, token: str) -> tuple[str, str]:
+        """Return ``(user id, session id)`` of a valid access token or raise ``AuthError(401)``.
+
+        The session is not checked here: callers decide (the real system forgets on POST /tasks).
+        """
+        hit = self._cache.get(token)
+        if hit is None:
+            try:
+                claims = jwt.decode(
+                    token, self._secret, algorithms=["HS256"], options={"verify_exp": False}
+                )
+                hit = (str(claims["sub"]), str(claims["sid"]), float(claims["exp"]))
+            except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+                raise AuthError(401, "Invalid token") from None
+            if "typ" in claims:
+                raise AuthError(401, "Invalid token")
+            if len(self._cache) >= _CACHE_MAX:
+                self._cache.clear()
+            self._cache[token] = hit
+        if hit[2] <= time.time():
+            raise AuthError(401, "Token expired")
+        return hit[0], hit[1]
+
+    # --- the four routes ------------------------------------------------------------------------
+
+    async def signup(self, email: str, password: str) -> tuple[str, str]:
+        if email in self._users:
+            raise AuthError(409, "User already exists")
+        salt = os.urandom(16)
+        digest = await self._hash(password, salt)
+        if email in self._users:  # a concurrent signup won the race while we hashed
+            raise AuthError(409, "User already exists")
+        user = User(uuid.uuid4().hex, email, salt, digest)
+        self._users[email] = user
+        self._by_id[user.id] = user
+        return self._issue(user)
+
+    async def login(self, email: str, password: str) -> tuple[str, str]:
+        user = self._users.get(email)
+        if user is None:
+            raise AuthError(404, "User not found")
+        digest = await self._hash(password, user.salt)
+        if not hmac.compare_digest(digest, user.digest):
+            self.revoke_all(user)
+            raise AuthError(401, "Invalid credentials")
+        self.revoke_all(user)
+        return self._issue(user)
+
+    def refresh(self, token: str) -> tuple[str, str]:
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"verify_exp": False}
+            )
+        except jwt.DecodeError:
+            raise AuthError(401, "jwt malformed") from None
+        except jwt.PyJWTError:
+            raise AuthError(401, "Invalid refresh token") from None
+        if claims.get("typ") != "refresh":
+            raise AuthError(401, "Invalid refresh token")
+        user = self._by_id.get(str(claims.get("sub")))
+        if user is None:
+            raise AuthError(401, "Invalid refresh token")
+        if float(claims["exp"]) <= time.time():
+            raise AuthError(401, "Refresh token expired")
+        jti = str(claims["jti"])
+        if jti in self._used_refresh:
+            self.revoke_all(user)
+            raise AuthError(403, "Token reuse detected")
+        sid = str(claims["sid"])
+        if sid not in self._sessions:
+            raise AuthError(401, "Session revoked")
+        self._used_refresh.add(jti)
+        return self._issue(user, sid)
+
+    def logout(self, token: str) -> None:
+        user_id, sid = self.verify_access(token)
+        self._sessions.pop(sid, None)
+        user = self._by_id.get(user_id)
+        if user is not None:
+            user.sessions.discard(sid)

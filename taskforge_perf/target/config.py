@@ -1,0 +1,426 @@
+"""Configuration of the reference target: ``TargetConfig`` and the small spec syntax of its knobs.
+
+Spec syntax (the same strings work in ``TargetConfig`` and on the command line):
+
+Durations
+    A number with a unit: ``20ms``, ``0.5s``, ``250us``. A bare number is refused (say the unit).
+
+Delays (``latency``, ``task_durations``)
+    ``20ms``                 fixed
+    ``exp:20ms``             exponential with mean 20 ms
+    ``uniform:5ms:15ms``     uniform between 5 and 15 ms
+    ``normal:20ms:5ms``      normal with mean 20 ms and standard deviation 5 ms, clipped at 0
+
+Per-endpoint maps (``latency``, ``error_rate``)
+    ``"POST /tasks=exp:20ms"``, ``"GET /health=0.1"``; several entries separated by commas or given
+    as repeated flags; ``*`` means every endpoint. A dict ``{"POST /tasks": "exp:20ms"}`` also works.
+
+Per-type maps (``task_durations``)
+    ``"compress-video=uniform:300ms:900ms,resize-image=100ms"``.
+
+Stall windows (``stalls``)
+    ``"2:3"`` freezes every HTTP response for 3 s starting 2 s after the target is ready; several
+    windows allowed (``"2:3,10:1"`` or repeated flags). Seconds, units optional (``"2s:500ms"``).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ENDPOINTS: tuple[str, ...] = (
+    "POST /auth/signup",
+    "POST /auth/login",
+    "POST /auth/refresh",
+    "POST /auth/logout",
+    "POST /tasks",
+    "GET /health",
+    "GET /metrics",
+)
+TASK_TYPES: tuple[str, ...] = (
+    "generate-pdf",
+    "resize-image",
+    "scrape-website",
+    "screenshot-website",
+    "compress-video",
+    "generate-report",
+    "etl-data",
+)
+#: Types the real system's outbox dispatches; the others stay queued forever with ``real_quirks``.
+OUTBOX_TYPES: tuple[str, ...] = ("resize-image", "compress-video", "generate-pdf")
+PROFILES: tuple[str, ...] = ("baseline", "candidate")
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|ms|s)\s*$")
+
+
+def parse_duration(text: str, *, what: str = "duration", bare_unit: str | None = None) -> float:
+    """Parse ``"20ms"`` / ``"0.5s"`` / ``"250us"`` into seconds.
+
+    >>> parse_duration("20ms")
+    0.02
+    """
+    m = _DURATION_RE.match(text)
+    if m is None:
+        if bare_unit is not None:
+            try:
+                return float(text) * _UNITS[bare_unit]
+            except ValueError:
+                pass
+        raise ValueError(f"{what}: cannot read {text!r} as a duration; write e.g. '20ms' or '1.5s'")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1e3:g}ms"
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """A delay distribution in seconds; ``str(delay)`` gives back its spec.
+
+    >>> Delay.parse("uniform:5ms:15ms")
+    Delay('uniform:5ms:15ms')
+    """
+
+    kind: str  # fixed | exp | uniform | normal
+    a: float
+    b: float = 0.0
+
+    @classmethod
+    def parse(cls, spec: str, *, what: str = "delay") -> Delay:
+        parts = spec.strip().split(":")
+        kind = parts[0] if len(parts) > 1 else "fixed"
+        args = parts[1:] if len(parts) > 1 else parts
+        want = {"fixed": 1, "exp": 1, "uniform": 2, "normal": 2}.get(kind)
+        if want is None:
+            raise ValueError(
+                f"{what}: unknown distribution {kind!r} in {spec!r}; use a fixed '20ms', "
+                "'exp:20ms', 'uniform:5ms:15ms' or 'normal:20ms:5ms'"
+            )
+        if len(args) != want:
+            raise ValueError(f"{what}: {kind!r} takes {want} duration(s) in {spec!r}")
+        vals = [parse_duration(x, what=what) for x in args]
+        if kind == "uniform" and vals[1] < vals[0]:
+            raise ValueError(f"{what}: uniform low must not exceed high in {spec!r}")
+        return cls(kind, vals[0], vals[1] if want == 2 else 0.0)
+
+    def sample(self, rng: random.Random) -> float:
+        if self.kind == "fixed":
+            return self.a
+        if self.kind == "exp":
+            return rng.expovariate(1.0 / self.a) if self.a > 0 else 0.0
+        if self.kind == "uniform":
+            return rng.uniform(self.a, self.b)
+        return max(0.0, rng.gauss(self.a, self.b))
+
+    @property
+    def mean(self) -> float:
+        """Expected value in seconds (the clipped normal is approximated by its mean)."""
+        return (self.a + self.b) / 2 if self.kind == "uniform" else self.a
+
+    def scaled(self, factor: float) -> Delay:
+        return Delay(self.kind, self.a * factor, self.b * factor)
+
+    def __str__(self) -> str:
+        if self.kind == "fixed":
+            return _fmt(self.a)
+        if self.kind == "exp":
+            return f"exp:{_fmt(self.a)}"
+        return f"{self.kind}:{_fmt(self.a)}:{_fmt(self.b)}"
+
+    def __repr__(self) -> str:
+        return f"Delay({str(self)!r})"
+
+
+def _entries(value: Any) -> list[tuple[str, str]]:
+    """Normalise a mapping, a ``"k=v,k=v"`` string or an iterable of either into pairs."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [(str(k).strip(), str(v).strip()) for k, v in value.items()]
+    if isinstance(value, str):
+        out = []
+        for item in value.split(","):
+            if not item.strip():
+                continue
+            if "=" not in item:
+                raise ValueError(f"missing '=' in {item!r}")
+            k, v = item.rsplit("=", 1)
+            out.append((k.strip(), v.strip()))
+        return out
+    out = []
+    for item in value:
+        if isinstance(item, tuple) and len(item) == 2:
+            out.append((str(item[0]).strip(), str(item[1]).strip()))
+        else:
+            out.extend(_entries(item))
+    return out
+
+
+def _check_key(key: str, allowed: Iterable[str], fld: str) -> str:
+    key = " ".join(key.split())
+    allowed = tuple(allowed)
+    if key != "*" and key not in allowed:
+        raise ValueError(f"{fld}: unknown key {key!r}; use '*' or one of {', '.join(allowed)}")
+    return key
+
+
+def _rate(value: Any, fld: str) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{fld}: {value!r} is not a number; give a fraction in [0, 1]") from None
+    if not 0.0 <= v <= 1.0 or math.isnan(v):
+        raise ValueError(f"{fld}: {v} is outside [0, 1]; give a fraction such as 0.05")
+    return v
+
+
+def _stalls(value: Any) -> tuple[tuple[float, float], ...]:
+    if value is None:
+        return ()
+    items: list[Any] = value.split(",") if isinstance(value, str) else list(value)
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            if not item.strip():
+                continue
+            parts = item.split(":")
+            if len(parts) != 2:
+                raise ValueError(f"stalls: {item!r} is not START:DURATION; write e.g. '2:3'")
+            start, dur = (parse_duration(p, what="stalls", bare_unit="s") for p in parts)
+        else:
+            start, dur = float(item[0]), float(item[1])
+        if start < 0 or dur <= 0:
+            raise ValueError(f"stalls: {item!r} needs START >= 0 and DURATION > 0 (seconds)")
+        out.append((start, dur))
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True, kw_only=True)
+class TargetConfig:
+    """Every knob of the reference target (all times in seconds unless a spec string says otherwise).
+
+    Network: ``host`` and ``port`` (HTTP API) / ``ws_port`` (status gateway); 0 picks a free port.
+
+    Auth: ``access_ttl`` (900 s), ``refresh_ttl`` (7 days), ``hash_iterations`` (PBKDF2-SHA256
+    rounds per password hash, run in a thread pool; 5,000 costs a few ms here, ~150,000 approaches
+    the real system's 60-90 ms bcrypt).
+
+    Faults: ``latency`` (per-endpoint delay specs, see the module docstring), ``error_rate``
+    (per-endpoint fraction answered 500), ``stalls`` ((start, duration) windows during which every
+    HTTP response freezes), ``drop_rate`` (fraction of HTTP requests answered by aborting the TCP
+    connection), ``ws_drop_every`` (every N s all open sockets are aborted, 0 = off) and
+    ``ws_drop_rate`` (each second each open socket is aborted with this probability).
+
+    Capacity: ``max_concurrency`` requests are served at once, each holding a slot for
+    ``service_time`` s (GET /metrics is exempt), so the target saturates at about
+    ``max_concurrency / service_time`` requests per second and queues beyond that. 0 = unlimited.
+
+    Profile: ``profile="candidate"`` regresses POST /tasks: every request gets an extra
+    ``0.3 * candidate_base`` (6 ms by default) and any configured POST /tasks latency is scaled
+    by 1.3 — a 30% regression of a 20 ms base, for the compare workflow to find.
+
+    Gateway: ``leak`` (True like the real system: updates reach every subscribed user; False: only
+    the task's owner), ``ping_interval`` (30 s; sockets that do not answer are dropped),
+    ``token_check_delay`` (the async token check before the message handler is attached, only with
+    ``real_quirks``: a subscribe sent earlier is lost).
+
+    Workers: ``task_durations`` (per-type delay specs; processing is announced after 1/6 of it,
+    progress 50 at half, then completed/failed), ``worker_concurrency`` per type,
+    ``task_failure_rate``, ``outbox_interval`` (None = 5 s with ``real_quirks``, else immediate
+    dispatch), ``outbox_batch`` (20 per type per poll).
+
+    ``real_quirks`` reproduces every quirk of DESIGN.md section 4; ``seed`` seeds all randomness.
+
+    >>> TargetConfig(latency="POST /tasks=exp:20ms", error_rate={"GET /health": 0.1}).latency
+    (('POST /tasks', Delay('exp:20ms')),)
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    ws_port: int = 0
+    access_ttl: float = 900.0
+    refresh_ttl: float = 7 * 24 * 3600.0
+    hash_iterations: int = 5_000
+    latency: Any = ()
+    error_rate: Any = ()
+    stalls: Any = ()
+    drop_rate: float = 0.0
+    ws_drop_every: float = 0.0
+    ws_drop_rate: float = 0.0
+    max_concurrency: int = 0
+    service_time: float = 0.0
+    profile: str = "baseline"
+    candidate_base: float = 0.020
+    leak: bool = True
+    ping_interval: float = 30.0
+    token_check_delay: float = 0.050
+    task_durations: Any = ()
+    worker_concurrency: int = 4
+    task_failure_rate: float = 0.0
+    outbox_interval: float | None = None
+    outbox_batch: int = 20
+    real_quirks: bool = False
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        s = object.__setattr__
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError("host: give a host name or address such as '127.0.0.1'")
+        for name in ("port", "ws_port"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or not 0 <= v <= 65535:
+                raise ValueError(f"{name}: {v!r} is not a port; use 0..65535 (0 picks a free port)")
+        for name in ("access_ttl", "refresh_ttl", "ping_interval"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not v > 0:
+                raise ValueError(f"{name}: {v!r} must be a positive number of seconds")
+        for name in ("ws_drop_every", "service_time", "token_check_delay", "candidate_base"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not v >= 0:
+                raise ValueError(f"{name}: {v!r} must be >= 0 seconds")
+        for name in ("hash_iterations", "worker_concurrency", "outbox_batch"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name}: {v!r} must be an integer >= 1")
+        if not isinstance(self.max_concurrency, int) or self.max_concurrency < 0:
+            raise ValueError(
+                f"max_concurrency: {self.max_concurrency!r} must be an integer >= 0 (0 = unlimited)"
+            )
+        if self.max_concurrency and not self.service_time:
+            raise ValueError("service_time: set it (> 0 s) when max_concurrency is set")
+        for name in ("drop_rate", "ws_drop_rate", "task_failure_rate"):
+            s(self, name, _rate(getattr(self, name), name))
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile: {self.profile!r} is unknown; use one of {PROFILES}")
+        if self.outbox_interval is not None and not self.outbox_interval >= 0:
+            raise ValueError("outbox_interval: must be >= 0 seconds (0 = dispatch at once) or None")
+        if self.seed is not None and not isinstance(self.seed, int):
+            raise ValueError(f"seed: {self.seed!r} must be an integer or None")
+        try:
+            lat = tuple(
+                (_check_key(k, ENDPOINTS, "latency"), Delay.parse(v, what="latency"))
+                for k, v in _entries(self.latency)
+            )
+        except ValueError as e:
+            raise ValueError(f"latency: {e}" if not str(e).startswith("latency") else str(e)) from None
+        s(self, "latency", lat)
+        try:
+            err = tuple(
+                (_check_key(k, ENDPOINTS, "error_rate"), _rate(v, "error_rate"))
+                for k, v in _entries(self.error_rate)
+            )
+        except ValueError as e:
+            msg = str(e)
+            raise ValueError(msg if msg.startswith("error_rate") else f"error_rate: {msg}") from None
+        s(self, "error_rate", err)
+        s(self, "stalls", _stalls(self.stalls))
+        try:
+            dur = tuple(
+                (_check_key(k, TASK_TYPES, "task_durations"), Delay.parse(v, what="task_durations"))
+                for k, v in _entries(self.task_durations)
+            )
+        except ValueError as e:
+            msg = str(e)
+            raise ValueError(
+                msg if msg.startswith("task_durations") else f"task_durations: {msg}"
+            ) from None
+        s(self, "task_durations", dur)
+
+    # --- derived views -------------------------------------------------------------------------
+
+    def latency_for(self, endpoint: str) -> Delay | None:
+        """The delay of ``endpoint`` with the profile applied (None = no added latency)."""
+        found = None
+        for k, d in self.latency:
+            if k == endpoint or (k == "*" and found is None):
+                found = d
+        if endpoint == "POST /tasks" and self.profile == "candidate":
+            extra = 0.3 * self.candidate_base
+            if found is None:
+                return Delay("fixed", extra)
+            scaled = found.scaled(1.3)
+            return Delay(scaled.kind, scaled.a + extra, scaled.b + (extra if scaled.b else 0.0))
+        return found
+
+    def error_rate_for(self, endpoint: str) -> float:
+        rate = 0.0
+        for k, r in self.error_rate:
+            if k == endpoint:
+                return r
+            if k == "*":
+                rate = r
+        return rate
+
+    def duration_for(self, task_type: str) -> Delay:
+        found = None
+        for k, d in self.task_durations:
+            if k == task_type or (k == "*" and found is None):
+                found = d
+        return found or Delay("fixed", _DEFAULT_DURATIONS[task_type])
+
+    @property
+    def effective_outbox_interval(self) -> float:
+        if self.outbox_interval is not None:
+            return self.outbox_interval
+        return 5.0 if self.real_quirks else 0.0
+
+    def to_argv(self) -> list[str]:
+        """Command-line flags of ``python -m taskforge_perf target`` that rebuild this config."""
+        d = TargetConfig()
+        argv: list[str] = []
+
+        def opt(flag: str, value: Any, default: Any) -> None:
+            if value != default:
+                argv.extend([flag, str(value)])
+
+        opt("--host", self.host, d.host)
+        argv += ["--port", str(self.port), "--ws-port", str(self.ws_port)]
+        opt("--access-ttl", repr(float(self.access_ttl)), repr(d.access_ttl))
+        opt("--refresh-ttl", repr(float(self.refresh_ttl)), repr(d.refresh_ttl))
+        opt("--hash-iterations", self.hash_iterations, d.hash_iterations)
+        for k, dl in self.latency:
+            argv += ["--latency", f"{k}={dl}"]
+        for k, r in self.error_rate:
+            argv += ["--error-rate", f"{k}={r!r}"]
+        for a, b in self.stalls:
+            argv += ["--stall", f"{a!r}:{b!r}"]
+        opt("--drop-rate", repr(self.drop_rate), repr(d.drop_rate))
+        opt("--ws-drop-every", repr(float(self.ws_drop_every)), repr(d.ws_drop_every))
+        opt("--ws-drop-rate", repr(self.ws_drop_rate), repr(d.ws_drop_rate))
+        opt("--max-concurrency", self.max_concurrency, d.max_concurrency)
+        opt("--service-time", _fmt(self.service_time), _fmt(d.service_time))
+        opt("--profile", self.profile, d.profile)
+        opt("--candidate-base", _fmt(self.candidate_base), _fmt(d.candidate_base))
+        if not self.leak:
+            argv.append("--no-leak")
+        opt("--ping-interval", repr(float(self.ping_interval)), repr(d.ping_interval))
+        opt("--token-check-delay", _fmt(self.token_check_delay), _fmt(d.token_check_delay))
+        for k, dl in self.task_durations:
+            argv += ["--task-duration", f"{k}={dl}"]
+        opt("--worker-concurrency", self.worker_concurrency, d.worker_concurrency)
+        opt("--task-failure-rate", repr(self.task_failure_rate), repr(d.task_failure_rate))
+        if self.outbox_interval is not None:
+            argv += ["--outbox-interval", repr(float(self.outbox_interval))]
+        opt("--outbox-batch", self.outbox_batch, d.outbox_batch)
+        if self.real_quirks:
+            argv.append("--real-quirks")
+        if self.seed is not None:
+            argv += ["--seed", str(self.seed)]
+        return argv
+
+
+_DEFAULT_DURATIONS: dict[str, float] = {
+    "generate-pdf": 0.300,
+    "resize-image": 0.200,
+    "scrape-website": 0.300,
+    "screenshot-website": 0.300,
+    "compress-video": 0.500,
+    "generate-report": 0.400,
+    "etl-data": 0.500,
+}

@@ -1,0 +1,27 @@
+"""Fixtures that start the real reference target as a subprocess on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from taskforge_perf.target import ReferenceTarget
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[ReferenceTarget]:
+    """One default target shared by a test module."""
+    with ReferenceTarget(seed=1, hash_iterations=1000) as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def quirks_target() -> Iterator[ReferenceTarget]:
+    """A ``--real-quirks`` target with a fast outbox, shared by a test module."""
+    with ReferenceTarget(
+        real_quirks=True, seed=2, hash_iterations=1000, outbox_interval=0.5, outbox_batch=3,
+        token_check_delay=0.05,
+    ) as t:
+        yield t
+
