@@ -107,6 +107,56 @@ class Run:
 
         return analysis.overall(self.load_events(), duration_s=self.duration_s or None)
 
+    # --- plan, thresholds, assessment ----------------------------------------------------------
+
+    @property
+    def plan(self) -> Any:
+        """The StressPlan the run followed (rebuilt from meta)."""
+        from taskforge_perf.plan import StressPlan
+
+        return StressPlan.from_dict(self.meta["plan"])
+
+    def evaluate(self, thresholds: Sequence[Any]) -> pl.DataFrame:
+        """Evaluate thresholds (objects or strings) on this run: one pass/fail row each."""
+        from taskforge_perf.thresholds import evaluate
+
+        return evaluate(list(thresholds), self.events, self.ws_events,
+                        duration_s=self.duration_s or None, plan=self.plan)
+
+    def thresholds(self) -> pl.DataFrame:
+        """The thresholds given to ``run()`` and whether each passed (empty if none were)."""
+        rows = self.meta.get("thresholds") or []
+        return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+    @property
+    def passed(self) -> bool:
+        """True when every threshold passed and the run was not aborted or cancelled."""
+        return bool(self.meta.get("passed", True)) and self.meta.get("stopped") == "completed"
+
+    def assessment(self, thresholds: Sequence[Any] | None = None) -> pl.DataFrame:
+        """Per phase: asked vs achieved throughput, latency, errors, grades, breaking point."""
+        from taskforge_perf.assessment import assess
+
+        checks = thresholds if thresholds is not None else [r["threshold"] for r in self.meta.get("thresholds") or []]
+        t0 = self.meta.get("load_start_ns")
+        return assess(self.plan, self.events, self.ws_events, checks,
+                      phase_stats=self.meta.get("phases"),
+                      plan_start_s=t0 / 1e9 if t0 is not None else None)
+
+    def breaking_point(self) -> str | None:
+        """The first phase where a threshold failed or achieved fell > 5% below asked, if any."""
+        from taskforge_perf.assessment import breaking_point
+
+        return breaking_point(self.assessment())
+
+    def report_json(self) -> dict[str, Any]:
+        """The seed's JSON report: timestamp, per-phase results, overall, config (no secrets)."""
+        from taskforge_perf.assessment import report_json
+
+        overall = self.overall().to_dicts()
+        config = {k: self.meta.get(k) for k in ("name", "target", "users", "mix", "seed", "max_in_flight")}
+        return report_json(self.plan, self.assessment(), overall[0] if overall else {}, config)
+
     # --- persistence ---------------------------------------------------------------------------
 
     def save(self, path: str | Path | None = None) -> Path:

@@ -68,11 +68,12 @@ class DriverState:
     stopping: bool = False
     phase_stats: dict[str, PhaseStats] = field(default_factory=dict)
 
-    def stats(self) -> PhaseStats:
-        """Stats of the current phase."""
-        s = self.phase_stats.get(self.phase)
+    def stats(self, phase: str | None = None) -> PhaseStats:
+        """Stats of a phase (the current one by default)."""
+        name = self.phase if phase is None else phase
+        s = self.phase_stats.get(name)
         if s is None:
-            s = self.phase_stats[self.phase] = PhaseStats()
+            s = self.phase_stats[name] = PhaseStats()
         return s
 
 
@@ -109,12 +110,14 @@ class HttpDriver:
         self.recent_tasks: collections.deque[str] = collections.deque(maxlen=recent_tasks)
         self.task_listeners: list[TaskListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending: collections.deque[int] = collections.deque()
+        self._pending: collections.deque[tuple[int, str]] = collections.deque()
         self._open_active = 0
 
     # --- one request ---------------------------------------------------------------------------
 
-    async def send(self, ep: Endpoint, user: User, t_intended: int, retry: bool = True) -> None:
+    async def send(
+        self, ep: Endpoint, user: User, t_intended: int, retry: bool = True, phase: str | None = None
+    ) -> None:
         """Send one request and record it; a 401 triggers one re-authentication and a retry."""
         clock, counters = self.clock, self.counters
         token: str | None = None
@@ -125,7 +128,7 @@ class HttpDriver:
                     token = await self.auth.token(user)
                 except AuthFailed:
                     now = clock.now()
-                    self._record(t_intended, now, now, 0, "auth", 0, 0, ep, user, None)
+                    self._record(t_intended, now, now, 0, "auth", 0, 0, ep, user, None, phase)
                     return
         body = ep.body(user.email, token, self.rng)
         headers = dict(ep.headers)
@@ -145,7 +148,8 @@ class HttpDriver:
             nin = len(raw)
         except asyncio.CancelledError:
             counters.in_flight -= 1
-            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, len(body or b""), ep, user, None)
+            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, len(body or b""), ep, user,
+                         None, phase)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
             err = classify(exc)
@@ -158,7 +162,7 @@ class HttpDriver:
                 task_id = _task_id(raw)
                 if task_id is None:
                     err = "bad_body"
-        self._record(t_intended, t0, t1, status, err, nin, len(body or b""), ep, user, task_id)
+        self._record(t_intended, t0, t1, status, err, nin, len(body or b""), ep, user, task_id, phase)
         if task_id is not None:
             counters.tasks_created += 1
             self.recent_tasks.append(task_id)
@@ -167,14 +171,14 @@ class HttpDriver:
         elif status == 401 and ep.auth and retry and not self.state.stopping:
             counters.reauths += 1
             await self.auth.reauth(user, token)
-            await self.send(ep, user, clock.now(), retry=False)
+            await self.send(ep, user, clock.now(), retry=False, phase=phase)
 
     def _record(
         self, ti: int, ts: int, te: int, status: int, err: str | None, nin: int, nout: int,
-        ep: Endpoint, user: User, task_id: str | None,
+        ep: Endpoint, user: User, task_id: str | None, phase: str | None = None,
     ) -> None:
         self.recorder.record(ti, ts, te, status, err, nin, nout, ep.name, ep.method, user.email,
-                             self.state.phase, task_id)
+                             self.state.phase if phase is None else phase, task_id)
         self.counters.requests += 1
         if err is not None:
             self.counters.error(err)
@@ -203,9 +207,17 @@ class HttpDriver:
 
     # --- open model ----------------------------------------------------------------------------
 
-    async def open_schedule(self, arrivals: Iterator[float], end_s: float) -> None:
-        """Start one request per intended arrival time until ``end_s``; never thins the schedule."""
+    async def open_schedule(
+        self, arrivals: Iterator[float], end_s: float, phases: list[tuple[float, str]]
+    ) -> None:
+        """Start one request per intended arrival time until ``end_s``; never thins the schedule.
+
+        ``phases`` lists (end time, name) in order: a request belongs to the phase of its intended
+        start time, whatever the clock says when it actually starts.
+        """
         clock, state, counters = self.clock, self.state, self.counters
+        bounds = iter(phases)
+        phase_end, phase = next(bounds)
         nxt = next(arrivals, None)
         while nxt is not None and nxt < end_s and not state.stopping:
             delay = nxt - clock.seconds()
@@ -213,49 +225,51 @@ class HttpDriver:
                 await asyncio.sleep(max(delay, MIN_SLEEP_S))
             now = clock.seconds()
             while nxt is not None and nxt <= now and nxt < end_s:
-                stats = state.stats()
+                while nxt >= phase_end:
+                    phase_end, phase = next(bounds, (float("inf"), phase))
+                stats = state.stats(phase)
                 stats.planned += 1
                 ti = int(nxt * 1e9)
                 if self._open_active < self.max_in_flight:
                     self._open_active += 1
-                    self._spawn(self._open_request(ti))
+                    self._spawn(self._open_request(ti, phase))
                 else:
                     stats.cap_hits += 1
                     counters.cap_hits += 1
-                    self._pending.append(ti)
+                    self._pending.append((ti, phase))
                 nxt = next(arrivals, None)
 
-    async def _open_request(self, ti: int) -> None:
+    async def _open_request(self, ti: int, phase: str) -> None:
         try:
-            await self._open_chain(ti)
+            await self._open_chain(ti, phase)
         finally:
             self._open_active -= 1
 
-    async def _open_chain(self, ti: int) -> None:
+    async def _open_chain(self, ti: int, phase: str) -> None:
         clock, state, counters = self.clock, self.state, self.counters
         while True:
             late = clock.now() - ti > LATE_AFTER_NS
-            stats = state.stats()
+            stats = state.stats(phase)
             if late:
                 stats.late += 1
                 counters.late += 1
             else:
                 stats.on_time += 1
-            await self.send(self.mix.pick(self.rng), self.pick_user(), ti)
+            await self.send(self.mix.pick(self.rng), self.pick_user(), ti, phase=phase)
             # Queued arrivals keep starting (late) after the schedule ends, until drain's timeout.
             if not self._pending:
                 return
-            ti = self._pending.popleft()
+            ti, phase = self._pending.popleft()
 
     def drop_pending(self) -> None:
         """Record every open-model request that never started as a 'dropped' row."""
         now = self.clock.now()
         while self._pending:
-            ti = self._pending.popleft()
+            ti, phase = self._pending.popleft()
             ep, user = self.mix.pick(self.rng), self.pick_user()
-            self.state.stats().dropped += 1
+            self.state.stats(phase).dropped += 1
             self.counters.dropped += 1
-            self._record(ti, now, now, 0, "dropped", 0, 0, ep, user, None)
+            self._record(ti, now, now, 0, "dropped", 0, 0, ep, user, None, phase)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 

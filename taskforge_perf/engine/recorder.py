@@ -60,6 +60,17 @@ class ColumnBuffer:
         else:
             self._chunks.append(chunk)
 
+    def snapshot(self) -> pl.DataFrame:
+        """Every row recorded so far, without flushing (for checks while a run goes)."""
+        frames = [pl.read_parquet(p) for p in self._parts] + list(self._chunks)
+        if self.columns[0]:
+            cols = [list(c) for c in self.columns]
+            frames.append(pl.DataFrame({n: pl.Series(n, c, dtype=self.schema[n])
+                                        for n, c in zip(self.names, cols, strict=True)}))
+        if not frames:
+            return pl.DataFrame(schema=self.schema)
+        return pl.concat(frames, how="vertical")
+
     def frame(self) -> pl.DataFrame:
         """Every row recorded so far as one frame (flushes first)."""
         self.flush()

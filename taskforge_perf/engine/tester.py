@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import polars as pl
 
 from taskforge_perf import __version__
 from taskforge_perf.config import Target, as_target
@@ -22,12 +23,16 @@ from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
+from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
 from taskforge_perf.mix import RequestMix
 from taskforge_perf.plan import StressPlan
+from taskforge_perf.thresholds import Threshold, ThresholdWatch
 from taskforge_perf.results import Run, make_run_id
 from taskforge_perf.users import Strategy, UserPool, random_assignment
 
+#: How often abort-on-fail thresholds are checked during a run.
+WATCH_INTERVAL_S = 0.25
 #: Called with (done, total) while users sign up.
 Progress = Callable[[int, int], None]
 
@@ -64,6 +69,8 @@ class LoadTester:
         setup_progress: Progress | None = None,
         listeners: Sequence[Listener] = (),
         monitor_interval: float = 0.5,
+        websockets: int = 0,
+        ws_options: WsOptions | None = None,
     ) -> None:
         self.target: Target = as_target(target)
         self.users = users if users is not None else UserPool()
@@ -85,10 +92,17 @@ class LoadTester:
         self.setup_progress = setup_progress
         self.listeners: list[Listener] = list(listeners)
         self.monitor_interval = monitor_interval
+        if isinstance(websockets, bool) or not isinstance(websockets, int) or websockets < 0:
+            raise ConfigError(f"websockets must be an integer >= 0 connections (got {websockets!r})")
+        if ws_options is not None and not isinstance(ws_options, WsOptions):
+            raise ConfigError(f"ws_options must be a WsOptions (got {type(ws_options).__name__})")
+        self.websockets = websockets
+        self.ws_options = ws_options
         self.counters = LiveCounters()
         self.last_run: Run | None = None
         self._running = False
         self._driver: HttpDriver | None = None
+        self._ws_driver: WsDriver | None = None
 
     def __repr__(self) -> str:
         return f"LoadTester(target={self.target.base_url!r}, users={len(self.users)}, mix={self.mix!r})"
@@ -104,18 +118,37 @@ class LoadTester:
         rate: float | None = None,
         think_time: float = 0.0,
         name: str = "run",
+        thresholds: Sequence[Threshold | str] = (),
     ) -> Run:
         """Run a plan (or one phase given by duration + concurrency | rate); returns the Run.
 
         Cancelling the call stops the run cleanly: sockets closed, users logged out, and the
         partial Run kept in ``tester.last_run`` before the cancellation propagates.
+
+        ``thresholds`` (``Threshold`` objects or strings such as ``"p95(POST /tasks) < 300ms"``)
+        are evaluated at the end (``run.thresholds()``, ``run.passed``); those marked
+        ``abort_on_fail`` are also watched during the run, which stops within a second of a breach.
         """
         plan = _resolve_plan(plan, duration, concurrency, rate, think_time)
+        if self._wants_ws(plan) and self.target.ws_url is None:
+            raise ConfigError(
+                "WebSocket connections were asked for (websockets= or a phase's websockets) but "
+                "Target.ws_url is None; give the status gateway's URL, e.g. "
+                "Target('http://127.0.0.1:3000', 'ws://127.0.0.1:4000'), or set websockets=0"
+            )
+        checks = tuple(t if isinstance(t, Threshold) else Threshold.parse(t) for t in thresholds)
+        phase_names = {p.name for p in plan.phases} | {"setup", "teardown"}
+        for t in checks:
+            if t.phase is not None and t.phase not in phase_names:
+                raise ConfigError(
+                    f"threshold {str(t)!r}: phase {t.phase!r} is not in the plan "
+                    f"({', '.join(p.name for p in plan.phases)})"
+                )
         if self._running:
             raise RunError("this LoadTester is already running; wait for it or create another one")
         self._running = True
         try:
-            return await self._run(plan, name)
+            return await self._run(plan, name, checks)
         finally:
             self._running = False
 
@@ -165,7 +198,7 @@ class LoadTester:
 
     # --- the run -------------------------------------------------------------------------------
 
-    async def _run(self, plan: StressPlan, name: str) -> Run:
+    async def _run(self, plan: StressPlan, name: str, checks: tuple[Threshold, ...] = ()) -> Run:
         clock = Clock()
         counters = self.counters = LiveCounters()
         worker = 0
@@ -194,6 +227,7 @@ class LoadTester:
                 max_in_flight=self.max_in_flight, recent_tasks=self.recent_tasks, state=state,
             )
             self._driver = driver
+            self._ws_driver = None
             starts: list[float] = []
 
             def remaining(elapsed: float) -> float:
@@ -206,6 +240,9 @@ class LoadTester:
                 load_start=lambda: starts[0] if starts else None, phase_remaining=remaining,
             )
             monitor_task = asyncio.ensure_future(monitor.run()) if self.listeners else None
+            abort = asyncio.Event()
+            breach: list[Threshold] = []
+            watched = [t for t in checks if t.abort_on_fail]
             try:
                 state.phase = "setup"
                 await self._check_reachable(session, recorder, clock)
@@ -219,9 +256,24 @@ class LoadTester:
                 setup_s = clock.seconds()
                 logged_in = [u for u in self.users if u.access is not None]
                 driver.pick_user = self.assignment(logged_in, rng)
+                if self._wants_ws(plan):
+                    self._start_ws(plan, auth, logged_in, ws_recorder, counters, clock, rng, driver)
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
-                await self._follow(plan, driver, clock, load_start_ns)
+                watch_task = (
+                    asyncio.ensure_future(self._watch(watched, plan, recorder, ws_recorder, clock,
+                                                      load_start_ns, abort, breach))
+                    if watched else None
+                )
+                try:
+                    await self._follow(plan, driver, clock, load_start_ns, abort)
+                finally:
+                    if watch_task is not None:
+                        watch_task.cancel()
+                        await asyncio.gather(watch_task, return_exceptions=True)
+                if breach:
+                    stopped = f"aborted: {breach[0]}"
+
                 await driver.drain(self.target.request_timeout)
                 load_end_ns = clock.now()
             except asyncio.CancelledError:
@@ -240,6 +292,11 @@ class LoadTester:
                             listener(final)
                         except Exception:  # noqa: BLE001 - displays never break a run
                             pass
+                if self._ws_driver is not None:  # close frames before logout, also when cancelled
+                    try:
+                        await asyncio.shield(self._ws_driver.close_all(5.0))
+                    except asyncio.CancelledError:
+                        pass
                 try:
                     await asyncio.shield(asyncio.wait_for(auth.logout_all(), self.target.request_timeout))
                 except (asyncio.TimeoutError, asyncio.CancelledError):
@@ -247,12 +304,36 @@ class LoadTester:
         meta = self._meta(plan, name, clock, counters, driver, auth, stopped,
                           load_start_ns, load_end_ns, setup_s)
         run = Run(recorder.frame(), ws_recorder.frame(), meta)
+        if checks:
+            results = run.evaluate(checks)
+            meta["thresholds"] = results.to_dicts()
+            meta["passed"] = bool(results["passed"].all())
         self.last_run = run
         if cancelled:
             raise asyncio.CancelledError
         return run
 
-    async def _follow(self, plan: StressPlan, driver: HttpDriver, clock: Clock, t0_ns: int) -> None:
+    async def _watch(
+        self, watched: list[Threshold], plan: StressPlan, recorder: HttpRecorder,
+        ws_recorder: WsRecorder, clock: Clock, t0_ns: int, abort: asyncio.Event,
+        breach: list[Threshold],
+    ) -> None:
+        """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach."""
+        watch = ThresholdWatch(watched)
+        while not abort.is_set():
+            await asyncio.sleep(WATCH_INTERVAL_S)
+            events = recorder.snapshot()
+            events = events.filter(pl.col("t_start") >= t0_ns)
+            hit = watch.check(events, ws_recorder.snapshot(), elapsed_s=(clock.now() - t0_ns) / 1e9,
+                              plan=plan)
+            if hit is not None:
+                breach.append(hit)
+                abort.set()
+
+    async def _follow(
+        self, plan: StressPlan, driver: HttpDriver, clock: Clock, t0_ns: int,
+        abort: asyncio.Event | None = None,
+    ) -> None:
         """Walk the plan's phases back to back, setting levels at each boundary (and on ramps)."""
         state = driver.state
         vus: dict[int, asyncio.Task[None]] = {}
@@ -261,7 +342,11 @@ class LoadTester:
         open_task = None
         if plan.model != "closed":
             arrivals = (t + offset for t in plan.arrival_times())
-            open_task = asyncio.ensure_future(driver.open_schedule(arrivals, offset + plan.duration))
+            ends = [offset + b for b in plan.boundaries[1:]] + [offset + plan.duration]
+            phases = list(zip(ends, (p.name for p in plan.phases), strict=False))
+            open_task = asyncio.ensure_future(
+                driver.open_schedule(arrivals, offset + plan.duration, phases)
+            )
         try:
             while not state.stopping:
                 t = clock.seconds() - offset
@@ -271,16 +356,47 @@ class LoadTester:
                 state.phase = lvl.phase.name
                 state.think_time = lvl.phase.think_time
                 driver.set_level(lvl.concurrency or 0, vus)
+                if self._ws_driver is not None:
+                    self._ws_driver.set_count(self._ws_count(lvl.websockets))
                 wait = lvl.remaining_in_phase
                 if lvl.phase.ramp and lvl.model == "closed":
                     wait = min(wait, 0.1)
-                await asyncio.sleep(max(wait, 0.001))
+                if abort is None:
+                    await asyncio.sleep(max(wait, 0.001))
+                else:
+                    try:
+                        await asyncio.wait_for(abort.wait(), max(wait, 0.001))
+                        state.stopping = True
+                    except asyncio.TimeoutError:
+                        pass
         finally:
             state.level = 0
             if open_task is not None:
                 if not open_task.done():
                     open_task.cancel()
                 await asyncio.gather(open_task, return_exceptions=True)
+
+    def _ws_count(self, phase_ws: int | None) -> int:
+        return phase_ws if phase_ws is not None else self.websockets
+
+    def _wants_ws(self, plan: StressPlan) -> bool:
+        return self.websockets > 0 or any(p.websockets for p in plan.phases)
+
+    def _start_ws(
+        self, plan: StressPlan, auth: AuthClient, logged_in: list[Any], ws_recorder: WsRecorder,
+        counters: LiveCounters, clock: Clock, rng: random.Random, driver: HttpDriver,
+    ) -> None:
+        """Start the WebSocket driver (connections open in the background, staggered)."""
+        assert self.target.ws_url is not None
+        ws = WsDriver(
+            self.target.ws_url, auth, logged_in, ws_recorder, counters, clock, random.Random(rng.random()),
+            phase=lambda: driver.state.phase, recent_tasks=driver.recent_tasks,
+            options=self.ws_options or WsOptions(connect_timeout=self.target.ws_connect_timeout),
+        )
+        self._ws_driver = ws
+        driver.task_listeners.append(ws.on_task)
+        first = plan.at(0.0)
+        ws.start(self._ws_count(first.websockets if first is not None else None))
 
     async def _check_reachable(
         self, session: aiohttp.ClientSession, recorder: HttpRecorder, clock: Clock
@@ -331,6 +447,7 @@ class LoadTester:
             "phases": {k: v.as_dict() for k, v in driver.state.phase_stats.items()},
             "auth": {"logout_failures": auth.logout_failures, "signup_existing": auth.signup_existing},
             "workers": 1,
+            "ws": self._ws_driver.summary() if self._ws_driver is not None else None,
             "versions": {
                 "taskforge_perf": __version__,
                 "python": platform.python_version(),
