@@ -40,6 +40,11 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
                    help="folder to save the run to (default data/runs/<run-id>)")
     g.add_argument("--no-save", action="store_true", help="do not save the run")
     g.add_argument("--quiet", action="store_true", help="no progress line")
+    g.add_argument("--threshold", action="append", default=[], metavar="EXPR",
+                   help="pass/fail check, e.g. 'p95(POST /tasks) < 300ms', 'error_rate < 1%%', "
+                        "'task_latency.p99 < 5s'; repeatable; the exit code is 1 when one fails")
+    g.add_argument("--abort-on-fail", action="store_true",
+                   help="stop the run within a second of a threshold breach")
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -100,7 +105,10 @@ def _load(args: argparse.Namespace, target: Any) -> int:
                         max_in_flight=args.max_in_flight, listeners=progress)
     print(f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.base_url} "
           f"with {len(users)} users ...", file=sys.stderr)
-    run = tester.run_sync(plan, name=args.name)
+    from taskforge_perf.thresholds import Threshold
+
+    checks = [Threshold.parse(t, abort_on_fail=args.abort_on_fail) for t in args.threshold]
+    run = tester.run_sync(plan, name=args.name, thresholds=checks)
     for p in progress:
         p.close()
     summary = run.summary()
@@ -112,10 +120,15 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     print(f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
           f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
           f"run {run.meta['stopped']}")
+    if checks:
+        with pl.Config(tbl_rows=50, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
+                       tbl_width_chars=160):
+            print(run.thresholds().select("threshold", "scope", "actual", "passed"))
+        print("thresholds: " + ("PASSED" if run.meta.get("passed") else "FAILED"))
     if not args.no_save:
         path = run.save(args.save)
         print(f"saved the run to {path}/ (load it with tfp.load_run({str(path)!r}))")
-    return 0 if run.meta["stopped"] == "completed" else 1
+    return 0 if run.passed else 1
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
