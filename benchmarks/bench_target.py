@@ -88,7 +88,8 @@ def main() -> int:
     with ReferenceTarget(hash_iterations=1000) as target, tempfile.TemporaryDirectory() as tmp:
         pin(target.pid, TARGET_CORE)
         req = urllib.request.Request(
-            target.base_url + "/auth/signup", method="POST",
+            target.base_url + "/auth/signup",
+            method="POST",
             data=json.dumps({"email": "bench@example.com", "password": "benchpassword1"}).encode(),
             headers={"Content-Type": "application/json"},
         )
@@ -109,8 +110,10 @@ def main() -> int:
             wrk, target.base_url + "/tasks", args.duration, args.connections, str(lua)
         )
     for name, r in results.items():
-        print(f"{name:12s} {r['rps']:10.0f} req/s  p50 {r['p50']}  p99 {r['p99']}  "
-              f"non-2xx {r['non2xx']:.0f} {r['errors']}")
+        print(
+            f"{name:12s} {r['rps']:10.0f} req/s  p50 {r['p50']}  p99 {r['p99']}  "
+            f"non-2xx {r['non2xx']:.0f} {r['errors']}"
+        )
     if not args.no_write:
         write(results, args)
     ok = results["GET /health"]["rps"] >= 3000

@@ -107,6 +107,41 @@ class Run:
 
         return analysis.overall(self.load_events(), duration_s=self.duration_s or None)
 
+    def by_phase(self) -> pl.DataFrame:
+        """The summary per phase."""
+        from taskforge_perf import analysis
+
+        return analysis.by_phase(self.load_events())
+
+    def timeline(self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",)) -> pl.DataFrame:
+        """Per window: throughput, error rate, latency and response-time p50/p95/p99."""
+        from taskforge_perf import analysis
+
+        return analysis.timeline(self.load_events(), window_s=window_s, by=by)
+
+    def spectrum(self, by: Sequence[str] | None = None) -> pl.DataFrame:
+        """The HDR percentile spectrum (p0 .. p99.999) of latency and response time."""
+        from taskforge_perf import analysis
+
+        return analysis.percentile_spectrum(self.load_events(), by=by)
+
+    def errors(self) -> pl.DataFrame:
+        """Errors by kind, status and endpoint."""
+        from taskforge_perf import analysis
+
+        return analysis.errors(self.load_events())
+
+    def slowest_users(self, n: int = 10) -> pl.DataFrame:
+        """Users ranked by p95 latency, with their share of the traffic."""
+        from taskforge_perf import analysis
+
+        return analysis.slowest_users(self.load_events(), n=n)
+
+    @property
+    def charts(self) -> RunCharts:
+        """Altair charts of this run (returned, never displayed)."""
+        return RunCharts(self)
+
     # --- plan, thresholds, assessment ----------------------------------------------------------
 
     @property
@@ -157,6 +192,18 @@ class Run:
         config = {k: self.meta.get(k) for k in ("name", "target", "users", "mix", "seed", "max_in_flight")}
         return report_json(self.plan, self.assessment(), overall[0] if overall else {}, config)
 
+    def task_latency(self) -> pl.DataFrame:
+        """End-to-end task latency per task type and status (created -> status, as clients saw it)."""
+        from taskforge_perf import analysis
+
+        return analysis.task_latency(self.ws_events)
+
+    def ws_summary(self) -> pl.DataFrame:
+        """The WebSocket side of the run in one row: opened, failed, dropped, reconnected, messages/s..."""
+        from taskforge_perf import analysis
+
+        return analysis.ws_summary(self.ws_events, duration_s=self.duration_s or None)
+
     # --- persistence ---------------------------------------------------------------------------
 
     def save(self, path: str | Path | None = None) -> Path:
@@ -170,6 +217,49 @@ class Run:
         self.ws_events.write_parquet(folder / "ws_events.parquet")
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
         return folder
+
+
+class RunCharts:
+    """``run.charts.<name>()``: the functions of ``taskforge_perf.charts`` applied to a run."""
+
+    def __init__(self, run: Run) -> None:
+        self._run = run
+
+    def latency_over_time(self, **kw: Any) -> Any:
+        """Latency and response time per window and endpoint, with phase bands."""
+        from taskforge_perf import charts
+
+        return charts.latency_over_time(self._run.load_events(), **kw)
+
+    def percentiles(self, **kw: Any) -> Any:
+        """The percentile spectrum on a log scale."""
+        from taskforge_perf import charts
+
+        return charts.percentiles(self._run.load_events(), **kw)
+
+    def users(self, **kw: Any) -> Any:
+        """A user x endpoint heatmap of p95 latency."""
+        from taskforge_perf import charts
+
+        return charts.user_endpoint_heatmap(self._run.load_events(), **kw)
+
+    def throughput(self, **kw: Any) -> Any:
+        """Requests/s and errors over time."""
+        from taskforge_perf import charts
+
+        return charts.throughput(self._run.load_events(), **kw)
+
+    def task_latency(self, **kw: Any) -> Any:
+        """The distribution of task end-to-end latency (WebSocket)."""
+        from taskforge_perf import charts
+
+        return charts.task_latency_hist(self._run.ws_events, **kw)
+
+    def ws_connections(self, **kw: Any) -> Any:
+        """Open WebSocket connections over time."""
+        from taskforge_perf import charts
+
+        return charts.ws_connections(self._run.ws_events, **kw)
 
 
 def load_run(path: str | Path, *, lazy: bool = True) -> Run:

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from taskforge_perf.target.config import Delay, TargetConfig
+from taskforge_perf.target.config import TargetConfig
+from taskforge_perf.target.specs import Delay
 from taskforge_perf.target.metrics import parse_prometheus
 from taskforge_perf.target.process import ReferenceTarget, TargetStartError
 

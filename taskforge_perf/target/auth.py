@@ -65,14 +65,27 @@ class AuthStore:
             user.sessions.add(sid)
         now = time.time()
         access = jwt.encode(
-            {"sub": user.id, "sid": sid, "jti": secrets.token_hex(6),
-             "iat": int(now), "exp": round(now + self._cfg.access_ttl, 3)},
-            self._secret, algorithm="HS256",
+            {
+                "sub": user.id,
+                "sid": sid,
+                "jti": secrets.token_hex(6),
+                "iat": int(now),
+                "exp": round(now + self._cfg.access_ttl, 3),
+            },
+            self._secret,
+            algorithm="HS256",
         )
         refresh = jwt.encode(
-            {"sub": user.id, "sid": sid, "jti": secrets.token_hex(12), "typ": "refresh",
-             "iat": int(now), "exp": round(now + self._cfg.refresh_ttl, 3)},
-            self._secret, algorithm="HS256",
+            {
+                "sub": user.id,
+                "sid": sid,
+                "jti": secrets.token_hex(12),
+                "typ": "refresh",
+                "iat": int(now),
+                "exp": round(now + self._cfg.refresh_ttl, 3),
+            },
+            self._secret,
+            algorithm="HS256",
         )
         return access, refresh
 

@@ -50,59 +50,147 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--ws-port", type=int, default=0, help="status gateway port (0 = a free port; default 0)")
     a("--access-ttl", type=_dur, default=900.0, help="access-token lifetime (default 900s)")
     a("--refresh-ttl", type=_dur, default=7 * 24 * 3600.0, help="refresh-token lifetime (7 days)")
-    a("--hash-iterations", type=int, default=5000,
-      help="PBKDF2 rounds per password hash (default 5000, a few ms; ~150000 ~ the real 60-90 ms bcrypt)")
-    a("--latency", action="append", default=[], metavar="'ENDPOINT=DELAY'",
-      help="added latency per endpoint, e.g. 'POST /tasks=exp:20ms' (repeatable)")
-    a("--error-rate", action="append", default=[], metavar="'ENDPOINT=FRACTION'",
-      help="fraction of requests answered 500, e.g. 'POST /tasks=0.5' (repeatable)")
-    a("--stall", action="append", default=[], metavar="START:DURATION",
-      help="freeze all HTTP responses for DURATION s from START s after ready (repeatable)")
-    a("--drop-rate", type=float, default=0.0,
-      help="fraction of HTTP requests answered by aborting the TCP connection")
-    a("--ws-drop-every", type=_dur, default=0.0,
-      help="abort every open WebSocket each N s (0 = off)")
-    a("--ws-drop-rate", type=float, default=0.0,
-      help="per second, probability that each open WebSocket is aborted")
-    a("--max-concurrency", type=int, default=0,
-      help="capacity: requests served at once, each holding a slot --service-time "
-           "(capacity ~ N / service-time req/s; 0 = unlimited)")
-    a("--service-time", type=_dur, default=0.0, help="per-request service time under --max-concurrency")
-    a("--profile", choices=("baseline", "candidate"), default="baseline",
-      help="candidate: POST /tasks +30%% of --candidate-base (6 ms) and configured latency x1.3")
+    a(
+        "--hash-iterations",
+        type=int,
+        default=5000,
+        help="PBKDF2 rounds per password hash (default 5000, a few ms; "
+        "~150000 approaches the real 60-90 ms bcrypt)",
+    )
+    a(
+        "--latency",
+        action="append",
+        default=[],
+        metavar="'ENDPOINT=DELAY'",
+        help="added latency per endpoint, e.g. 'POST /tasks=exp:20ms' (repeatable)",
+    )
+    a(
+        "--error-rate",
+        action="append",
+        default=[],
+        metavar="'ENDPOINT=FRACTION'",
+        help="fraction of requests answered 500, e.g. 'POST /tasks=0.5' (repeatable)",
+    )
+    a(
+        "--stall",
+        action="append",
+        default=[],
+        metavar="START:DURATION",
+        help="freeze all HTTP responses for DURATION s from START s after ready (repeatable)",
+    )
+    a(
+        "--drop-rate",
+        type=float,
+        default=0.0,
+        help="fraction of HTTP requests answered by aborting the TCP connection",
+    )
+    a(
+        "--ws-drop-every",
+        type=_dur,
+        default=0.0,
+        help="abort every open WebSocket each N s (0 = off)",
+    )
+    a(
+        "--ws-drop-rate",
+        type=float,
+        default=0.0,
+        help="per second, probability that each open WebSocket is aborted",
+    )
+    a(
+        "--ws-garbage-every",
+        type=_dur,
+        default=0.0,
+        help="every N s send each open WebSocket a non-JSON frame and an unknown-shape JSON (0 = off)",
+    )
+    a(
+        "--max-concurrency",
+        type=int,
+        default=0,
+        help="capacity: requests served at once, each holding a slot --service-time "
+        "(capacity ~ N / service-time req/s; 0 = unlimited)",
+    )
+    a(
+        "--service-time",
+        type=_dur,
+        default=0.0,
+        help="per-request service time under --max-concurrency",
+    )
+    a(
+        "--profile",
+        choices=("baseline", "candidate"),
+        default="baseline",
+        help="candidate: POST /tasks +30%% of --candidate-base (6 ms) and configured latency x1.3",
+    )
     a("--candidate-base", type=_dur, default=0.020, help="base latency of the candidate profile")
-    a("--leak", action=argparse.BooleanOptionalAction, default=True,
-      help="send task updates to every subscribed user like the real system (default) or "
-           "only to the task's owner (--no-leak)")
+    a(
+        "--leak",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="send task updates to every subscribed user like the real system (default) or "
+        "only to the task's owner (--no-leak)",
+    )
     a("--ping-interval", type=_dur, default=30.0, help="WebSocket ping interval (default 30s)")
-    a("--token-check-delay", type=_dur, default=0.050,
-      help="with --real-quirks, the async token check that loses early subscribes (50ms)")
-    a("--task-duration", action="append", default=[], metavar="'TYPE=DELAY'",
-      help="per-type task duration, e.g. 'compress-video=uniform:300ms:900ms' (repeatable)")
+    a(
+        "--token-check-delay",
+        type=_dur,
+        default=0.050,
+        help="with --real-quirks, the async token check that loses early subscribes (50ms)",
+    )
+    a(
+        "--task-duration",
+        action="append",
+        default=[],
+        metavar="'TYPE=DELAY'",
+        help="per-type task duration, e.g. 'compress-video=uniform:300ms:900ms' (repeatable)",
+    )
     a("--worker-concurrency", type=int, default=4, help="workers per task type (default 4)")
     a("--task-failure-rate", type=float, default=0.0, help="fraction of tasks that fail")
-    a("--outbox-interval", type=_dur, default=None,
-      help="outbox poll interval (default: 5s with --real-quirks, else immediate dispatch)")
+    a(
+        "--outbox-interval",
+        type=_dur,
+        default=None,
+        help="outbox poll interval (default: 5s with --real-quirks, else immediate dispatch)",
+    )
     a("--outbox-batch", type=int, default=20, help="tasks dispatched per type per poll (20)")
     a("--real-quirks", action="store_true", help="reproduce the real system's quirks")
     a("--seed", type=int, default=None, help="seed of every random choice")
-    a("--exit-with-parent", action="store_true",
-      help="exit when stdin reaches EOF (ReferenceTarget uses it: no orphans)")
+    a(
+        "--exit-with-parent",
+        action="store_true",
+        help="exit when stdin reaches EOF (ReferenceTarget uses it: no orphans)",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> TargetConfig:
     """Build the ``TargetConfig`` the parsed flags describe (raises ValueError naming the field)."""
     return TargetConfig(
-        host=args.host, port=args.port, ws_port=args.ws_port,
-        access_ttl=args.access_ttl, refresh_ttl=args.refresh_ttl,
-        hash_iterations=args.hash_iterations, latency=args.latency, error_rate=args.error_rate,
-        stalls=args.stall, drop_rate=args.drop_rate, ws_drop_every=args.ws_drop_every,
-        ws_drop_rate=args.ws_drop_rate, max_concurrency=args.max_concurrency,
-        service_time=args.service_time, profile=args.profile, candidate_base=args.candidate_base,
-        leak=args.leak, ping_interval=args.ping_interval, token_check_delay=args.token_check_delay,
-        task_durations=args.task_duration, worker_concurrency=args.worker_concurrency,
-        task_failure_rate=args.task_failure_rate, outbox_interval=args.outbox_interval,
-        outbox_batch=args.outbox_batch, real_quirks=args.real_quirks, seed=args.seed,
+        host=args.host,
+        port=args.port,
+        ws_port=args.ws_port,
+        access_ttl=args.access_ttl,
+        refresh_ttl=args.refresh_ttl,
+        hash_iterations=args.hash_iterations,
+        latency=args.latency,
+        error_rate=args.error_rate,
+        stalls=args.stall,
+        drop_rate=args.drop_rate,
+        ws_drop_every=args.ws_drop_every,
+        ws_drop_rate=args.ws_drop_rate,
+        ws_garbage_every=args.ws_garbage_every,
+        max_concurrency=args.max_concurrency,
+        service_time=args.service_time,
+        profile=args.profile,
+        candidate_base=args.candidate_base,
+        leak=args.leak,
+        ping_interval=args.ping_interval,
+        token_check_delay=args.token_check_delay,
+        task_durations=args.task_duration,
+        worker_concurrency=args.worker_concurrency,
+        task_failure_rate=args.task_failure_rate,
+        outbox_interval=args.outbox_interval,
+        outbox_batch=args.outbox_batch,
+        real_quirks=args.real_quirks,
+        seed=args.seed,
     )
 
 
@@ -134,7 +222,9 @@ async def _serve(config: TargetConfig, exit_with_parent: bool) -> int:
     transport: Any = None
     if exit_with_parent:
         transport, _ = await loop.connect_read_pipe(lambda: _EofWatcher(stop.set), sys.stdin)
-    sys.stdout.write(json.dumps({"base_url": base_url, "ws_url": ws_url, "pid": os.getpid()}) + "\n")
+    sys.stdout.write(
+        json.dumps({"base_url": base_url, "ws_url": ws_url, "pid": os.getpid()}) + "\n"
+    )
     sys.stdout.flush()
     try:
         await stop.wait()

@@ -12,8 +12,9 @@ Delays (``latency``, ``task_durations``)
     ``normal:20ms:5ms``      normal with mean 20 ms and standard deviation 5 ms, clipped at 0
 
 Per-endpoint maps (``latency``, ``error_rate``)
-    ``"POST /tasks=exp:20ms"``, ``"GET /health=0.1"``; several entries separated by commas or given
-    as repeated flags; ``*`` means every endpoint. A dict ``{"POST /tasks": "exp:20ms"}`` also works.
+    ``"POST /tasks=exp:20ms"``, ``"GET /health=0.1"``; several entries separated by commas or
+    given as repeated flags; ``*`` means every endpoint. A dict ``{"POST /tasks": "exp:20ms"}``
+    also works.
 
 Per-type maps (``task_durations``)
     ``"compress-video=uniform:300ms:900ms,resize-image=100ms"``.
@@ -25,12 +26,20 @@ Stall windows (``stalls``)
 
 from __future__ import annotations
 
-import math
-import random
-import re
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from taskforge_perf.target.specs import (
+    Delay,
+    check_key,
+    entries,
+    fmt_seconds,
+    parse_duration,
+    rate,
+    stalls,
+)
+
+__all__ = ["ENDPOINTS", "OUTBOX_TYPES", "TASK_TYPES", "Delay", "TargetConfig", "parse_duration"]
 
 ENDPOINTS: tuple[str, ...] = (
     "POST /auth/signup",
@@ -54,156 +63,10 @@ TASK_TYPES: tuple[str, ...] = (
 OUTBOX_TYPES: tuple[str, ...] = ("resize-image", "compress-video", "generate-pdf")
 PROFILES: tuple[str, ...] = ("baseline", "candidate")
 
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
-_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|ms|s)\s*$")
-
-
-def parse_duration(text: str, *, what: str = "duration", bare_unit: str | None = None) -> float:
-    """Parse ``"20ms"`` / ``"0.5s"`` / ``"250us"`` into seconds.
-
-    >>> parse_duration("20ms")
-    0.02
-    """
-    m = _DURATION_RE.match(text)
-    if m is None:
-        if bare_unit is not None:
-            try:
-                return float(text) * _UNITS[bare_unit]
-            except ValueError:
-                pass
-        raise ValueError(f"{what}: cannot read {text!r} as a duration; write e.g. '20ms' or '1.5s'")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def _fmt(seconds: float) -> str:
-    return f"{seconds * 1e3:g}ms"
-
-
-@dataclass(frozen=True, slots=True)
-class Delay:
-    """A delay distribution in seconds; ``str(delay)`` gives back its spec.
-
-    >>> Delay.parse("uniform:5ms:15ms")
-    Delay('uniform:5ms:15ms')
-    """
-
-    kind: str  # fixed | exp | uniform | normal
-    a: float
-    b: float = 0.0
-
-    @classmethod
-    def parse(cls, spec: str, *, what: str = "delay") -> Delay:
-        parts = spec.strip().split(":")
-        kind = parts[0] if len(parts) > 1 else "fixed"
-        args = parts[1:] if len(parts) > 1 else parts
-        want = {"fixed": 1, "exp": 1, "uniform": 2, "normal": 2}.get(kind)
-        if want is None:
-            raise ValueError(
-                f"{what}: unknown distribution {kind!r} in {spec!r}; use a fixed '20ms', "
-                "'exp:20ms', 'uniform:5ms:15ms' or 'normal:20ms:5ms'"
-            )
-        if len(args) != want:
-            raise ValueError(f"{what}: {kind!r} takes {want} duration(s) in {spec!r}")
-        vals = [parse_duration(x, what=what) for x in args]
-        if kind == "uniform" and vals[1] < vals[0]:
-            raise ValueError(f"{what}: uniform low must not exceed high in {spec!r}")
-        return cls(kind, vals[0], vals[1] if want == 2 else 0.0)
-
-    def sample(self, rng: random.Random) -> float:
-        if self.kind == "fixed":
-            return self.a
-        if self.kind == "exp":
-            return rng.expovariate(1.0 / self.a) if self.a > 0 else 0.0
-        if self.kind == "uniform":
-            return rng.uniform(self.a, self.b)
-        return max(0.0, rng.gauss(self.a, self.b))
-
-    @property
-    def mean(self) -> float:
-        """Expected value in seconds (the clipped normal is approximated by its mean)."""
-        return (self.a + self.b) / 2 if self.kind == "uniform" else self.a
-
-    def scaled(self, factor: float) -> Delay:
-        return Delay(self.kind, self.a * factor, self.b * factor)
-
-    def __str__(self) -> str:
-        if self.kind == "fixed":
-            return _fmt(self.a)
-        if self.kind == "exp":
-            return f"exp:{_fmt(self.a)}"
-        return f"{self.kind}:{_fmt(self.a)}:{_fmt(self.b)}"
-
-    def __repr__(self) -> str:
-        return f"Delay({str(self)!r})"
-
-
-def _entries(value: Any) -> list[tuple[str, str]]:
-    """Normalise a mapping, a ``"k=v,k=v"`` string or an iterable of either into pairs."""
-    if value is None:
-        return []
-    if isinstance(value, Mapping):
-        return [(str(k).strip(), str(v).strip()) for k, v in value.items()]
-    if isinstance(value, str):
-        out = []
-        for item in value.split(","):
-            if not item.strip():
-                continue
-            if "=" not in item:
-                raise ValueError(f"missing '=' in {item!r}")
-            k, v = item.rsplit("=", 1)
-            out.append((k.strip(), v.strip()))
-        return out
-    out = []
-    for item in value:
-        if isinstance(item, tuple) and len(item) == 2:
-            out.append((str(item[0]).strip(), str(item[1]).strip()))
-        else:
-            out.extend(_entries(item))
-    return out
-
-
-def _check_key(key: str, allowed: Iterable[str], fld: str) -> str:
-    key = " ".join(key.split())
-    allowed = tuple(allowed)
-    if key != "*" and key not in allowed:
-        raise ValueError(f"{fld}: unknown key {key!r}; use '*' or one of {', '.join(allowed)}")
-    return key
-
-
-def _rate(value: Any, fld: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{fld}: {value!r} is not a number; give a fraction in [0, 1]") from None
-    if not 0.0 <= v <= 1.0 or math.isnan(v):
-        raise ValueError(f"{fld}: {v} is outside [0, 1]; give a fraction such as 0.05")
-    return v
-
-
-def _stalls(value: Any) -> tuple[tuple[float, float], ...]:
-    if value is None:
-        return ()
-    items: list[Any] = value.split(",") if isinstance(value, str) else list(value)
-    out = []
-    for item in items:
-        if isinstance(item, str):
-            if not item.strip():
-                continue
-            parts = item.split(":")
-            if len(parts) != 2:
-                raise ValueError(f"stalls: {item!r} is not START:DURATION; write e.g. '2:3'")
-            start, dur = (parse_duration(p, what="stalls", bare_unit="s") for p in parts)
-        else:
-            start, dur = float(item[0]), float(item[1])
-        if start < 0 or dur <= 0:
-            raise ValueError(f"stalls: {item!r} needs START >= 0 and DURATION > 0 (seconds)")
-        out.append((start, dur))
-    return tuple(sorted(out))
-
 
 @dataclass(frozen=True, kw_only=True)
 class TargetConfig:
-    """Every knob of the reference target (all times in seconds unless a spec string says otherwise).
+    """Every knob of the reference target (times in seconds unless a spec string says otherwise).
 
     Network: ``host`` and ``port`` (HTTP API) / ``ws_port`` (status gateway); 0 picks a free port.
 
@@ -228,7 +91,9 @@ class TargetConfig:
     Gateway: ``leak`` (True like the real system: updates reach every subscribed user; False: only
     the task's owner), ``ping_interval`` (30 s; sockets that do not answer are dropped),
     ``token_check_delay`` (the async token check before the message handler is attached, only with
-    ``real_quirks``: a subscribe sent earlier is lost).
+    ``real_quirks``: a subscribe sent earlier is lost), ``ws_garbage_every`` (every N s each open
+    socket receives one frame that is not JSON and one JSON object of an unknown shape, to prove
+    clients cope; 0 = off).
 
     Workers: ``task_durations`` (per-type delay specs; processing is announced after 1/6 of it,
     progress 50 at half, then completed/failed), ``worker_concurrency`` per type,
@@ -253,6 +118,7 @@ class TargetConfig:
     drop_rate: float = 0.0
     ws_drop_every: float = 0.0
     ws_drop_rate: float = 0.0
+    ws_garbage_every: float = 0.0
     max_concurrency: int = 0
     service_time: float = 0.0
     profile: str = "baseline"
@@ -280,7 +146,7 @@ class TargetConfig:
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v > 0:
                 raise ValueError(f"{name}: {v!r} must be a positive number of seconds")
-        for name in ("ws_drop_every", "service_time", "token_check_delay", "candidate_base"):
+        for name in ("ws_drop_every", "ws_garbage_every", "service_time", "token_check_delay", "candidate_base"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v >= 0:
                 raise ValueError(f"{name}: {v!r} must be >= 0 seconds")
@@ -295,7 +161,7 @@ class TargetConfig:
         if self.max_concurrency and not self.service_time:
             raise ValueError("service_time: set it (> 0 s) when max_concurrency is set")
         for name in ("drop_rate", "ws_drop_rate", "task_failure_rate"):
-            s(self, name, _rate(getattr(self, name), name))
+            s(self, name, rate(getattr(self, name), name))
         if self.profile not in PROFILES:
             raise ValueError(f"profile: {self.profile!r} is unknown; use one of {PROFILES}")
         if self.outbox_interval is not None and not self.outbox_interval >= 0:
@@ -304,26 +170,30 @@ class TargetConfig:
             raise ValueError(f"seed: {self.seed!r} must be an integer or None")
         try:
             lat = tuple(
-                (_check_key(k, ENDPOINTS, "latency"), Delay.parse(v, what="latency"))
-                for k, v in _entries(self.latency)
+                (check_key(k, ENDPOINTS, "latency"), Delay.parse(v, what="latency"))
+                for k, v in entries(self.latency)
             )
         except ValueError as e:
-            raise ValueError(f"latency: {e}" if not str(e).startswith("latency") else str(e)) from None
+            raise ValueError(
+                f"latency: {e}" if not str(e).startswith("latency") else str(e)
+            ) from None
         s(self, "latency", lat)
         try:
             err = tuple(
-                (_check_key(k, ENDPOINTS, "error_rate"), _rate(v, "error_rate"))
-                for k, v in _entries(self.error_rate)
+                (check_key(k, ENDPOINTS, "error_rate"), rate(v, "error_rate"))
+                for k, v in entries(self.error_rate)
             )
         except ValueError as e:
             msg = str(e)
-            raise ValueError(msg if msg.startswith("error_rate") else f"error_rate: {msg}") from None
+            raise ValueError(
+                msg if msg.startswith("error_rate") else f"error_rate: {msg}"
+            ) from None
         s(self, "error_rate", err)
-        s(self, "stalls", _stalls(self.stalls))
+        s(self, "stalls", stalls(self.stalls))
         try:
             dur = tuple(
-                (_check_key(k, TASK_TYPES, "task_durations"), Delay.parse(v, what="task_durations"))
-                for k, v in _entries(self.task_durations)
+                (check_key(k, TASK_TYPES, "task_durations"), Delay.parse(v, what="task_durations"))
+                for k, v in entries(self.task_durations)
             )
         except ValueError as e:
             msg = str(e)
@@ -393,14 +263,19 @@ class TargetConfig:
         opt("--drop-rate", repr(self.drop_rate), repr(d.drop_rate))
         opt("--ws-drop-every", repr(float(self.ws_drop_every)), repr(d.ws_drop_every))
         opt("--ws-drop-rate", repr(self.ws_drop_rate), repr(d.ws_drop_rate))
+        opt("--ws-garbage-every", repr(float(self.ws_garbage_every)), repr(d.ws_garbage_every))
         opt("--max-concurrency", self.max_concurrency, d.max_concurrency)
-        opt("--service-time", _fmt(self.service_time), _fmt(d.service_time))
+        opt("--service-time", fmt_seconds(self.service_time), fmt_seconds(d.service_time))
         opt("--profile", self.profile, d.profile)
-        opt("--candidate-base", _fmt(self.candidate_base), _fmt(d.candidate_base))
+        opt("--candidate-base", fmt_seconds(self.candidate_base), fmt_seconds(d.candidate_base))
         if not self.leak:
             argv.append("--no-leak")
         opt("--ping-interval", repr(float(self.ping_interval)), repr(d.ping_interval))
-        opt("--token-check-delay", _fmt(self.token_check_delay), _fmt(d.token_check_delay))
+        opt(
+            "--token-check-delay",
+            fmt_seconds(self.token_check_delay),
+            fmt_seconds(d.token_check_delay),
+        )
         for k, dl in self.task_durations:
             argv += ["--task-duration", f"{k}={dl}"]
         opt("--worker-concurrency", self.worker_concurrency, d.worker_concurrency)

@@ -5,11 +5,11 @@ with 1008 (policy violation); with ``real_quirks`` the socket is accepted and th
 empty close frame (the client sees 1005, no reason), after an async token check of
 ``token_check_delay`` during which incoming messages are lost (the subscribe race).
 
-Clients send ``{"type": "subscribe", "taskId": ...}``; the last status published for the task, if
-any, is sent back at once. Updates reach every socket of every subscribed user (``leak=True``, as the
-real system) or only the owner's sockets (``leak=False``, where a non-owner's subscribe is answered
-``{"type": "error", ...}``). A user's subscriptions end when their last socket closes, or when any of
-their sockets closes with ``real_quirks``.
+Clients send ``{"type": "subscribe", "taskId": ...}``; the last status published for the task,
+if any, is sent back at once. Updates reach every socket of every subscribed user (``leak=True``,
+as the real system) or only the owner's sockets (``leak=False``, where a non-owner's subscribe is
+answered ``{"type": "error", ...}``). A user's subscriptions end when their last socket closes, or
+when any of their sockets closes with ``real_quirks``.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class Gateway:
         self._cache: dict[str, str] = {}  # task id -> last published JSON
         self._server: Server | None = None
         self._dropper: asyncio.Task[None] | None = None
+        self._garbage: asyncio.Task[None] | None = None
 
     # --- publishing (called by workers) ---------------------------------------------------------
 
@@ -72,24 +73,37 @@ class Gateway:
         """Listen on ``config.ws_port`` (0 = a free port) and return the real port."""
         cfg = self._cfg
         self._server = await serve(
-            self._handle, cfg.host, cfg.ws_port,
-            ping_interval=cfg.ping_interval, ping_timeout=cfg.ping_interval,
+            self._handle,
+            cfg.host,
+            cfg.ws_port,
+            ping_interval=cfg.ping_interval,
+            ping_timeout=cfg.ping_interval,
             max_size=1 << 16,
         )
         if cfg.ws_drop_every or cfg.ws_drop_rate:
             self._dropper = asyncio.create_task(self._drop_loop())
+        if cfg.ws_garbage_every:
+            self._garbage = asyncio.create_task(self._garbage_loop(cfg.ws_garbage_every))
         return int(next(iter(self._server.sockets)).getsockname()[1])
 
     async def stop(self) -> None:
-        if self._dropper is not None:
-            self._dropper.cancel()
-            await asyncio.gather(self._dropper, return_exceptions=True)
+        for task in (self._dropper, self._garbage):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         if self._server is not None:
             self._server.close(close_connections=True)
             try:
                 await asyncio.wait_for(self._server.wait_closed(), 3.0)
             except TimeoutError:
                 pass
+
+    async def _garbage_loop(self, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            socks = [ws for s in self._sockets.values() for ws in s]
+            broadcast(socks, "<<not json>>")
+            broadcast(socks, json.dumps({"hello": "world"}))
 
     async def _drop_loop(self) -> None:
         every, rate = self._cfg.ws_drop_every, self._cfg.ws_drop_rate
@@ -164,9 +178,9 @@ class Gateway:
         kind = msg.get("type")
         if kind == "subscribe":
             if not self._cfg.leak and self._workers.owner_of(task_id) != user:
-                await ws.send(json.dumps(
-                    {"type": "error", "taskId": task_id, "message": "Not your task"}
-                ))
+                await ws.send(
+                    json.dumps({"type": "error", "taskId": task_id, "message": "Not your task"})
+                )
                 return
             self._subs.setdefault(task_id, set()).add(user)
             self._user_subs.setdefault(user, set()).add(task_id)

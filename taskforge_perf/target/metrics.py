@@ -12,7 +12,19 @@ from collections.abc import Callable
 
 #: Upper bounds (seconds) of the latency histogram buckets; +Inf is implied.
 BUCKETS: tuple[float, ...] = (
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -64,8 +76,10 @@ class Metrics:
                     f'taskforge_http_request_duration_seconds_bucket{{route="{route}",le="{le}"}} '
                     f"{cum}"
                 )
-            add(f'taskforge_http_request_duration_seconds_sum{{route="{route}"}} '
-                f"{self.hist_sum[route]!r}")
+            add(
+                f'taskforge_http_request_duration_seconds_sum{{route="{route}"}} '
+                f"{self.hist_sum[route]!r}"
+            )
             add(f'taskforge_http_request_duration_seconds_count{{route="{route}"}} {cum}')
         add("# HELP taskforge_tasks_created_total Tasks accepted by POST /tasks, by type.")
         add("# TYPE taskforge_tasks_created_total counter")
@@ -120,7 +134,9 @@ def parse_prometheus(text: str) -> dict[str, dict[tuple[str, ...], float]]:
 
 
 def _split_labels(text: str) -> list[str]:
-    parts, cur, quoted = [], [], False
+    parts: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for ch in text:
         if ch == '"':
             quoted = not quoted

@@ -1,4 +1,4 @@
-"""``ReferenceTarget``: the reference target as a child process, as a sync or async context manager."""
+"""``ReferenceTarget``: the reference target as a child process (sync and async context manager)."""
 
 from __future__ import annotations
 
@@ -87,8 +87,14 @@ class ReferenceTarget:
 
     def command(self) -> list[str]:
         """The child's command line."""
-        return [sys.executable, "-m", "taskforge_perf", "target", *self.config.to_argv(),
-                "--exit-with-parent"]
+        return [
+            sys.executable,
+            "-m",
+            "taskforge_perf",
+            "target",
+            *self.config.to_argv(),
+            "--exit-with-parent",
+        ]
 
     def start(self) -> ReferenceTarget:
         """Start the child and wait for its ready line (blocking)."""
@@ -97,8 +103,12 @@ class ReferenceTarget:
         self._stderr = tempfile.TemporaryFile()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self._proc = subprocess.Popen(
-            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-            env=env, close_fds=True,
+            self.command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            close_fds=True,
         )
         try:
             self._info = self._read_ready()

@@ -4,9 +4,9 @@ A task goes created -> (outbox poll) -> queue -> worker. A worker announces ``pr
 (progress 10) after 1/6 of the task's duration, progress 50 at half, then ``completed`` (with a
 ``fileUrl``) or ``failed``. With more tasks than workers, tasks wait in the queue, so overload shows
 up as end-to-end delay, like the real system. With ``real_quirks`` the outbox is polled every 5 s
-(``outbox_interval``), dispatches at most ``outbox_batch`` tasks per type per poll and only the three
-types the real system dispatches; the image worker publishes ``{taskId, success, url}`` without a
-status.
+(``outbox_interval``), dispatches at most ``outbox_batch`` tasks per type per poll and only the
+three types the real system dispatches; the image worker publishes ``{taskId, success, url}``
+without a status.
 """
 
 from __future__ import annotations
@@ -23,9 +23,15 @@ from taskforge_perf.target.metrics import Metrics
 #: publish(task_id, owner user id, JSON text)
 Publish = Callable[[str, str, str], None]
 _OWNERS_MAX = 200_000
-_EXT = {"generate-pdf": "pdf", "resize-image": "png", "screenshot-website": "png",
-        "compress-video": "mp4", "generate-report": "pdf", "etl-data": "csv",
-        "scrape-website": "json"}
+_EXT = {
+    "generate-pdf": "pdf",
+    "resize-image": "png",
+    "screenshot-website": "png",
+    "compress-video": "mp4",
+    "generate-report": "pdf",
+    "etl-data": "csv",
+    "scrape-website": "json",
+}
 
 
 class Workers:
@@ -49,8 +55,10 @@ class Workers:
         return self._owners.get(task_id)
 
     def queued(self) -> dict[str, int]:
-        return {t: len(self._outbox[t]) + (self._queues[t].qsize() if self._queues else 0)
-                for t in TASK_TYPES}
+        return {
+            t: len(self._outbox[t]) + (self._queues[t].qsize() if self._queues else 0)
+            for t in TASK_TYPES
+        }
 
     def submit(self, task_id: str, task_type: str, owner: str) -> None:
         owners = self._owners
@@ -100,26 +108,53 @@ class Workers:
             d = delay.sample(rng)
             await asyncio.sleep(d / 6)
             if not image_quirk:
-                self._send(task_id, {"taskId": task_id, "status": "processing", "progress": 10,
-                                     "message": "Task started", "fileUrl": None})
+                self._send(
+                    task_id,
+                    {
+                        "taskId": task_id,
+                        "status": "processing",
+                        "progress": 10,
+                        "message": "Task started",
+                        "fileUrl": None,
+                    },
+                )
             await asyncio.sleep(d / 3)
             if not image_quirk:
-                self._send(task_id, {"taskId": task_id, "status": "processing", "progress": 50,
-                                     "message": "Halfway there", "fileUrl": None})
+                self._send(
+                    task_id,
+                    {
+                        "taskId": task_id,
+                        "status": "processing",
+                        "progress": 50,
+                        "message": "Halfway there",
+                        "fileUrl": None,
+                    },
+                )
             await asyncio.sleep(d / 2)
             failed = rng.random() < self._cfg.task_failure_rate
             url = f"https://files.taskforge.local/{task_type}/{task_id}.{ext}"
             if image_quirk:
                 msg: dict[str, object] = (
                     {"taskId": task_id, "success": False, "error": "Simulated failure"}
-                    if failed else {"taskId": task_id, "success": True, "url": url}
+                    if failed
+                    else {"taskId": task_id, "success": True, "url": url}
                 )
             elif failed:
-                msg = {"taskId": task_id, "status": "failed", "progress": 50,
-                       "message": "Simulated failure", "fileUrl": None}
+                msg = {
+                    "taskId": task_id,
+                    "status": "failed",
+                    "progress": 50,
+                    "message": "Simulated failure",
+                    "fileUrl": None,
+                }
             else:
-                msg = {"taskId": task_id, "status": "completed", "progress": 100,
-                       "message": "Task completed", "fileUrl": url}
+                msg = {
+                    "taskId": task_id,
+                    "status": "completed",
+                    "progress": 100,
+                    "message": "Task completed",
+                    "fileUrl": url,
+                }
             self._send(task_id, msg)
             key = (task_type, "failed" if failed else "completed")
             fin = self._metrics.tasks_finished

@@ -20,8 +20,11 @@ def target() -> Iterator[ReferenceTarget]:
 def quirks_target() -> Iterator[ReferenceTarget]:
     """A ``--real-quirks`` target with a fast outbox, shared by a test module."""
     with ReferenceTarget(
-        real_quirks=True, seed=2, hash_iterations=1000, outbox_interval=0.5, outbox_batch=3,
+        real_quirks=True,
+        seed=2,
+        hash_iterations=1000,
+        outbox_interval=0.5,
+        outbox_batch=3,
         token_check_delay=0.05,
     ) as t:
         yield t
-

@@ -14,9 +14,7 @@ def email() -> str:
     return f"user-{uuid.uuid4().hex[:12]}@example.com"
 
 
-async def call(
-    session: aiohttp.ClientSession, method: str, url: str, **kw: Any
-) -> tuple[int, Any]:
+async def call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> tuple[int, Any]:
     """One request; returns ``(status, parsed JSON or text)``."""
     async with session.request(method, url, **kw) as r:
         text = await r.text()
@@ -30,7 +28,9 @@ async def signup(
     session: aiohttp.ClientSession, base_url: str, address: str | None = None
 ) -> dict[str, Any]:
     status, body = await call(
-        session, "POST", base_url + "/auth/signup",
+        session,
+        "POST",
+        base_url + "/auth/signup",
         json={"email": address or email(), "password": PASSWORD},
     )
     assert status == 201, body
@@ -45,18 +45,21 @@ async def create_task(
     session: aiohttp.ClientSession, base_url: str, token: str, task_type: str = "generate-pdf"
 ) -> tuple[int, Any]:
     return await call(
-        session, "POST", base_url + "/tasks", headers=bearer(token),
+        session,
+        "POST",
+        base_url + "/tasks",
+        headers=bearer(token),
         json={"type": task_type, "payload": {"url": "https://example.com"}},
     )
 
 
-async def collect(ws: Any, until: Any, timeout: float = 5.0, limit: int = 200) -> list[Any]:
+async def collect(ws: Any, until: Any, within: float = 5.0, limit: int = 200) -> list[Any]:
     """Read JSON messages until ``until(msg)`` is true (bounded in time and count)."""
     import asyncio
     import json
 
     out: list[Any] = []
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while len(out) < limit:
             msg = json.loads(await ws.recv())
             out.append(msg)

@@ -8,7 +8,7 @@ import statistics
 import pytest
 
 from taskforge_perf.target import Delay, TargetConfig, parse_prometheus
-from taskforge_perf.target.config import parse_duration
+from taskforge_perf.target.specs import parse_duration
 
 
 def test_durations_need_a_unit() -> None:
@@ -57,3 +57,15 @@ def test_outbox_defaults_follow_quirks() -> None:
 def test_parse_prometheus() -> None:
     text = '# HELP x\nreq_total{route="POST /tasks",status="202"} 4\nopen 2\n'
     assert parse_prometheus(text) == {"req_total": {("POST /tasks", "202"): 4.0}, "open": {(): 2.0}}
+
+
+def test_public_names() -> None:
+    import taskforge_perf.target as target
+
+    assert sorted(target.__all__) == [
+        "Delay",
+        "ReferenceTarget",
+        "TargetConfig",
+        "TargetStartError",
+        "parse_prometheus",
+    ]

@@ -22,8 +22,12 @@ def sub(task_id: str) -> str:
 async def test_bad_token_closes_1008(target: ReferenceTarget) -> None:
     async with aiohttp.ClientSession() as s:
         tokens = await signup(s, target.base_url)
-        await call(s, "POST", target.base_url + "/auth/logout",
-                   headers={"Authorization": f"Bearer {tokens['accessToken']}"})
+        await call(
+            s,
+            "POST",
+            target.base_url + "/auth/logout",
+            headers={"Authorization": f"Bearer {tokens['accessToken']}"},
+        )
     for query in ("", "?token=", "?token=garbage", f"?token={tokens['accessToken']}"):
         async with connect(f"{target.ws_url}/{query}") as ws:
             with pytest.raises(ConnectionClosed) as info:

@@ -109,7 +109,8 @@ async def test_tasks_202_and_400s_and_401s(target: ReferenceTarget) -> None:
         for bad in ({"payload": {}}, {"type": "mine-bitcoin"}, {"type": ""}):
             status, err = await call(s, "POST", base + "/tasks", headers=bearer(token), json=bad)
             assert status == 400 and err == {
-                "success": False, "error": {"message": err["error"]["message"], "status": 400}
+                "success": False,
+                "error": {"message": err["error"]["message"], "status": 400},
             }
         status, _ = await call(s, "POST", base + "/tasks", headers=bearer(token), data=b"{oops")
         assert status == 400

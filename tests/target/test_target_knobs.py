@@ -41,9 +41,7 @@ async def test_stall_freezes_every_response() -> None:
 async def test_error_rate_half_and_seeded() -> None:
     patterns = []
     for _ in range(2):
-        async with ReferenceTarget(
-            error_rate="POST /tasks=0.5", seed=7, hash_iterations=1000
-        ) as t:
+        async with ReferenceTarget(error_rate="POST /tasks=0.5", seed=7, hash_iterations=1000) as t:
             async with aiohttp.ClientSession() as s:
                 token = (await signup(s, t.base_url))["accessToken"]
                 statuses = [(await create_task(s, t.base_url, token))[0] for _ in range(400)]
@@ -59,7 +57,9 @@ async def test_latency_knob_fixed_and_exponential() -> None:
     spec = "GET /health=30ms,POST /tasks=exp:20ms"
     async with ReferenceTarget(latency=spec, seed=3, hash_iterations=1000) as t:
         async with aiohttp.ClientSession() as s:
-            lat = [b - a for a, b, _ in [await _timed(s, t.base_url + "/health") for _ in range(20)]]
+            lat = [
+                b - a for a, b, _ in [await _timed(s, t.base_url + "/health") for _ in range(20)]
+            ]
             assert min(lat) >= 0.029
             token = (await signup(s, t.base_url))["accessToken"]
             samples = []
@@ -126,7 +126,10 @@ async def test_password_hash_cost() -> None:
                 addr = email()
                 await signup(s, t.base_url, addr)
                 status, _ = await call(
-                    s, "POST", t.base_url + "/auth/login", json={"email": addr, "password": PASSWORD}
+                    s,
+                    "POST",
+                    t.base_url + "/auth/login",
+                    json={"email": addr, "password": PASSWORD},
                 )
                 assert status == 200
                 costs[n] = time.monotonic() - t0
@@ -135,19 +138,23 @@ async def test_password_hash_cost() -> None:
 
 async def test_workers_queue_and_fail() -> None:
     async with ReferenceTarget(
-        worker_concurrency=1, task_durations="etl-data=200ms", task_failure_rate=1.0,
+        worker_concurrency=1,
+        task_durations="etl-data=200ms",
+        task_failure_rate=1.0,
         hash_iterations=1000,
     ) as t:
         async with aiohttp.ClientSession() as s:
             token = (await signup(s, t.base_url))["accessToken"]
             async with connect(f"{t.ws_url}/?token={token}") as ws:
                 t0 = time.monotonic()
-                ids = [(await create_task(s, t.base_url, token, "etl-data"))[1]["taskId"]
-                       for _ in range(4)]
+                ids = [
+                    (await create_task(s, t.base_url, token, "etl-data"))[1]["taskId"]
+                    for _ in range(4)
+                ]
                 for task_id in ids:
                     await ws.send(f'{{"type":"subscribe","taskId":"{task_id}"}}')
                 seen: dict[str, float] = {}
-                msgs = await collect(ws, lambda m: _record(seen, m, t0) == 4, timeout=5)
+                msgs = await collect(ws, lambda m: _record(seen, m, t0) == 4, within=5)
     assert all(m["status"] == "failed" for m in msgs if final(m))
     finish = sorted(seen.values())
     assert finish[-1] >= 0.75  # 4 x 200 ms through one worker: queueing delay

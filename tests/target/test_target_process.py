@@ -90,7 +90,10 @@ def test_start_error_carries_stderr() -> None:
 def test_cli_prints_one_json_line_and_exits_cleanly_on_sigterm() -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "taskforge_perf", "target", "--port", "0", "--ws-port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
     )
     try:
         assert proc.stdout is not None
@@ -109,18 +112,32 @@ def test_cli_prints_one_json_line_and_exits_cleanly_on_sigterm() -> None:
 def test_cli_bad_flag_value_names_the_field() -> None:
     res = subprocess.run(
         [sys.executable, "-m", "taskforge_perf", "target", "--error-rate", "POST /tasks=2"],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert res.returncode == 2 and "error_rate" in res.stderr and res.stdout == ""
 
 
 def test_config_round_trips_through_the_command_line() -> None:
     cfg = TargetConfig(
-        port=1234, latency={"POST /tasks": "exp:20ms", "*": "uniform:1ms:2ms"},
-        error_rate="GET /health=0.25", stalls=[(2, 3), (10, 0.5)], drop_rate=0.1,
-        ws_drop_every=5, max_concurrency=3, service_time=0.004, profile="candidate",
-        leak=False, ping_interval=2, task_durations="etl-data=normal:1s:100ms",
-        outbox_interval=1, real_quirks=True, seed=9, access_ttl=1, hash_iterations=7,
+        port=1234,
+        latency={"POST /tasks": "exp:20ms", "*": "uniform:1ms:2ms"},
+        error_rate="GET /health=0.25",
+        stalls=[(2, 3), (10, 0.5)],
+        drop_rate=0.1,
+        ws_drop_every=5,
+        max_concurrency=3,
+        service_time=0.004,
+        profile="candidate",
+        leak=False,
+        ping_interval=2,
+        task_durations="etl-data=normal:1s:100ms",
+        outbox_interval=1,
+        real_quirks=True,
+        seed=9,
+        access_ttl=1,
+        hash_iterations=7,
     )
     args = build_parser().parse_args(["target", *cfg.to_argv()])
     assert config_from_args(args) == cfg

@@ -32,17 +32,20 @@ async def test_http_quirks(quirks_target: ReferenceTarget) -> None:
     base = quirks_target.base_url
     async with aiohttp.ClientSession() as s:
         tokens = await signup(s, base)
-        status, err = await call(s, "POST", base + "/auth/logout",
-                                 headers=bearer(tokens["accessToken"]))
+        status, err = await call(
+            s, "POST", base + "/auth/logout", headers=bearer(tokens["accessToken"])
+        )
         assert status == 401 and err["success"] is False and "stack" in err["error"]
         status, err = await call(s, "POST", base + "/auth/refresh", json={"refreshToken": "junk"})
         assert status == 500 and err["error"]["message"] == "jwt malformed"
         assert err["error"]["stack"].startswith("Error: jwt malformed")
-        status, _ = await call(s, "POST", base + "/auth/refresh",
-                               json={"refreshToken": tokens["refreshToken"]})
+        status, _ = await call(
+            s, "POST", base + "/auth/refresh", json={"refreshToken": tokens["refreshToken"]}
+        )
         assert status == 200
-        status, _ = await call(s, "POST", base + "/auth/refresh",
-                               json={"refreshToken": tokens["refreshToken"]})
+        status, _ = await call(
+            s, "POST", base + "/auth/refresh", json={"refreshToken": tokens["refreshToken"]}
+        )
         assert status == 403  # reuse: every session revoked...
         # ...yet POST /tasks still answers 202 (the real session check is not awaited)
         status, body = await create_task(s, base, tokens["accessToken"])
@@ -63,13 +66,14 @@ async def test_bad_token_socket_closed_without_code(quirks_target: ReferenceTarg
         assert time.monotonic() - t0 < 1.0
 
 
-async def _completed_task(t: ReferenceTarget, s: aiohttp.ClientSession, token: str,
-                          task_type: str) -> tuple[str, list[Any]]:
+async def _completed_task(
+    t: ReferenceTarget, s: aiohttp.ClientSession, token: str, task_type: str
+) -> tuple[str, list[Any]]:
     ws = await _ready(f"{t.ws_url}/?token={token}")
     try:
         task_id = (await create_task(s, t.base_url, token, task_type))[1]["taskId"]
         await ws.send(sub(task_id))
-        return task_id, await collect(ws, final, timeout=5)
+        return task_id, await collect(ws, final, within=5)
     finally:
         await ws.close()
 
@@ -105,7 +109,7 @@ async def test_closing_any_socket_unsubscribes_the_user(quirks_target: Reference
             await b1.send(sub(task_id))
             await asyncio.sleep(0.05)
             await a2.close()  # alice is now unsubscribed from every task
-            msgs = await collect(b1, final, timeout=5)  # bob (leak) still gets everything
+            msgs = await collect(b1, final, within=5)  # bob (leak) still gets everything
             assert msgs[-1]["status"] == "completed"
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(a1.recv(), 0.2)
@@ -120,8 +124,10 @@ async def test_outbox_batches_and_undispatched_types(quirks_target: ReferenceTar
         ws = await _ready(f"{t.ws_url}/?token={token}")
         try:
             t0 = time.monotonic()
-            ids = [(await create_task(s, t.base_url, token, "compress-video"))[1]["taskId"]
-                   for _ in range(7)]
+            ids = [
+                (await create_task(s, t.base_url, token, "compress-video"))[1]["taskId"]
+                for _ in range(7)
+            ]
             for _ in range(2):
                 await create_task(s, t.base_url, token, "etl-data")
             for task_id in ids:
