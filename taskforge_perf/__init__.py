@@ -9,18 +9,22 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from taskforge_perf.compare import Comparison, compare, compare_series
 from taskforge_perf.config import Target
 from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.engine.tester import LoadTester
+from taskforge_perf.engine.ws import WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError, TaskforgePerfError
 from taskforge_perf.mix import Endpoint, RequestMix, task_endpoint
 from taskforge_perf.plan import Phase, PlanError, StressPlan
 from taskforge_perf.results import Run, load_run, runs
+from taskforge_perf.thresholds import Threshold
 from taskforge_perf.target import ReferenceTarget, TargetConfig
 from taskforge_perf.users import UserPool, UserSpec
 
 __all__ = sorted(
     [
+        "Comparison",
         "ConfigError",
         "Endpoint",
         "LoadTester",
@@ -36,9 +40,13 @@ __all__ = sorted(
         "TargetConfig",
         "TargetError",
         "TaskforgePerfError",
+        "Threshold",
         "UserPool",
         "UserSpec",
+        "WsOptions",
         "__version__",
+        "compare",
+        "compare_series",
         "load_run",
         "runs",
         "task_endpoint",

@@ -99,7 +99,9 @@ def _sort_keys(df: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     if not keys or df.is_empty():
         return df
     exprs = [
-        pl.col(k).cast(pl.String) if isinstance(df.schema[k], pl.Categorical | pl.Enum) else pl.col(k)
+        pl.col(k).cast(pl.String)
+        if isinstance(df.schema[k], pl.Categorical | pl.Enum)
+        else pl.col(k)
         for k in keys
     ]
     return df.sort(exprs, nulls_last=True)
@@ -150,7 +152,9 @@ def _summary(
     return df.select(*keys, "count", "rps", "errors", "error_rate", *stats, "_t0")
 
 
-def summary(events: Frame, *, by: By = ("endpoint",), duration_s: float | None = None) -> pl.DataFrame:
+def summary(
+    events: Frame, *, by: By = ("endpoint",), duration_s: float | None = None
+) -> pl.DataFrame:
     """Per group: count, rps, errors, error_rate and latency / response-time distribution (ms).
 
     Columns: the ``by`` keys, ``count``, ``rps`` (count / duration; the duration defaults to the
@@ -191,9 +195,13 @@ def by_phase(events: Frame) -> pl.DataFrame:
 
 def phase_spans(events: Frame) -> pl.DataFrame:
     """Each phase with ``start_s`` and ``end_s`` (seconds since run start), in run order."""
-    lf = _lazy(events).group_by("phase").agg(
-        start_s=pl.col("t_start").min().cast(pl.Float64) / _NS_PER_S,
-        end_s=pl.col("t_end").max().cast(pl.Float64) / _NS_PER_S,
+    lf = (
+        _lazy(events)
+        .group_by("phase")
+        .agg(
+            start_s=pl.col("t_start").min().cast(pl.Float64) / _NS_PER_S,
+            end_s=pl.col("t_end").max().cast(pl.Float64) / _NS_PER_S,
+        )
     )
     return lf.collect().sort("start_s").rename({"phase": "name"})
 
@@ -205,7 +213,7 @@ def timeline(
     by: By = ("endpoint",),
     time_col: Literal["t_start", "t_intended", "t_end"] = "t_start",
 ) -> pl.DataFrame:
-    """Per window of ``window_s`` seconds: throughput, error rate, latency and response-time p50/p95/p99.
+    """Per window of ``window_s`` s: throughput, error rate, latency and response-time percentiles.
 
     A request falls in the window of its ``time_col`` (default ``t_start``; use ``t_intended`` to
     place requests where the schedule wanted them, which shows a stall where it happened). Columns:
@@ -230,14 +238,20 @@ def timeline(
             pl.len().cast(pl.UInt64).alias("count"),
             c("error").is_not_null().sum().cast(pl.UInt64).alias("errors"),
             *[_ms(c("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{n}_ms") for n, q in levels],
-            *[_ms(c("_resp").quantile(q, QUANTILE_METHOD)).alias(f"resp_{n}_ms") for n, q in levels],
+            *[
+                _ms(c("_resp").quantile(q, QUANTILE_METHOD)).alias(f"resp_{n}_ms")
+                for n, q in levels
+            ],
         )
         .collect()
     )
     if df.is_empty():
         grid = df.select(*keys, "_w")
     else:
-        w = pl.DataFrame({"_w": pl.int_range(df["_w"].min(), df["_w"].max() + 1, eager=True)})
+        w_lo, w_hi = df.select(pl.col("_w").min().alias("lo"), pl.col("_w").max().alias("hi")).row(
+            0
+        )
+        w = pl.DataFrame({"_w": pl.int_range(w_lo, w_hi + 1, eager=True)})
         w = w.cast({"_w": df.schema["_w"]})
         grid = df.select(keys).unique().join(w, how="cross") if keys else w
     out = grid.join(df, on=[*keys, "_w"], how="left", nulls_equal=True).with_columns(
@@ -296,7 +310,9 @@ def sorted_quantiles(
     return df.select(
         pl.exclude("_fr", *[f"_{c}_lo" for c in cols], *[f"_{c}_hi" for c in cols]),
         *[
-            (pl.col(f"_{c}_lo") + pl.col("_fr") * (pl.col(f"_{c}_hi") - pl.col(f"_{c}_lo"))).alias(c)
+            (pl.col(f"_{c}_lo") + pl.col("_fr") * (pl.col(f"_{c}_hi") - pl.col(f"_{c}_lo"))).alias(
+                c
+            )
             for c in cols
         ],
     )
@@ -315,8 +331,9 @@ def percentile_spectrum(events: Frame, *, by: By = None) -> pl.DataFrame:
     if keys:
         lists = lf.group_by(keys).agg(aggs).collect()
     else:
-        lists = lf.select(pl.col("_lat").sort().implode(), pl.col("_resp").sort().implode(), n=pl.len())
-        lists = lists.collect()
+        lists = lf.select(
+            pl.col("_lat").sort().implode(), pl.col("_resp").sort().implode(), n=pl.len()
+        ).collect()
     lists = lists.filter(pl.col("n") > 0)
     long = sorted_quantiles(lists, ["_lat", "_resp"], SPECTRUM_LEVELS)
     long = long.with_columns(
@@ -349,8 +366,11 @@ def errors(events: Frame) -> pl.DataFrame:
         share=pl.col("count") / pl.col("count").sum(), rate=pl.col("count") / pl.col("_requests")
     )
     df = df.sort(
-        pl.col("count"), pl.col("error").cast(pl.String), pl.col("status"),
-        pl.col("endpoint").cast(pl.String), descending=[True, False, False, False],
+        pl.col("count"),
+        pl.col("error").cast(pl.String),
+        pl.col("status"),
+        pl.col("endpoint").cast(pl.String),
+        descending=[True, False, False, False],
     )
     return df.select("error", "status", "endpoint", "count", "share", "rate")
 

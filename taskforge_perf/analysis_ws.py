@@ -148,7 +148,9 @@ def ws_connections_timeline(ws_events: Frame, *, window_s: float = 1.0) -> pl.Da
         .agg(
             opened=(k == "connect").sum().cast(pl.Int64),
             closed=(k == "close").sum().cast(pl.Int64),
-            dropped=((k == "close") & (pl.col("_e") == "dropped")).fill_null(False).sum()
+            dropped=((k == "close") & (pl.col("_e") == "dropped"))
+            .fill_null(False)
+            .sum()
             .cast(pl.Int64),
             failed=(k == "connect_error").sum().cast(pl.Int64),
             messages=(k == "message").sum().cast(pl.Int64),
@@ -156,8 +158,9 @@ def ws_connections_timeline(ws_events: Frame, *, window_s: float = 1.0) -> pl.Da
         .collect()
     )
     if df.is_empty():
-        return df.select(t_s=pl.lit(0.0), *df.columns[1:], open=pl.lit(0, dtype=pl.Int64)).clear()
-    grid = pl.DataFrame({"_w": pl.int_range(df["_w"].min(), df["_w"].max() + 1, eager=True)})
+        return df.select(*df.columns[1:], t_s=pl.lit(0.0), open=pl.lit(0, dtype=pl.Int64)).clear()
+    w_lo, w_hi = df.select(pl.col("_w").min().alias("lo"), pl.col("_w").max().alias("hi")).row(0)
+    grid = pl.DataFrame({"_w": pl.int_range(w_lo, w_hi + 1, eager=True)})
     out = grid.cast({"_w": df.schema["_w"]}).join(df, on="_w", how="left").fill_null(0).sort("_w")
     out = out.with_columns(
         t_s=pl.col("_w").cast(pl.Float64) * window_s,

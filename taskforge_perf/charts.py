@@ -13,6 +13,7 @@ groups when needed. Titles name the measure; axes carry units (ms, req/s, s).
 from __future__ import annotations
 
 import math
+
 import altair as alt
 import polars as pl
 
@@ -45,7 +46,9 @@ def data_values(df: pl.DataFrame) -> alt.Data:
         for c, t in df.schema.items()
         if t.is_float()
     ]
-    cats = [pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, pl.Categorical)]
+    cats = [
+        pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, pl.Categorical)
+    ]
     return alt.Data(values=df.with_columns(*fix, *cats).to_dicts())
 
 
@@ -59,7 +62,7 @@ def _span_s(lf: pl.LazyFrame, col: str) -> float:
 
 
 def fit_window(span_s: float, window_s: float, series: int, budget: int = MAX_ROWS) -> float:
-    """The smallest nice window >= ``window_s`` that keeps ``series`` lines within ``budget`` rows."""
+    """The smallest nice window >= ``window_s`` keeping ``series`` lines within ``budget`` rows."""
     need = (span_s + 1e-9) * max(series, 1) / max(budget - 2 * max(series, 1), 1)
     if window_s >= need:
         return window_s
@@ -97,7 +100,9 @@ def latency_over_time(
         alt.Chart(data_values(phases.select(pl.col("name").cast(pl.String), "start_s", "end_s")))
         .mark_rect(opacity=0.08)
         .encode(
-            x="start_s:Q", x2="end_s:Q", color=alt.Color("name:N", legend=None),
+            x="start_s:Q",
+            x2="end_s:Q",
+            color=alt.Color("name:N", legend=None),
             tooltip=[alt.Tooltip("name:N", title="phase")],
         )
     )
@@ -112,20 +117,29 @@ def latency_over_time(
             y=alt.Y("ms:Q", title=f"{metric} (ms)"),
             color=alt.Color(f"{by}:N", title=by),
             strokeDash=alt.StrokeDash("measure:N", title="measure"),
-            tooltip=[f"{by}:N", "measure:N", alt.Tooltip("t_s:Q", title="s"),
-                     alt.Tooltip("ms:Q", format=".2f", title="ms")],
+            tooltip=[
+                f"{by}:N",
+                "measure:N",
+                alt.Tooltip("t_s:Q", title="s"),
+                alt.Tooltip("ms:Q", format=".2f", title="ms"),
+            ],
         )
     )
-    return alt.layer(bands, labels, lines).resolve_scale(color="independent").properties(
-        title=_title(f"Latency {metric} over time per {by}", f"window {w:g} s; dashed: response time"),
-        width=_WIDTH, height=_HEIGHT,
+    return (
+        alt.layer(bands, labels, lines)
+        .resolve_scale(color="independent")
+        .properties(
+            title=_title(
+                f"Latency {metric} over time per {by}", f"window {w:g} s; dashed: response time"
+            ),
+            width=_WIDTH,
+            height=_HEIGHT,
+        )
     )
 
 
 _TAIL_TICKS = [1, 2, 10, 100, 1_000, 10_000, 100_000]
-_TAIL_LABEL = (
-    "datum.value <= 1 ? '0%' : format(100 - 100 / datum.value, '.3~f') + '%'"
-)
+_TAIL_LABEL = "datum.value <= 1 ? '0%' : format(100 - 100 / datum.value, '.3~f') + '%'"
 
 
 def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Chart:
@@ -137,33 +151,50 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
     spec = data.collect() if isinstance(data, pl.LazyFrame) else data
     if "inverse_tail" not in spec.columns:
         spec = analysis.percentile_spectrum(spec, by=by)
-    keys = [c for c in spec.columns if c not in ("percentile", "inverse_tail", "latency_ms",
-                                                 "response_ms", "count")]
+    keys = [
+        c
+        for c in spec.columns
+        if c not in ("percentile", "inverse_tail", "latency_ms", "response_ms", "count")
+    ]
     cols = {"latency": ["latency_ms"], "response": ["response_ms"]}.get(
         measure, ["latency_ms", "response_ms"]
     )
-    long = spec.unpivot(cols, index=[*keys, "percentile", "inverse_tail"], variable_name="measure",
-                        value_name="ms").with_columns(
+    long = spec.unpivot(
+        cols, index=[*keys, "percentile", "inverse_tail"], variable_name="measure", value_name="ms"
+    ).with_columns(
         pl.col("measure").replace({"latency_ms": "latency", "response_ms": "response time"})
     )
-    series = pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ") if keys \
+    series = (
+        pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ")
+        if keys
         else pl.lit("all")
+    )
     long = long.with_columns(series=series)
     return (
         alt.Chart(data_values(long))
         .mark_line(point=alt.OverlayMarkDef(size=12))
         .encode(
-            x=alt.X("inverse_tail:Q", title="Percentile",
-                    scale=alt.Scale(type="log"),
-                    axis=alt.Axis(values=_TAIL_TICKS, labelExpr=_TAIL_LABEL)),
+            x=alt.X(
+                "inverse_tail:Q",
+                title="Percentile",
+                scale=alt.Scale(type="log"),
+                axis=alt.Axis(values=_TAIL_TICKS, labelExpr=_TAIL_LABEL),
+            ),
             y=alt.Y("ms:Q", title="Latency (ms)"),
             color=alt.Color("series:N", title=" · ".join(keys) or "series"),
             strokeDash=alt.StrokeDash("measure:N", title="measure"),
-            tooltip=["series:N", "measure:N", alt.Tooltip("percentile:Q", format=".3f"),
-                     alt.Tooltip("ms:Q", format=".2f")],
+            tooltip=[
+                "series:N",
+                "measure:N",
+                alt.Tooltip("percentile:Q", format=".3f"),
+                alt.Tooltip("ms:Q", format=".2f"),
+            ],
         )
-        .properties(title=_title("Latency by percentile", "HDR view; dashed: response time"),
-                    width=_WIDTH, height=_HEIGHT)
+        .properties(
+            title=_title("Latency by percentile", "HDR view; dashed: response time"),
+            width=_WIDTH,
+            height=_HEIGHT,
+        )
     )
 
 
@@ -177,8 +208,12 @@ def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart
         .group_by("user", "endpoint")
         .agg(
             pl.len().alias("count"),
-            ((pl.col("t_end") - pl.col("t_start")).quantile(levels[metric], analysis.QUANTILE_METHOD)
-             / 1e6).alias(metric),
+            (
+                (pl.col("t_end") - pl.col("t_start")).quantile(
+                    levels[metric], analysis.QUANTILE_METHOD
+                )
+                / 1e6
+            ).alias(metric),
         )
         .collect()
     )
@@ -196,12 +231,17 @@ def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart
         .encode(
             x=alt.X("endpoint:N", title="Endpoint"),
             y=alt.Y("user:N", title="User", sort="ascending"),
-            color=alt.Color(f"{metric}:Q", title=metric.replace("_ms", " (ms)"),
-                            scale=alt.Scale(scheme="orangered")),
+            color=alt.Color(
+                f"{metric}:Q",
+                title=metric.replace("_ms", " (ms)"),
+                scale=alt.Scale(scheme="orangered"),
+            ),
             tooltip=["user:N", "endpoint:N", "count:Q", alt.Tooltip(f"{metric}:Q", format=".2f")],
         )
-        .properties(title=_title(f"Latency {metric.removesuffix('_ms')} per user and endpoint",
-                                 subtitle), width=_WIDTH)
+        .properties(
+            title=_title(f"Latency {metric.removesuffix('_ms')} per user and endpoint", subtitle),
+            width=_WIDTH,
+        )
     )
 
 
@@ -222,14 +262,22 @@ def throughput(events: Frame, *, window_s: float = 1.0) -> alt.Chart:
         .encode(
             x=_TIME_AXIS,
             y=alt.Y("rate:Q", title="Throughput (req/s)"),
-            color=alt.Color("series:N", title="series",
-                            scale=alt.Scale(domain=["requests", "errors"],
-                                            range=["#4c78a8", "#e45756"])),
-            tooltip=["series:N", alt.Tooltip("t_s:Q", title="s"),
-                     alt.Tooltip("rate:Q", format=".1f", title="req/s")],
+            color=alt.Color(
+                "series:N",
+                title="series",
+                scale=alt.Scale(domain=["requests", "errors"], range=["#4c78a8", "#e45756"]),
+            ),
+            tooltip=[
+                "series:N",
+                alt.Tooltip("t_s:Q", title="s"),
+                alt.Tooltip("rate:Q", format=".1f", title="req/s"),
+            ],
         )
-        .properties(title=_title("Throughput and errors over time", f"window {w:g} s"),
-                    width=_WIDTH, height=_HEIGHT)
+        .properties(
+            title=_title("Throughput and errors over time", f"window {w:g} s"),
+            width=_WIDTH,
+            height=_HEIGHT,
+        )
     )
 
 
@@ -239,16 +287,22 @@ def task_latency_hist(ws_events: Frame, *, bins: int = 40, status: str = "comple
         raise ValueError(f"bins must be within 1..{MAX_ROWS // 20} (got {bins})")
     lf = analysis._lazy(ws_events)
     first = (
-        lf.filter((pl.col("kind").cast(pl.String) == "message")
-                  & (pl.col("status").cast(pl.String) == status)
-                  & pl.col("task_id").is_not_null())
+        lf.filter(
+            (pl.col("kind").cast(pl.String) == "message")
+            & (pl.col("status").cast(pl.String) == status)
+            & pl.col("task_id").is_not_null()
+        )
         .group_by("task_id")
-        .agg(pl.col("since_created_ns").sort_by("t").first(),
-             pl.col("task_type").cast(pl.String).drop_nulls().first())
+        .agg(
+            pl.col("since_created_ns").sort_by("t").first(),
+            pl.col("task_type").cast(pl.String).drop_nulls().first(),
+        )
         .with_columns(s=pl.col("since_created_ns").cast(pl.Float64) / 1e9)
         .collect()
     )
-    lo, hi = (first["s"].min() or 0.0), (first["s"].max() or 1.0)
+    lo, hi = first.select(
+        pl.col("s").min().fill_null(0.0).alias("lo"), pl.col("s").max().fill_null(1.0).alias("hi")
+    ).row(0)
     width = max((hi - lo) / bins, 1e-9)
     hist = (
         first.with_columns(b=((pl.col("s") - lo) / width).floor().clip(0, bins - 1))
@@ -266,11 +320,18 @@ def task_latency_hist(ws_events: Frame, *, bins: int = 40, status: str = "comple
             x2="end_s:Q",
             y=alt.Y("tasks:Q", title="Tasks", stack=True),
             color=alt.Color("task_type:N", title="task type"),
-            tooltip=["task_type:N", "tasks:Q", alt.Tooltip("start_s:Q", format=".2f"),
-                     alt.Tooltip("end_s:Q", format=".2f")],
+            tooltip=[
+                "task_type:N",
+                "tasks:Q",
+                alt.Tooltip("start_s:Q", format=".2f"),
+                alt.Tooltip("end_s:Q", format=".2f"),
+            ],
         )
-        .properties(title=_title(f"Task end-to-end latency (created -> {status})",
-                                 f"{first.height} tasks"), width=_WIDTH, height=_HEIGHT)
+        .properties(
+            title=_title(f"Task end-to-end latency (created -> {status})", f"{first.height} tasks"),
+            width=_WIDTH,
+            height=_HEIGHT,
+        )
     )
 
 
@@ -279,8 +340,9 @@ def ws_connections(ws_events: Frame, *, window_s: float = 1.0) -> alt.Chart:
     lf = analysis._lazy(ws_events)
     w = fit_window(_span_s(lf, "t"), window_s, 3)
     tl = analysis.ws_connections_timeline(lf, window_s=w)
-    long = tl.unpivot(["open", "dropped", "failed"], index="t_s", variable_name="series",
-                      value_name="connections")
+    long = tl.unpivot(
+        ["open", "dropped", "failed"], index="t_s", variable_name="series", value_name="connections"
+    )
     return (
         alt.Chart(data_values(long))
         .mark_line(interpolate="step-after")
@@ -290,8 +352,11 @@ def ws_connections(ws_events: Frame, *, window_s: float = 1.0) -> alt.Chart:
             color=alt.Color("series:N", title="series"),
             tooltip=["series:N", alt.Tooltip("t_s:Q", title="s"), "connections:Q"],
         )
-        .properties(title=_title("WebSocket connections over time",
-                                 f"window {w:g} s; dropped/failed per window"),
-                    width=_WIDTH, height=_HEIGHT)
+        .properties(
+            title=_title(
+                "WebSocket connections over time", f"window {w:g} s; dropped/failed per window"
+            ),
+            width=_WIDTH,
+            height=_HEIGHT,
+        )
     )
-

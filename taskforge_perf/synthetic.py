@@ -44,7 +44,9 @@ class EndpointSpec:
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
-            raise ValueError(f"EndpointSpec.weight must be > 0 (got {self.weight}) for {self.name!r}")
+            raise ValueError(
+                f"EndpointSpec.weight must be > 0 (got {self.weight}) for {self.name!r}"
+            )
         if self.median_ms <= 0:
             raise ValueError(f"EndpointSpec.median_ms must be > 0 (got {self.median_ms})")
         if self.sigma < 0:
@@ -55,16 +57,31 @@ class EndpointSpec:
 DEFAULT_ENDPOINTS: tuple[EndpointSpec, ...] = (
     EndpointSpec(name="GET /health", method="GET", weight=10, median_ms=2.0, sigma=0.4),
     EndpointSpec(
-        name="POST /tasks generate-pdf", method="POST", weight=30, median_ms=8.0, sigma=0.5,
-        status=202, creates_task=True,
+        name="POST /tasks generate-pdf",
+        method="POST",
+        weight=30,
+        median_ms=8.0,
+        sigma=0.5,
+        status=202,
+        creates_task=True,
     ),
     EndpointSpec(
-        name="POST /tasks compress-video", method="POST", weight=25, median_ms=9.0, sigma=0.5,
-        status=202, creates_task=True,
+        name="POST /tasks compress-video",
+        method="POST",
+        weight=25,
+        median_ms=9.0,
+        sigma=0.5,
+        status=202,
+        creates_task=True,
     ),
     EndpointSpec(
-        name="POST /tasks resize-image", method="POST", weight=35, median_ms=7.0, sigma=0.5,
-        status=202, creates_task=True,
+        name="POST /tasks resize-image",
+        method="POST",
+        weight=35,
+        median_ms=7.0,
+        sigma=0.5,
+        status=202,
+        creates_task=True,
     ),
     EndpointSpec(name="GET /metrics", method="GET", weight=5, median_ms=3.0, sigma=0.4),
 )
@@ -142,7 +159,9 @@ def synthetic_events(
     if workers < 1:
         raise ValueError(f"workers must be >= 1 (got {workers})")
     user_names = (
-        [f"loadtest{i}@example.com" for i in range(users)] if isinstance(users, int) else list(users)
+        [f"loadtest{i}@example.com" for i in range(users)]
+        if isinstance(users, int)
+        else list(users)
     )
     if not user_names:
         raise ValueError("users must be a positive count or a non-empty list of names")
@@ -183,7 +202,9 @@ def synthetic_events(
         _z=_normal(i, seed, 6),
     )
     ep_idx = _choice(base["_u_ep"], [e.weight for e in endpoints])
-    user_idx = (base["_u_user"] * len(user_names)).cast(pl.UInt32).clip(upper_bound=len(user_names) - 1)
+    user_idx = (
+        (base["_u_user"] * len(user_names)).cast(pl.UInt32).clip(upper_bound=len(user_names) - 1)
+    )
     err_idx = (base["_u_err"] / max(error_fraction, 1e-300) * len(_ERROR_KINDS)).cast(pl.UInt32)
     base = base.with_columns(_ep=ep_idx, _user=user_idx, _err=err_idx)
 
@@ -213,12 +234,16 @@ def synthetic_events(
         t_end=pl.col("t_start") + latency,
         status=pl.when(is_err).then(err_status).otherwise(ok_status),
         _is_err=is_err,
-        bytes_in=per_ep([120.0 if e.creates_task else 400.0 for e in endpoints], pl.Float64())
-        .cast(pl.UInt32),
-        bytes_out=per_ep([260.0 if e.creates_task else 90.0 for e in endpoints], pl.Float64())
-        .cast(pl.UInt32),
+        bytes_in=per_ep([120.0 if e.creates_task else 400.0 for e in endpoints], pl.Float64()).cast(
+            pl.UInt32
+        ),
+        bytes_out=per_ep([260.0 if e.creates_task else 90.0 for e in endpoints], pl.Float64()).cast(
+            pl.UInt32
+        ),
         worker=(pl.col("_i") % workers).cast(pl.UInt16),
-        task_id=pl.when(creates & ~is_err).then(pl.format("task-{}-{}", pl.lit(seed), pl.col("_i"))),
+        task_id=pl.when(creates & ~is_err).then(
+            pl.format("task-{}-{}", pl.lit(seed), pl.col("_i"))
+        ),
     )
     ep_names = pl.Series([e.name for e in endpoints], dtype=pl.Categorical)
     methods = pl.Series([e.method for e in endpoints], dtype=pl.Categorical)
@@ -282,10 +307,14 @@ def synthetic_ws_events(
         d = conn.head(n_drop).select(
             "conn", "user", t=pl.lit(dur_ns // 2, dtype=pl.Int64) + pl.col("conn").cast(pl.Int64)
         )
-        frames.append(d.with_columns(kind=pl.lit("close"), code=pl.lit(1006), error=pl.lit("dropped")))
+        frames.append(
+            d.with_columns(kind=pl.lit("close"), code=pl.lit(1006), error=pl.lit("dropped"))
+        )
         frames.append(d.with_columns(kind=pl.lit("reconnect"), t=pl.col("t") + 100_000_000))
         frames.append(
-            d.with_columns(kind=pl.lit("connect"), t=pl.col("t") + 150_000_000, handshake_ns=1_000_000)
+            d.with_columns(
+                kind=pl.lit("connect"), t=pl.col("t") + 150_000_000, handshake_ns=1_000_000
+            )
         )
 
     if tasks:
@@ -309,29 +338,44 @@ def synthetic_ws_events(
         sub_delay = 20_000_000
         frames.append(
             tk.select(
-                "task_id", "task_type", "conn", "user",
-                t=pl.col("_created") + sub_delay, kind=pl.lit("subscribe"),
+                "task_id",
+                "task_type",
+                "conn",
+                "user",
+                t=pl.col("_created") + sub_delay,
+                kind=pl.lit("subscribe"),
             )
         )
         frames.append(
             tk.select(
-                "task_id", "task_type", "conn", "user",
-                t=pl.col("_created") + pl.col("_proc"), kind=pl.lit("message"),
-                status=pl.lit("processing"), progress=pl.lit(0.1),
-                since_created_ns=pl.col("_proc"), since_subscribe_ns=pl.col("_proc") - sub_delay,
+                "task_id",
+                "task_type",
+                "conn",
+                "user",
+                t=pl.col("_created") + pl.col("_proc"),
+                kind=pl.lit("message"),
+                status=pl.lit("processing"),
+                progress=pl.lit(0.1),
+                since_created_ns=pl.col("_proc"),
+                since_subscribe_ns=pl.col("_proc") - sub_delay,
             )
         )
         fin = tk.filter(pl.col("_u_fin") >= never_completed_fraction)
         total = pl.col("_proc") + pl.col("_done")
         frames.append(
             fin.select(
-                "task_id", "task_type", "conn", "user",
-                t=pl.col("_created") + total, kind=pl.lit("message"),
+                "task_id",
+                "task_type",
+                "conn",
+                "user",
+                t=pl.col("_created") + total,
+                kind=pl.lit("message"),
                 status=pl.when(pl.col("_u_fin") < never_completed_fraction + failed_fraction)
                 .then(pl.lit("failed"))
                 .otherwise(pl.lit("completed")),
                 progress=pl.lit(1.0),
-                since_created_ns=total, since_subscribe_ns=total - sub_delay,
+                since_created_ns=total,
+                since_subscribe_ns=total - sub_delay,
             )
         )
     if isolation:
