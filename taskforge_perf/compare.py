@@ -33,14 +33,15 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import altair as alt
 import polars as pl
 
 from taskforge_perf import analysis
 from taskforge_perf.analysis import Frame, _interp_indices, _keys, _lazy, _sort_keys
-from taskforge_perf.charts import _title, data_values, percentiles
+
+if TYPE_CHECKING:
+    import altair as alt
 
 __all__ = ["Comparison", "Trend", "compare", "compare_series"]
 
@@ -192,12 +193,19 @@ class Comparison:
 
     def chart(self, *, measure: str = "latency") -> alt.Chart:
         """Overlaid percentile spectra of baseline and candidate (colour: run)."""
+
+        from taskforge_perf.charts import _title, percentiles
+
         return percentiles(self._spectra, measure=measure).properties(
             title=_title("Latency by percentile: baseline vs candidate", "HDR view")
         )
 
     def delta_chart(self) -> alt.LayerChart:
         """Relative delta per group and metric, with its interval and the threshold."""
+        import altair as alt
+
+        from taskforge_perf.charts import _title, data_values
+
         keys = list(self.by)
         group = (
             pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ")
@@ -415,6 +423,10 @@ class Trend:
 
     def chart(self) -> alt.FacetChart:
         """Each metric across runs per group, with order-statistic intervals (a panel a metric)."""
+        import altair as alt
+
+        from taskforge_perf.charts import _title, data_values
+
         keys = list(self.by)
         group = (
             pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ")
