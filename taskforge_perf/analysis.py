@@ -112,10 +112,12 @@ def _ms(expr: pl.Expr) -> pl.Expr:
 
 
 def _dist_aggs(col: str, prefix: str, levels: Sequence[tuple[str, float]]) -> list[pl.Expr]:
+    # Plain aggregations only: Polars' group-by fast paths do not apply to wrapped expressions
+    # (a cast or division around the quantile), so the conversion to ms happens afterwards.
     c = pl.col(col)
-    out = [_ms(c.quantile(q, QUANTILE_METHOD)).alias(f"{prefix}{name}_ms") for name, q in levels]
-    out.append(_ms(c.max()).alias(f"{prefix}max_ms"))
-    out.append(_ms(c.mean()).alias(f"{prefix}mean_ms"))
+    out = [c.quantile(q, QUANTILE_METHOD).alias(f"{prefix}{name}_ms") for name, q in levels]
+    out.append(c.max().alias(f"{prefix}max_ms"))
+    out.append(c.mean().alias(f"{prefix}mean_ms"))
     return out
 
 
@@ -125,7 +127,7 @@ def _summary(
     lf = _lazy(events).select(*keys, "t_start", "t_end", "error", LATENCY, RESPONSE)
     aggs = [
         pl.len().alias("count"),
-        pl.col("error").is_not_null().sum().alias("errors"),
+        pl.col("error").null_count().alias("_ok"),
         *_dist_aggs("_lat", "", PERCENTILES),
         *_dist_aggs("_resp", "resp_", PERCENTILES),
         pl.col("t_start").min().alias("_t0"),
@@ -142,13 +144,15 @@ def _summary(
         span = (pl.col("_t1") - pl.col("_t0")).cast(pl.Float64) / _NS_PER_S
     else:
         span = (pl.col("_t1").max() - pl.col("_t0").min()).cast(pl.Float64) / _NS_PER_S
+    stats = [c for c in df.columns if c.endswith("_ms")]
     df = df.with_columns(
+        *(_ms(pl.col(c)) for c in stats),
         count=pl.col("count").cast(pl.UInt64),
-        errors=pl.col("errors").cast(pl.UInt64),
+        errors=(pl.col("count") - pl.col("_ok")).cast(pl.UInt64),
         rps=pl.when(span > 0).then(pl.col("count") / span),
+    ).with_columns(
         error_rate=pl.when(pl.col("count") > 0).then(pl.col("errors") / pl.col("count")),
     )
-    stats = [c for c in df.columns if c.endswith("_ms")]
     return df.select(*keys, "count", "rps", "errors", "error_rate", *stats, "_t0")
 
 
