@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean chromium
 
 install: $(STAMP)
 
@@ -20,8 +20,19 @@ $(STAMP): pyproject.toml | $(PY)
 demo: install
 	$(PY) -m taskforge_perf demo
 
-test: install
+test: install chromium
 	$(PY) -m pytest -q
+
+# Headless Chromium for the report test (tests/test_report.py opens the HTML report offline).
+# Debian's package; installed only when missing (CI runs as root with no stdin), else a no-op.
+CHROMIUM := /usr/bin/chromium
+
+chromium:
+	@if [ ! -x $(CHROMIUM) ]; then \
+		echo "installing chromium (Debian package) for the report test ..."; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium </dev/null; \
+	fi
 
 lint: install
 	$(PY) -m ruff check taskforge_perf tests benchmarks

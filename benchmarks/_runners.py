@@ -49,6 +49,7 @@ def run_engine(args: dict[str, Any]) -> dict[str, Any]:
         mix,
         seed=1,
         max_in_flight=args.get("max_in_flight", 1000),
+        http_client=args.get("http_client", "fast"),
     )
     kw: dict[str, Any] = {"duration": args["duration"]}
     if args.get("rate"):
@@ -218,7 +219,70 @@ def run_recorder(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-RUNNERS = {"engine": run_engine, "bare": run_bare, "recorder": run_recorder}
+# --- 3b. truth: the fast client and the aiohttp path see the same latency ----------------------
+
+
+def run_truth(args: dict[str, Any]) -> dict[str, Any]:
+    """Both HTTP clients, interleaved, against the reference target with a fixed 20 ms delay.
+
+    Two modes: ``open`` (the same arrival schedule for both clients, ``rate`` req/s: the server
+    sees the same traffic, so a difference is the clients' measurement) and ``closed``
+    (``concurrency`` VUs: a faster client also changes the arrival pattern the server queues).
+    The target runs in its own process pinned to ``server_core``; this process (the generator)
+    is pinned by the caller. Returns latency quantiles per mode and client, and per round.
+    """
+    import polars as pl
+
+    import taskforge_perf as tfp
+
+    rounds, duration = args.get("rounds", 3), args.get("duration", 5.0)
+    conc, rate = args.get("concurrency", 20), args.get("rate", 400)
+    quantiles = (0.5, 0.9, 0.99)
+    modes = ("open", "closed")
+
+    def figures(load: pl.DataFrame) -> dict[str, Any]:
+        return {"rows": load.height, "errors": load["error"].drop_nulls().len(),
+                **{f"p{int(p * 100)}": load["ms"].quantile(p) for p in quantiles},
+                "mean": load["ms"].mean()}
+
+    async def main() -> dict[str, Any]:
+        out: dict[str, Any] = {"rounds": [], "modes": {}, "rate": rate, "concurrency": conc}
+        frames: dict[tuple[str, str], list[pl.DataFrame]] = {}
+        async with tfp.ReferenceTarget(latency="*=20ms", hash_iterations=1000, seed=1) as target:
+            try:
+                os.sched_setaffinity(target.pid, {int(args.get("server_core", 1))})
+            except OSError:
+                pass
+            for i in range(rounds):
+                for mode in modes:
+                    for client in ("aiohttp", "fast"):
+                        pool = tfp.UserPool(count=10, email_prefix=f"truth{client}")
+                        tester = tfp.LoadTester(target, pool, tfp.RequestMix.taskforge(), seed=i,
+                                                http_client=client)
+                        kw: dict[str, Any] = ({"rate": rate} if mode == "open"
+                                              else {"concurrency": conc})
+                        run = await tester.run(duration=duration, **kw)
+                        load = run.load_events().with_columns(
+                            ((pl.col("t_end") - pl.col("t_start")) / 1e6).alias("ms"))
+                        frames.setdefault((mode, client), []).append(load)
+                        out["rounds"].append({"round": i, "mode": mode, "client": client,
+                                              **figures(load)})
+        for (mode, client), fs in frames.items():
+            all_ = pl.concat(fs)
+            per_ep = (all_.group_by(pl.col("endpoint").cast(pl.String))
+                      .agg(pl.col("ms").median().alias("p50")).sort("endpoint"))
+            out["modes"].setdefault(mode, {})[client] = {
+                **figures(all_), "per_endpoint_p50": dict(per_ep.iter_rows())}
+        return out
+
+    loop = new_loop()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+RUNNERS = {"engine": run_engine, "bare": run_bare, "recorder": run_recorder, "truth": run_truth}
 
 
 def main() -> None:

@@ -10,10 +10,11 @@ What it does (see benchmarks/README.md):
 1. starts its own nginx (installed with apt-get when missing) pinned to core 1, serving a small
    static file and TaskForge-shaped answers (/health, /metrics, /tasks, /auth/*);
 2. closed model, 50 connections, generator pinned to core 0, interleaved a, b, c x repeats:
-   a. the engine (LoadTester, TaskForge mix, 20 users, full recording),
+   a. the engine (LoadTester, TaskForge mix, 20 users, full recording; a'. on the aiohttp path),
    b. Locust FastHttpUser (same mix, installed into a throwaway venv, never into the project),
    c. a bare aiohttp loop on uvloop (GET of the static file, no recording);
-3. the engine's open model at 1k/2k/4k/8k req/s: achieved rate and start lateness;
+3. the engine's open model at 1k/2k/4k/8k/16k req/s: achieved rate and start lateness;
+   then the truth check: both HTTP clients against the reference target with a 20 ms delay;
 4. the recorder's bytes per event over 1M synthetic events;
 5. prints a table and appends a dated section to benchmarks/RESULTS.md.
 
@@ -49,14 +50,15 @@ STATIC_BODY = "hello from nginx, a small static file for the load benchmark\n"
 
 LABELS = {
     "ours": "a. taskforge_perf closed model (TaskForge mix, 20 users, full recording)",
+    "ours_aiohttp": "a'. the same on the aiohttp path (`http_client=\"aiohttp\"`)",
     "locust": "b. Locust FastHttpUser (same mix, Bearer, generated payload)",
     "bare": "c. bare aiohttp loop on uvloop (GET static file, no recording)",
     "ours_static": "d. taskforge_perf closed model, GET static file only (full recording)",
     "locust_static": "e. Locust FastHttpUser, GET static file only (the FACTS.md anchor)",
 }
 #: (ours, theirs) pairs reported as ratios; the first two are the issue's.
-RATIOS = [("ours", "locust"), ("ours", "bare"), ("ours_static", "locust_static"),
-          ("ours_static", "bare")]
+RATIOS = [("ours", "locust"), ("ours", "bare"), ("ours", "ours_aiohttp"),
+          ("ours_static", "locust_static"), ("ours_static", "bare")]
 
 _children: list[subprocess.Popen[Any]] = []
 
@@ -331,7 +333,8 @@ def machine() -> dict[str, Any]:
 
 
 def build_report(closed: dict[str, list[dict[str, Any]]], open_rows: list[dict[str, Any]],
-                 rec: dict[str, Any] | None, info: dict[str, Any]) -> str:
+                 rec: dict[str, Any] | None, info: dict[str, Any],
+                 truth: dict[str, Any] | None = None) -> str:
     lines: list[str] = []
     add = lines.append
     add(f"## Engine benchmark — {info['date']}")
@@ -396,6 +399,36 @@ def build_report(closed: dict[str, list[dict[str, Any]]], open_rows: list[dict[s
         add("Achieved = load rows / the run's load duration (schedule + drain); lateness = "
             "t_start - t_intended over load rows.")
         add("")
+    if truth is not None:
+        add("### Truth check (both HTTP clients, reference target with a fixed 20 ms delay)")
+        add("")
+        add(f"`ReferenceTarget(latency=\"*=20ms\", hash_iterations=1000)` pinned to core "
+            f"{SERVER_CORE}, TaskForge mix, {truth['n_rounds']} interleaved rounds of "
+            f"{truth['duration']:g} s per client and mode: **open** = the same schedule for both "
+            f"clients ({truth['rate']:,} req/s; the server sees the same traffic, so a difference "
+            f"is measurement), **closed** = {truth['concurrency']} VUs (a faster client also "
+            "sends in tighter bursts, which the server queues). Latency = t_end - t_start (ms).")
+        add("")
+        add("| mode | client | rows | errors | p50 | p90 | p99 | mean |")
+        add("|---|---|---|---|---|---|---|---|")
+        for mode, cl in truth["modes"].items():
+            for name in ("aiohttp", "fast"):
+                c = cl[name]
+                add(f"| {mode} | {name} | {c['rows']:,} | {c['errors']} | {c['p50']:.2f} | "
+                    f"{c['p90']:.2f} | {c['p99']:.2f} | {c['mean']:.2f} |")
+        add("")
+        for mode, cl in truth["modes"].items():
+            d50 = cl["fast"]["p50"] / cl["aiohttp"]["p50"] - 1
+            dmean = cl["fast"]["mean"] / cl["aiohttp"]["mean"] - 1
+            eps = ", ".join(
+                f"{k} {v:.2f}/{cl['fast']['per_endpoint_p50'].get(k, float('nan')):.2f}"
+                for k, v in cl["aiohttp"]["per_endpoint_p50"].items())
+            add(f"- {mode}: fast vs aiohttp p50 {d50:+.1%}, mean {dmean:+.1%} (goal: within 2% "
+                f"with the same traffic); per endpoint p50 aiohttp/fast ms: {eps}")
+        rs = [r for r in truth["rounds"] if r["mode"] == "open"]
+        per = [f"{b['p50'] / a['p50'] - 1:+.1%}" for a, b in zip(rs[::2], rs[1::2], strict=False)]
+        add(f"- open, per round p50 fast vs aiohttp: {', '.join(per)}")
+        add("")
     if rec is not None:
         add(f"### Recorder ({rec['n']:,} synthetic events, task id (uuid4 string) on "
             f"{rec['task_id_share']:.0%} of rows)")
@@ -425,11 +458,11 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None, help="closed-model seconds per run")
     ap.add_argument("--open-duration", type=float, default=None)
-    ap.add_argument("--rates", default="1000,2000,4000,8000")
+    ap.add_argument("--rates", default="1000,2000,4000,8000,16000")
     ap.add_argument("--events", type=int, default=None, help="recorder events (default 1M)")
     ap.add_argument("--locust-venv", default="/tmp/bench-locust-venv")
-    ap.add_argument("--skip", default="", help="comma list of: ours,locust,bare,ours_static,"
-                    "locust_static,open,recorder")
+    ap.add_argument("--skip", default="", help="comma list of: ours,ours_aiohttp,locust,bare,"
+                    "ours_static,locust_static,open,truth,recorder")
     ap.add_argument("--gen-core", default="0", help="core for the generator (taskset -c)")
     ap.add_argument("--server-core", default="1", help="core for nginx (taskset -c)")
     ap.add_argument("--no-append", action="store_true", help="print only, do not touch RESULTS.md")
@@ -453,6 +486,7 @@ def main() -> int:
     closed: dict[str, list[dict[str, Any]]] = {k: [] for k in LABELS}
     open_rows: list[dict[str, Any]] = []
     rec: dict[str, Any] | None = None
+    truth: dict[str, Any] | None = None
     work = Path(tempfile.mkdtemp(prefix="bench-engine-"))
     server: Nginx | None = None
     try:
@@ -467,8 +501,10 @@ def main() -> int:
         url = server.url
         timeout = duration + 120
         engine_args = {"url": url, "duration": duration, "concurrency": 50}
+        aio_args = dict(engine_args, http_client="aiohttp")
         contenders: dict[str, Any] = {
             "ours": lambda: run_py("engine", engine_args, timeout),
+            "ours_aiohttp": lambda: run_py("engine", aio_args, timeout),
             "locust": lambda: run_locust(locust, url, duration, 50, work),
             "bare": lambda: run_py("bare", {"url": url, "path": STATIC_PATH, "duration": duration,
                                             "concurrency": 50}, timeout),
@@ -504,6 +540,18 @@ def main() -> int:
                     f"{r['late_ms']['p50']:.2f}/{r['late_ms']['p99']:.2f}/"
                     f"{r['late_ms']['max']:.1f} ms, CPU {r['cpu_share']:.0%}, "
                     f"errors {r['errors']}")
+        if "truth" not in skip:
+            log("truth check: both clients against the reference target with a 20 ms delay")
+            t_dur = 2.0 if quick else 5.0
+            try:
+                truth = run_py("truth", {"rounds": repeats, "duration": t_dur,
+                                         "server_core": SERVER_CORE}, 900)
+                truth.update(n_rounds=repeats, duration=t_dur)
+                for mode, c in truth["modes"].items():
+                    log(f"  {mode}: p50 aiohttp {c['aiohttp']['p50']:.2f} ms, "
+                        f"fast {c['fast']['p50']:.2f} ms")
+            except RuntimeError as exc:
+                log(f"  truth check failed: {exc}")
         if "recorder" not in skip:
             log(f"recorder: {n_events:,} events")
             rec = run_py("recorder", {"n": n_events}, 600)
@@ -517,9 +565,9 @@ def main() -> int:
                 p.wait(5)
         shutil.rmtree(work, ignore_errors=True)
     info["load_after"] = "/".join(f"{x:.2f}" for x in os.getloadavg())
-    report = build_report(closed, open_rows, rec, info)
+    report = build_report(closed, open_rows, rec, info, truth)
     print(report)
-    raw = {"closed": closed, "open": open_rows, "recorder": rec, "info": info}
+    raw = {"closed": closed, "open": open_rows, "recorder": rec, "truth": truth, "info": info}
     Path(tempfile.gettempdir(), "bench_engine_last.json").write_text(json.dumps(raw, indent=1))
     if not a.no_append:
         existing = RESULTS.read_text() if RESULTS.exists() else ""

@@ -17,9 +17,11 @@ from taskforge_perf.engine.ws import WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError, TaskforgePerfError
 from taskforge_perf.mix import Endpoint, RequestMix, task_endpoint
 from taskforge_perf.plan import Phase, PlanError, StressPlan
+from taskforge_perf.rendering import setup_notebook
+from taskforge_perf.report import report  # heavy imports (nbclient, nbconvert) happen on call
 from taskforge_perf.results import Run, load_run, runs
-from taskforge_perf.thresholds import Threshold
 from taskforge_perf.target import ReferenceTarget, TargetConfig
+from taskforge_perf.thresholds import Threshold
 from taskforge_perf.users import UserPool, UserSpec
 
 __all__ = sorted(
@@ -48,7 +50,9 @@ __all__ = sorted(
         "compare",
         "compare_series",
         "load_run",
+        "report",
         "runs",
+        "setup_notebook",
         "task_endpoint",
     ]
 )

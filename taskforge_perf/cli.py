@@ -28,6 +28,8 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rate", type=float, default=None, help="requests per second (open model)")
     g.add_argument("--preset", default=None, help="a StressPlan preset: dev, staging, production, stress")
     g.add_argument("--think-time", type=float, default=0.0, help="seconds between a user's requests")
+    g.add_argument("--websockets", type=int, default=None, metavar="N",
+                   help="WebSocket connections to the status gateway (needs --ws-url; demo: 50)")
     g.add_argument("--users", type=int, default=20, help="test users to sign up / log in (default 20)")
     g.add_argument("--email-prefix", default="loadtest", help="users are PREFIX{i}@DOMAIN")
     g.add_argument("--domain", default="example.com")
@@ -62,6 +64,27 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(duration=20.0, concurrency=50, name="demo", seed=7, func=_cmd_demo)
 
 
+def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("report", help="write a self-contained HTML report of a saved run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a saved run folder (run.save() / run --save)")
+    p.add_argument("--compare", default=None, metavar="OTHER_RUN",
+                   help="a baseline run folder to compare RUN_DIR with (adds table, charts, verdict)")
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
+    p.add_argument("--title", default=None, help="the report's title")
+    p.add_argument("--max-p95-regression", type=float, default=0.10,
+                   help="the verdict's p95 threshold with --compare (default 0.10 = 10%%)")
+    p.add_argument("--quiet", action="store_true", help="no progress messages")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from taskforge_perf.report import report
+
+    report(args.run_dir, args.compare, args.output, title=args.title,
+           max_p95_regression=args.max_p95_regression, progress=not args.quiet)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``taskforge-perf`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -71,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(sub)
     _add_run(sub)
+    _add_report(sub)
     _add_target(sub)
     return parser
 
@@ -102,7 +126,8 @@ def _load(args: argparse.Namespace, target: Any) -> int:
                      password=os.environ.get(args.password_env) or "testpassword123")
     progress = [] if args.quiet else [TerminalProgress()]
     tester = LoadTester(target, users, RequestMix.taskforge(), seed=args.seed,
-                        max_in_flight=args.max_in_flight, listeners=progress)
+                        max_in_flight=args.max_in_flight, listeners=progress,
+                        websockets=args.websockets or 0)
     print(f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.base_url} "
           f"with {len(users)} users ...", file=sys.stderr)
     from taskforge_perf.thresholds import Threshold
@@ -120,6 +145,13 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     print(f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
           f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
           f"run {run.meta['stopped']}")
+    if run.ws_events.height:
+        with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True,
+                       tbl_hide_column_data_types=True, float_precision=1):
+            print("WebSocket status gateway:")
+            print(run.ws_summary())
+            print("Task end-to-end latency (created -> status, ms):")
+            print(run.task_latency())
     if checks:
         with pl.Config(tbl_rows=50, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
                        tbl_width_chars=160):
@@ -141,6 +173,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from taskforge_perf.target import ReferenceTarget
 
     print("taskforge-perf demo: starting the reference TaskForge target ...", file=sys.stderr)
+    if args.websockets is None:
+        args.websockets = 50
     with ReferenceTarget(seed=args.seed or 0) as target:
         print(f"target up: {target.base_url} (status gateway {target.ws_url})", file=sys.stderr)
         return _load(args, target)

@@ -1,9 +1,15 @@
-"""Progress displays fed by ``engine.monitor.Snapshot``: a terminal progress line (CLI, scripts)."""
+"""Progress displays fed by ``engine.monitor.Snapshot``: the notebook dashboard
+(``taskforge_perf.dashboard.LiveDashboard``, ipywidgets) and a terminal progress line (CLI,
+scripts).
+
+``LoadTester`` picks one through ``live_view``: the dashboard inside an IPython kernel, nothing in a
+script unless ``live=True`` (then the terminal line), nothing with ``live=False``.
+"""
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from taskforge_perf.engine.monitor import Snapshot
 
@@ -56,3 +62,29 @@ class TerminalProgress:
         if self._tty:
             self.stream.write("\n")
             self.stream.flush()
+
+    def finish(self, run: Any = None, *, error: BaseException | None = None) -> str:
+        """End of run (the same call as ``LiveDashboard.finish``): end the line."""
+        self.close()
+        return ""
+
+
+def live_view(
+    title: str, planned_s: float, *, interval_s: float = 0.5, force: bool = False
+) -> Any:
+    """The live display for a run starting now, or None; never raises.
+
+    Inside an IPython kernel: a ``LiveDashboard`` shown in the running cell. Elsewhere: a
+    ``TerminalProgress`` on stderr when ``force`` (``LoadTester(live=True)``), else None.
+    """
+    try:
+        from taskforge_perf.dashboard import LiveDashboard, in_kernel
+
+        if in_kernel():
+            from taskforge_perf.rendering import ensure_offline_renderer
+
+            ensure_offline_renderer()  # Altair's default loads Vega from a CDN: blank offline
+            return LiveDashboard(title=title, planned_s=planned_s, interval_s=interval_s)
+        return TerminalProgress() if force else None
+    except Exception:  # noqa: BLE001 - no widgets or no frontend: run without a live view
+        return None

@@ -65,13 +65,52 @@ PAYLOADS: dict[str, Callable[[random.Random], dict[str, Any]]] = {
 }
 
 
+# Pre-built body templates: the exact bytes ``json.dumps(build(...), separators=(",", ":"))``
+# gives, drawing from the generator in the same order, without a dict or the json module per
+# request (the hot path; the task types and presets need no JSON escaping).
+def _pdf_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
+    tmpl = prefix + b'{"url":"https://example.com/report/%d"}}'
+    return lambda rng: tmpl % rng.randrange(1_000_000)
+
+
+def _video_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
+    tmpl = prefix + (b'{"videoUrl":"https://example.com/videos/%d.mov","format":"mp4",'
+                     b'"bitrate":"%dk","preset":"%s"}}')
+    presets = tuple(p.encode() for p in _PRESETS)
+    return lambda rng: tmpl % (rng.randrange(1_000_000), rng.randrange(500, 2001, 100),
+                               rng.choice(presets))
+
+
+def _image_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
+    tmpl = prefix + b'{"imageUrl":"https://example.com/images/%d.jpg","width":%d,"height":%d}}'
+    return lambda rng: tmpl % (rng.randrange(1_000_000), rng.randint(200, 1200),
+                               rng.randint(150, 900))
+
+
+def _generic_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
+    tmpl = prefix + b'{"url":"https://example.com/data/%d"}}'
+    return lambda rng: tmpl % rng.randrange(1_000_000)
+
+
+_PAYLOAD_BYTES: dict[str, Callable[[bytes], Callable[[random.Random], bytes]]] = {
+    "generate-pdf": _pdf_bytes,
+    "compress-video": _video_bytes,
+    "resize-image": _image_bytes,
+}
+
+
 def task_builder(task_type: str) -> Builder:
-    """A builder of ``POST /tasks`` bodies ``{type, payload}`` for one task type."""
+    """A builder of ``POST /tasks`` bodies ``{type, payload}`` for one task type.
+
+    The builder also carries ``encode_body(rng) -> bytes``: the same body, already encoded.
+    """
     make = PAYLOADS.get(task_type, generic_payload)
 
     def build(user: str, token: str | None, rng: random.Random) -> dict[str, Any]:
         return {"type": task_type, "payload": make(rng)}
 
+    prefix = json.dumps({"type": task_type}, separators=(",", ":"))[:-1].encode() + b',"payload":'
+    build.encode_body = _PAYLOAD_BYTES.get(task_type, _generic_bytes)(prefix)  # type: ignore[attr-defined]
     return build
 
 
@@ -113,12 +152,17 @@ class Endpoint:
             raise ConfigError(
                 f"{where}: build must be a callable (user, token, rng) -> body (got {self.build!r})"
             )
+        # A builder may carry a pre-encoded variant (``task_builder`` does): bytes, no json.
+        object.__setattr__(self, "_encode", getattr(self.build, "encode_body", None))
 
     def __repr__(self) -> str:
         return f"Endpoint(name={self.name!r}, method={self.method!r}, path={self.path!r}, weight={self.weight})"
 
     def body(self, user: str, token: str | None, rng: random.Random) -> bytes | None:
         """The encoded request body for one request."""
+        encode = self._encode  # type: ignore[attr-defined]
+        if encode is not None:
+            return encode(rng)  # type: ignore[no-any-return]
         if self.build is None:
             return None
         made = self.build(user, token, rng)

@@ -34,7 +34,8 @@ WS_SCHEMA: dict[str, pl.DataType] = {
     "user": pl.Categorical(),
     "task_id": pl.String(),
     "task_type": pl.Categorical(),  # known when the task was created by this run
-    "status": pl.Categorical(),  # processing / completed / failed / unknown (message rows)
+    "status": pl.Categorical(),  # message rows: processing / completed / failed / unknown;
+    # subscribe rows: the reason (WS_SUBSCRIBE_REASONS; "random" = a random UUID, FIFO empty)
     "progress": pl.Float32(),
     "since_created_ns": pl.Int64(),  # message rows: time since the task was created (202 seen)
     "since_subscribe_ns": pl.Int64(),  # message rows: time since the subscribe was sent
@@ -84,8 +85,14 @@ WS_ERROR_KINDS: tuple[str, ...] = (
     "unparsable",  # a frame that is not JSON
     "unknown_shape",  # JSON of a shape we do not know
     "lost_subscription",  # no message within the resubscribe window
+    "server_error",  # the gateway answered {"type": "error", ...} (e.g. "Not your task")
+    "auth",  # no token could be obtained for the connection's user
+    "cancelled",  # the run was cancelled and the socket had to be aborted
     "other",
 )
+
+#: Values of ``status`` on subscribe / resubscribe rows: why the subscribe was sent.
+WS_SUBSCRIBE_REASONS: tuple[str, ...] = ("own", "sample", "random", "probe", "restore")
 
 
 def empty_http_frame() -> pl.DataFrame:

@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from taskforge_perf.engine.auth import AuthClient, AuthFailed
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.failures import classify, status_error
+from taskforge_perf.engine.fastclient import FastClient, RequestTemplate, redirect_location
+from taskforge_perf.engine.fastclient import task_id as parse_task_id
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
 from taskforge_perf.mix import Endpoint, RequestMix
 from taskforge_perf.users import User
@@ -30,6 +32,8 @@ LATE_AFTER_NS = 2_000_000
 MIN_SLEEP_S = 0.001
 
 TaskListener = Callable[[str, "str | None", User, int], None]
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_UNSET: Any = object()
 
 
 class Schedule(Protocol):
@@ -95,8 +99,14 @@ class HttpDriver:
         max_in_flight: int = 1000,
         recent_tasks: int = 100,
         state: DriverState | None = None,
+        fast: FastClient | None = None,
     ) -> None:
         self.session = session
+        #: The load traffic's client: the fast client when given, else the aiohttp session.
+        self.fast = fast
+        self._send = self._send_fast if fast is not None else self._send_aiohttp
+        self._templates: dict[int, RequestTemplate | None] = {}
+        self._keep: list[Endpoint] = []
         self.base_url = base_url
         self.mix = mix
         self.auth = auth
@@ -112,6 +122,12 @@ class HttpDriver:
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: collections.deque[tuple[int, str]] = collections.deque()
         self._open_active = 0
+        # The open model's schedule, shared by its timer and the completions (see _start_due).
+        self._nxt: float | None = None
+        self._arrivals: Iterator[float] = iter(())
+        self._end_s = 0.0
+        self._bounds: Iterator[tuple[float, str]] = iter(())
+        self._phase_end, self._phase = 0.0, "load"
 
     # --- one request ---------------------------------------------------------------------------
 
@@ -119,6 +135,12 @@ class HttpDriver:
         self, ep: Endpoint, user: User, t_intended: int, retry: bool = True, phase: str | None = None
     ) -> None:
         """Send one request and record it; a 401 triggers one re-authentication and a retry."""
+        await self._send(ep, user, t_intended, retry, phase)
+
+    async def _send_aiohttp(
+        self, ep: Endpoint, user: User, t_intended: int, retry: bool = True, phase: str | None = None
+    ) -> None:
+        """``send`` through the aiohttp session (setup-grade path; everything unusual)."""
         clock, counters = self.clock, self.counters
         token: str | None = None
         if ep.auth:
@@ -134,9 +156,10 @@ class HttpDriver:
         headers = dict(ep.headers)
         if token is not None:
             headers["Authorization"] = "Bearer " + token
-        status = nin = 0
+        status = 0
         err: str | None = None
         raw = b""
+        nout = len(body) if body is not None else 0
         counters.in_flight += 1
         t0 = clock.now()
         try:
@@ -145,33 +168,121 @@ class HttpDriver:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
-            nin = len(raw)
         except asyncio.CancelledError:
             counters.in_flight -= 1
-            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, len(body or b""), ep, user,
-                         None, phase)
+            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
             err = classify(exc)
         counters.in_flight -= 1
+        if self._outcome(ep, user, t_intended, t0, clock.now(), status, err, raw, nout, phase) \
+                and retry and not self.state.stopping:
+            counters.reauths += 1
+            await self.auth.reauth(user, token)
+            await self._send(ep, user, clock.now(), False, phase)
+
+    async def _send_fast(
+        self, ep: Endpoint, user: User, t_intended: int, retry: bool = True, phase: str | None = None
+    ) -> None:
+        """``send`` through the fast client: a pre-built request on a kept-alive connection."""
+        tmpl = self._templates.get(id(ep), _UNSET)
+        if tmpl is _UNSET:
+            tmpl = self._template(ep)
+        if tmpl is None:
+            await self._send_aiohttp(ep, user, t_intended, retry, phase)
+            return
+        clock, counters = self.clock, self.counters
+        token: str | None = None
+        if ep.auth:
+            token = user.fresh_token()
+            if token is None:
+                try:
+                    token = await self.auth.token(user)
+                except AuthFailed:
+                    now = clock.now()
+                    self._record(t_intended, now, now, 0, "auth", 0, 0, ep, user, None, phase)
+                    return
+        body = ep.body(user.email, token, self.rng)
+        data = tmpl.build(token, body)  # type: ignore[union-attr]
+        nout = len(body) if body is not None else 0
+        fast = self.fast
+        assert fast is not None
+        counters.in_flight += 1
+        t0 = clock.now()
+        try:
+            status, raw, err = await fast.request(data)
+            if err is None and 300 <= status < 400 and status in _REDIRECTS:
+                status, raw, err = await self._follow_redirect(ep, status, fast.last_head, token, body)
+        except asyncio.CancelledError:
+            counters.in_flight -= 1
+            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase)
+            raise
         t1 = clock.now()
+        counters.in_flight -= 1
+        if err is not None:
+            status, raw = 0, b""
+        if self._outcome(ep, user, t_intended, t0, t1, status, err, raw, nout, phase) \
+                and retry and not self.state.stopping:
+            counters.reauths += 1
+            await self.auth.reauth(user, token)
+            await self._send(ep, user, clock.now(), False, phase)
+
+    def _template(self, ep: Endpoint) -> RequestTemplate | None:
+        assert self.fast is not None
+        tmpl = self.fast.template(ep.method, ep.path, ep.headers, auth=ep.auth)
+        self._templates[id(ep)] = tmpl
+        self._keep.append(ep)  # ids stay unique while the endpoint is alive
+        return tmpl
+
+    async def _follow_redirect(
+        self, ep: Endpoint, status: int, head: bytes, token: str | None, body: bytes | None
+    ) -> tuple[int, bytes, str | None]:
+        """A redirect on the fast path: follow it through aiohttp (as the aiohttp path would),
+        and send this endpoint through aiohttp from now on."""
+        self._templates[id(ep)] = None
+        loc = redirect_location(status, head)
+        if loc is None:
+            return status, b"", None  # no readable Location: the 3xx is the answer
+        url = urljoin(self.base_url + ep.path, loc)
+        method, data = ep.method, body
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method, data = "GET", None
+        headers = dict(ep.headers)
+        if token is not None and _origin(url) == _origin(self.base_url):
+            headers["Authorization"] = "Bearer " + token
+        try:
+            async with self.session.request(method, url, data=data, headers=headers) as resp:
+                return resp.status, await resp.read(), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a row
+            return 0, b"", classify(exc)
+
+    def _outcome(
+        self, ep: Endpoint, user: User, ti: int, t0: int, t1: int, status: int, err: str | None,
+        raw: bytes, nout: int, phase: str | None,
+    ) -> bool:
+        """Record a finished request (task id, error kind); True when a 401 asks for re-auth."""
         task_id = None
         if err is None:
             err = status_error(status)
             if err is None and ep.creates_task:
-                task_id = _task_id(raw)
+                task_id = parse_task_id(raw)
                 if task_id is None:
                     err = "bad_body"
-        self._record(t_intended, t0, t1, status, err, nin, len(body or b""), ep, user, task_id, phase)
+        self.recorder.record(ti, t0, t1, status, err, len(raw), nout, ep.name, ep.method, user.email,
+                             self.state.phase if phase is None else phase, task_id)
+        counters = self.counters
+        counters.requests += 1
+        if err is not None:
+            counters.error(err)
         if task_id is not None:
             counters.tasks_created += 1
             self.recent_tasks.append(task_id)
             for listener in self.task_listeners:
                 listener(task_id, ep.task_type, user, t1)
-        elif status == 401 and ep.auth and retry and not self.state.stopping:
-            counters.reauths += 1
-            await self.auth.reauth(user, token)
-            await self.send(ep, user, clock.now(), retry=False, phase=phase)
+            return False
+        return status == 401 and ep.auth
 
     def _record(
         self, ti: int, ts: int, te: int, status: int, err: str | None, nin: int, nout: int,
@@ -187,9 +298,10 @@ class HttpDriver:
 
     async def _virtual_user(self, index: int) -> None:
         state, clock, pick, mix, rng = self.state, self.clock, self.pick_user, self.mix, self.rng
+        send = self._send
         intended = clock.now()
         while index < state.level and not state.stopping:
-            await self.send(mix.pick(rng), pick(), intended)
+            await send(mix.pick(rng), pick(), intended, True, None)
             think = state.think_time
             if think > 0:
                 intended = clock.now() + int(think * 1e9)
@@ -215,29 +327,47 @@ class HttpDriver:
         ``phases`` lists (end time, name) in order: a request belongs to the phase of its intended
         start time, whatever the clock says when it actually starts.
         """
-        clock, state, counters = self.clock, self.state, self.counters
-        bounds = iter(phases)
-        phase_end, phase = next(bounds)
-        nxt = next(arrivals, None)
-        while nxt is not None and nxt < end_s and not state.stopping:
-            delay = nxt - clock.seconds()
-            if delay > 0:
-                await asyncio.sleep(max(delay, MIN_SLEEP_S))
-            now = clock.seconds()
-            while nxt is not None and nxt <= now and nxt < end_s:
-                while nxt >= phase_end:
-                    phase_end, phase = next(bounds, (float("inf"), phase))
-                stats = state.stats(phase)
-                stats.planned += 1
-                ti = int(nxt * 1e9)
-                if self._open_active < self.max_in_flight:
-                    self._open_active += 1
-                    self._spawn(self._open_request(ti, phase))
-                else:
-                    stats.cap_hits += 1
-                    counters.cap_hits += 1
-                    self._pending.append((ti, phase))
-                nxt = next(arrivals, None)
+        clock, state = self.clock, self.state
+        self._bounds = iter(phases)
+        self._phase_end, self._phase = next(self._bounds)
+        self._arrivals, self._end_s = arrivals, end_s
+        self._nxt = next(arrivals, None)
+        try:
+            while self._nxt is not None and self._nxt < end_s and not state.stopping:
+                delay = self._nxt - clock.seconds()
+                if delay > 0:
+                    await asyncio.sleep(max(delay, MIN_SLEEP_S))
+                self._start_due(clock.seconds())
+        finally:
+            self._nxt = None  # the schedule is over: completions stop looking at it
+
+    def _start_due(self, now: float) -> None:
+        """Start every arrival due by ``now`` (queued when the in-flight cap is reached).
+
+        Called by the schedule's timer (at least 1 ms apart) and, between timer wake-ups, by
+        each open-model request as it completes: at high rates the loop's own activity starts
+        arrivals on time without extra wake-ups (and without sub-ms sleeps, which uvloop turns
+        into busy polling).
+        """
+        state, counters, arrivals, end_s = self.state, self.counters, self._arrivals, self._end_s
+        nxt = self._nxt
+        phase_end, phase = self._phase_end, self._phase
+        while nxt is not None and nxt <= now and nxt < end_s:
+            while nxt >= phase_end:
+                phase_end, phase = next(self._bounds, (float("inf"), phase))
+            stats = state.stats(phase)
+            stats.planned += 1
+            ti = int(nxt * 1e9)
+            if self._open_active < self.max_in_flight:
+                self._open_active += 1
+                self._spawn(self._open_request(ti, phase))
+            else:
+                stats.cap_hits += 1
+                counters.cap_hits += 1
+                self._pending.append((ti, phase))
+            nxt = next(arrivals, None)
+        self._nxt = nxt
+        self._phase_end, self._phase = phase_end, phase
 
     async def _open_request(self, ti: int, phase: str) -> None:
         try:
@@ -255,7 +385,12 @@ class HttpDriver:
                 counters.late += 1
             else:
                 stats.on_time += 1
-            await self.send(self.mix.pick(self.rng), self.pick_user(), ti, phase=phase)
+            await self._send(self.mix.pick(self.rng), self.pick_user(), ti, True, phase)
+            nxt = self._nxt
+            if nxt is not None and not state.stopping:
+                now = clock.seconds()
+                if nxt <= now:
+                    self._start_due(now)
             # Queued arrivals keep starting (late) after the schedule ends, until drain's timeout.
             if not self._pending:
                 return
@@ -291,9 +426,6 @@ class HttpDriver:
         self.drop_pending()
 
 
-def _task_id(raw: bytes) -> str | None:
-    try:
-        tid = json.loads(raw).get("taskId")
-    except (ValueError, AttributeError):
-        return None
-    return tid if isinstance(tid, str) and tid else None
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port

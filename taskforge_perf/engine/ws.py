@@ -49,6 +49,7 @@ from taskforge_perf.users import User, round_robin_assignment
 __all__ = ["WsDriver", "WsOptions"]
 
 _TASKS_MAX = 200_000  # created tasks remembered (FIFO eviction)
+_SLICE = 200  # sample subscriptions sent per loop turn
 
 
 class WsDriver:
@@ -78,16 +79,34 @@ class WsDriver:
         self.rng = rng
         self.phase = phase
         self.options = options if options is not None else WsOptions()
-        self.recent_tasks = recent_tasks if recent_tasks is not None else collections.deque(maxlen=100)
+        self.recent_tasks = (
+            recent_tasks if recent_tasks is not None else collections.deque(maxlen=100)
+        )
         self.conns: list[Conn] = []  # wanted connections, in opening order
         self.by_user: dict[str, list[Conn]] = {}
         self.tasks: dict[str, TaskInfo] = {}
         self.want = 0
         self.stopping = False
         self.stats: dict[str, int] = dict.fromkeys(
-            ("opened", "rejected", "connect_errors", "dropped", "reconnects", "messages", "subscribes",
-             "resubscribes", "lost_subscriptions", "isolation", "unparsable", "unknown_shape",
-             "untracked_tasks", "max_open", "closed"), 0)
+            (
+                "opened",
+                "rejected",
+                "connect_errors",
+                "dropped",
+                "reconnects",
+                "messages",
+                "subscribes",
+                "resubscribes",
+                "lost_subscriptions",
+                "isolation",
+                "unparsable",
+                "unknown_shape",
+                "untracked_tasks",
+                "max_open",
+                "closed",
+            ),
+            0,
+        )
         self._pick = round_robin_assignment(users, rng)
         self._next = 0
         self._rr = 0
@@ -107,7 +126,10 @@ class WsDriver:
 
     def start(self, count: int) -> None:
         """Start opening ``count`` connections (staggered) and the activity loops; returns at once."""
-        self._loops = [asyncio.ensure_future(self._activity()), asyncio.ensure_future(self._check_lost())]
+        self._loops = [
+            asyncio.ensure_future(self._activity()),
+            asyncio.ensure_future(self._check_lost()),
+        ]
         self.set_count(count)
 
     def set_count(self, count: int) -> None:
@@ -115,9 +137,9 @@ class WsDriver:
         if self.stopping:
             return
         self.want = max(0, int(count))
-        extra = self.conns[self.want:]
+        extra = self.conns[self.want :]
         if extra:
-            del self.conns[self.want:]
+            del self.conns[self.want :]
             for c in extra:
                 self._retire(c)
         if len(self.conns) < self.want and (self._opener is None or self._opener.done()):
@@ -226,8 +248,13 @@ class WsDriver:
         t0 = clock.now()
         try:
             ws = await connect(
-                url, open_timeout=opts.connect_timeout, ping_interval=None, close_timeout=2.0,
-                compression=None, proxy=None, user_agent_header=None,
+                url,
+                open_timeout=opts.connect_timeout,
+                ping_interval=None,
+                close_timeout=2.0,
+                compression=None,
+                proxy=None,
+                user_agent_header=None,
             )
         except asyncio.CancelledError:
             raise
@@ -345,8 +372,18 @@ class WsDriver:
             ts = c.subs.get(tid) or info.subscribed_ns  # type: ignore[arg-type]
             if ts is not None:
                 since_s = t - ts
-        self._row(t, "message", c, task_id=tid, task_type=ttype, status=status, progress=progress,
-                  since_created_ns=since_c, since_subscribe_ns=since_s, error=err)
+        self._row(
+            t,
+            "message",
+            c,
+            task_id=tid,
+            task_type=ttype,
+            status=status,
+            progress=progress,
+            since_created_ns=since_c,
+            since_subscribe_ns=since_s,
+            error=err,
+        )
         self.counters.ws_messages += 1
         self.stats["messages"] += 1
         if err is not None:
@@ -356,8 +393,15 @@ class WsDriver:
                 self.counters.ws_completed += 1
             return
         if self.options.isolation_probe and info.owner != c.user.email:
-            self._row(t, "isolation", c, task_id=tid, task_type=ttype, status=status,
-                      since_created_ns=since_c)
+            self._row(
+                t,
+                "isolation",
+                c,
+                task_id=tid,
+                task_type=ttype,
+                status=status,
+                since_created_ns=since_c,
+            )
             self.stats["isolation"] += 1
         if status in FINAL and not info.done:
             info.done = True
@@ -385,7 +429,9 @@ class WsDriver:
         self._rr += 1
         self._subscribe(conns[self._rr % len(conns)], task_id, "own", info)
 
-    def _subscribe(self, c: Conn, tid: str, reason: str, info: TaskInfo | None, resub: bool = False) -> None:
+    def _subscribe(
+        self, c: Conn, tid: str, reason: str, info: TaskInfo | None, resub: bool = False
+    ) -> None:
         t = self.clock.now()
         tracked = info is not None and not info.done
         if tracked:
@@ -402,12 +448,28 @@ class WsDriver:
         since_c = t - info.created_ns if info is not None else None
         ttype = info.task_type if info is not None else None
         if resub:
-            self._row(t, "resubscribe", c, task_id=tid, task_type=ttype, status=reason,
-                      since_created_ns=since_c, error="lost_subscription")
+            self._row(
+                t,
+                "resubscribe",
+                c,
+                task_id=tid,
+                task_type=ttype,
+                status=reason,
+                since_created_ns=since_c,
+                error="lost_subscription",
+            )
             self.stats["resubscribes"] += 1
             self.stats["lost_subscriptions"] += 1
         else:
-            self._row(t, "subscribe", c, task_id=tid, task_type=ttype, status=reason, since_created_ns=since_c)
+            self._row(
+                t,
+                "subscribe",
+                c,
+                task_id=tid,
+                task_type=ttype,
+                status=reason,
+                since_created_ns=since_c,
+            )
             self.stats["subscribes"] += 1
         if tracked:
             self._pending.append((t + self._after_ns, c, tid, t, resub))
@@ -426,7 +488,9 @@ class WsDriver:
                     continue
                 if c.ws is None or c.closing or c.subs.get(tid) != t_sub:
                     continue  # restored on reconnect, or subscribed again since
-                self._subscribe(c, tid, "own" if info.owner == c.user.email else "sample", info, resub=True)
+                self._subscribe(
+                    c, tid, "own" if info.owner == c.user.email else "sample", info, resub=True
+                )
 
     async def _activity(self) -> None:
         """Every subscribe_interval: a sample of open connections subscribes to recent task ids."""
@@ -436,7 +500,14 @@ class WsDriver:
             open_conns = [c for c in self.conns if c.ws is not None and not c.closing]
             k = opts.sample_size(len(open_conns))
             recent = list(self.recent_tasks)
-            for c in rng.sample(open_conns, k) if k else ():
+            chosen = rng.sample(open_conns, k) if k else []
+            # Large samples are spread over the first half of the interval (no loop-lag burst).
+            pause = opts.subscribe_interval / 2 / (len(chosen) // _SLICE + 1)
+            for i, c in enumerate(chosen):
+                if i and i % _SLICE == 0:
+                    await asyncio.sleep(pause)
+                if c.ws is None:
+                    continue
                 if recent:
                     tid = rng.choice(recent)
                     self._subscribe(c, tid, "sample", self.tasks.get(tid))

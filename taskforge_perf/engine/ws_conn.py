@@ -25,7 +25,12 @@ REJECT_WINDOW_NS = 200_000_000
 
 
 def _num(name: str, v: Any, *, lo: float, strict: bool = False, fix: str = "") -> float:
-    if isinstance(v, bool) or not isinstance(v, int | float) or math.isnan(v) or (v <= lo if strict else v < lo):
+    if (
+        isinstance(v, bool)
+        or not isinstance(v, int | float)
+        or math.isnan(v)
+        or (v <= lo if strict else v < lo)
+    ):
         op = ">" if strict else ">="
         raise ConfigError(f"WsOptions.{name} must be a number {op} {lo:g} (got {v!r}){fix}")
     return float(v)
@@ -74,9 +79,20 @@ class WsOptions:
                 raise ConfigError(f"WsOptions.{name} must be an integer >= 1 (got {v!r})")
         _num("batch_pause", self.batch_pause, lo=0)
         _num("connect_timeout", self.connect_timeout, lo=0, strict=True, fix="; e.g. 10 (seconds)")
-        _num("subscribe_interval", self.subscribe_interval, lo=0, strict=True,
-             fix="; e.g. 2.0 (seconds); set subscribe_sample=0 to turn sampling off")
-        _num("resubscribe_after", self.resubscribe_after, lo=0, strict=True, fix="; e.g. 2.0 (seconds)")
+        _num(
+            "subscribe_interval",
+            self.subscribe_interval,
+            lo=0,
+            strict=True,
+            fix="; e.g. 2.0 (seconds); set subscribe_sample=0 to turn sampling off",
+        )
+        _num(
+            "resubscribe_after",
+            self.resubscribe_after,
+            lo=0,
+            strict=True,
+            fix="; e.g. 2.0 (seconds)",
+        )
         _num("backoff_initial", self.backoff_initial, lo=0, strict=True, fix="; e.g. 0.1 (seconds)")
         _num("backoff_max", self.backoff_max, lo=0, strict=True, fix="; e.g. 5 (seconds)")
         _num("backoff_factor", self.backoff_factor, lo=1, fix="; e.g. 2")
@@ -87,17 +103,23 @@ class WsOptions:
             )
         s = self.subscribe_sample
         if isinstance(s, bool) or not isinstance(s, int | float) or math.isnan(s):
-            raise ConfigError(f"WsOptions.subscribe_sample must be a fraction in [0, 1] or a count >= 0 (got {s!r})")
+            raise ConfigError(
+                f"WsOptions.subscribe_sample must be a fraction in [0, 1] or a count >= 0 (got {s!r})"
+            )
         if isinstance(s, float) and not 0.0 <= s <= 1.0:
             raise ConfigError(
                 f"WsOptions.subscribe_sample={s!r}: a float is a fraction of the open connections and "
                 "must be in [0, 1]; give an int for a count of connections"
             )
         if isinstance(s, int) and s < 0:
-            raise ConfigError(f"WsOptions.subscribe_sample must be >= 0 (got {s!r}); 0 turns sampling off")
+            raise ConfigError(
+                f"WsOptions.subscribe_sample must be >= 0 (got {s!r}); 0 turns sampling off"
+            )
         for name in ("track_own_tasks", "reconnect", "isolation_probe"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"WsOptions.{name} must be True or False (got {getattr(self, name)!r})")
+                raise ConfigError(
+                    f"WsOptions.{name} must be True or False (got {getattr(self, name)!r})"
+                )
 
     def sample_size(self, open_count: int) -> int:
         """How many of ``open_count`` open connections subscribe this interval."""
@@ -132,8 +154,21 @@ class TaskInfo:
 class Conn:
     """One logical connection: a number, a user, and its subscriptions (kept across reconnects)."""
 
-    __slots__ = ("index", "user", "ws", "task", "subs", "opened_ns", "got_message", "closing",
-                 "closed_by_us", "attempt", "confirmed", "handshake_ns", "reconnecting")
+    __slots__ = (
+        "index",
+        "user",
+        "ws",
+        "task",
+        "subs",
+        "opened_ns",
+        "got_message",
+        "closing",
+        "closed_by_us",
+        "attempt",
+        "confirmed",
+        "handshake_ns",
+        "reconnecting",
+    )
 
     def __init__(self, index: int, user: User) -> None:
         self.index = index

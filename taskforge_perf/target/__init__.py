@@ -8,8 +8,8 @@
 from __future__ import annotations
 
 from taskforge_perf.target.config import TargetConfig
-from taskforge_perf.target.specs import Delay
 from taskforge_perf.target.metrics import parse_prometheus
 from taskforge_perf.target.process import ReferenceTarget, TargetStartError
+from taskforge_perf.target.specs import Delay
 
 __all__ = ["Delay", "ReferenceTarget", "TargetConfig", "TargetStartError", "parse_prometheus"]

@@ -1,0 +1,231 @@
+"""WebSocket scale: one tester process holds N subscribed connections against the reference target.
+
+For each N (default 2,000, 5,000, 10,000) a fresh reference target is started and a LoadTester
+with ``websockets=N`` runs an open-model HTTP load of ``--rate`` task creations per second (each
+task subscribed at once on a connection of its creator) while every connection subscribes to a
+recent task every ``--interval`` s. Measured in this process:
+
+- open time: from the start of the load until N sockets are open;
+- client memory per connection: (RSS with N open - RSS after user setup) / N (recorder buffers of
+  the rows recorded meanwhile included);
+- event-loop lag: a task sleeping 10 ms in a loop records its overshoot during a ``--hold`` s window
+  while messages flow; p50 / p99 / max;
+- messages received per second during that window; cancellation: time until every socket is closed.
+
+    .venv/bin/python benchmarks/bench_ws.py                  # 2k, 5k, 10k; appends to RESULTS.md
+    .venv/bin/python benchmarks/bench_ws.py --sizes 1000 --no-write
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import taskforge_perf as tfp  # noqa: E402
+from taskforge_perf.mix import task_endpoint  # noqa: E402
+from taskforge_perf.plan import Phase, StressPlan  # noqa: E402
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # inherited by the target child
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+async def lag_probe(samples: list[float], stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t0 = loop.time()
+        await asyncio.sleep(0.010)
+        samples.append((loop.time() - t0 - 0.010) * 1e3)
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))
+    return xs[k]
+
+
+async def one(
+    n: int, users: int, rate: float, interval: float, hold: float, open_timeout: float
+) -> dict:
+    async with tfp.ReferenceTarget(
+        hash_iterations=1000, leak=False, seed=1, startup_timeout=30
+    ) as target:
+        pool = tfp.UserPool(count=users, email_prefix=f"wsbench{n}-", signup_concurrency=50)
+        base: dict[str, int] = {}
+
+        def after_setup(done: int, total: int) -> None:
+            if done == total:
+                base["rss"] = rss_bytes()
+
+        mix = tfp.RequestMix([task_endpoint("generate-pdf"), task_endpoint("resize-image")])
+        opts = tfp.WsOptions(
+            batch_size=500,
+            batch_pause=0.02,
+            subscribe_interval=interval,
+            subscribe_sample=1.0,
+            resubscribe_after=5.0,
+        )
+        tester = tfp.LoadTester(
+            target, pool, mix, websockets=n, ws_options=opts, seed=1, setup_progress=after_setup
+        )
+        plan = StressPlan([Phase("hold", open_timeout + hold + 60, rate=rate)])
+        run_task = asyncio.ensure_future(tester.run(plan, name=f"bench-ws-{n}"))
+        deadline = time.monotonic() + 120
+        while "rss" not in base or tester.counters.ws_open == 0:
+            if run_task.done() or time.monotonic() > deadline:
+                raise RuntimeError(f"run ended or setup too slow: {run_task}")
+            await asyncio.sleep(0.005)
+        c = tester.counters  # the run's own counters (run() replaces them)
+        t_open0 = time.monotonic()
+        deadline = t_open0 + open_timeout
+        while c.ws_open < n and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        open_s = time.monotonic() - t_open0
+        opened = c.ws_open
+        await asyncio.sleep(min(interval, 2.0))  # every connection subscribed at least once
+        rss_open = rss_bytes()
+        samples: list[float] = []
+        stop = asyncio.Event()
+        m0 = c.ws_messages
+        probe = asyncio.ensure_future(lag_probe(samples, stop))
+        t0 = time.monotonic()
+        await asyncio.sleep(hold)
+        stop.set()
+        await probe
+        msgs = c.ws_messages - m0
+        span = time.monotonic() - t0
+        rss_hold = rss_bytes()
+        server = await target.ametrics()
+        server_open = server["taskforge_ws_connections"][()]
+        t_c = time.monotonic()
+        run_task.cancel()
+        try:
+            await run_task
+        except asyncio.CancelledError:
+            pass
+        close_s = time.monotonic() - t_c
+        after = (await target.ametrics())["taskforge_ws_connections"][()]
+        run = tester.last_run
+        meta_ws = run.meta.get("ws") or {} if run is not None else {}
+    return {
+        "n": n,
+        "users": users,
+        "opened": opened,
+        "server_open": int(server_open),
+        "open_s": open_s,
+        "rss_per_conn_kb": (rss_open - base["rss"]) / max(opened, 1) / 1024,
+        "rss_hold_per_conn_kb": (rss_hold - base["rss"]) / max(opened, 1) / 1024,
+        "lag_p50_ms": statistics.median(samples) if samples else float("nan"),
+        "lag_p99_ms": pct(samples, 0.99),
+        "lag_max_ms": max(samples) if samples else float("nan"),
+        "msgs_per_s": msgs / span,
+        "close_s": close_s,
+        "server_open_after": int(after),
+        "connect_errors": meta_ws.get("connect_errors"),
+        "rows": run.ws_events.height if run is not None else 0,
+    }
+
+
+def table(results: list[dict]) -> str:
+    head = (
+        "| N | users | opened | open time | client KB/conn (open / after hold) | loop lag p50 / p99 / max "
+        "| msgs/s | close all | connect errors |"
+    )
+    lines = [head, "|" + "---|" * 9]
+    for r in results:
+        lines.append(
+            f"| {r['n']:,} | {r['users']} | {r['opened']:,} (target {r['server_open']:,}) | {r['open_s']:.1f} s "
+            f"| {r['rss_per_conn_kb']:.1f} / {r['rss_hold_per_conn_kb']:.1f} "
+            f"| {r['lag_p50_ms']:.2f} / {r['lag_p99_ms']:.2f} / {r['lag_max_ms']:.1f} ms "
+            f"| {r['msgs_per_s']:,.0f} | {r['close_s']:.1f} s (target left {r['server_open_after']}) "
+            f"| {r['connect_errors']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000])
+    ap.add_argument(
+        "--users", type=int, default=500, help="users (connections are spread round-robin)"
+    )
+    ap.add_argument("--rate", type=float, default=100.0, help="tasks created per second over HTTP")
+    ap.add_argument(
+        "--interval", type=float, default=5.0, help="each connection subscribes every N s"
+    )
+    ap.add_argument(
+        "--hold", type=float, default=10.0, help="seconds of lag measurement with all open"
+    )
+    ap.add_argument("--open-timeout", type=float, default=90.0)
+    ap.add_argument(
+        "--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md"
+    )
+    args = ap.parse_args()
+    nofile = raise_nofile()
+    print(f"RLIMIT_NOFILE={nofile}; nproc={os.cpu_count()}; cpu={cpu_model()}")
+    results = []
+    for n in args.sizes:
+        if n + 500 > nofile:  # the target child has its own (inherited) limit
+            print(f"skipping N={n}: needs ~{n + 500} file descriptors, limit {nofile}")
+            continue
+        r = asyncio.run(one(n, args.users, args.rate, args.interval, args.hold, args.open_timeout))
+        print(r, flush=True)
+        results.append(r)
+    text = table(results)
+    print(text)
+    if not args.no_write and results:
+        section = (
+            f"\n## WebSocket scale ({datetime.date.today().isoformat()})\n\n"
+            f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
+            f"RLIMIT_NOFILE {nofile}. `benchmarks/bench_ws.py --users {args.users} --rate {args.rate:g} "
+            f"--interval {args.interval:g} --hold {args.hold:g}`: one tester process, the reference "
+            "target (leak=False) as a child process on the same machine; every connection subscribes to "
+            f"a recent task every {args.interval:g} s and each task created over HTTP is subscribed on a "
+            "connection of its creator. KB/conn = (RSS with all open - RSS after user setup) / N, recorder "
+            "rows included. Loop lag = overshoot of a 10 ms sleep while messages flow.\n\n"
+            + text
+            + "\n"
+        )
+        with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
+            f.write(section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,410 @@
+"""A small HTTP/1.1 keep-alive client for the load traffic (the hot path).
+
+aiohttp's client costs ~50% of the generator's CPU per request (request and response objects,
+header multidicts, URL handling, the connector's bookkeeping). The load traffic needs none of
+that: the requests of a mix are known up front, so each one is a pre-built bytes template with
+only the token and the body spliced in (``RequestTemplate``), written on a kept-alive connection
+(an ``asyncio.Protocol``) whose response is framed by httptools' C parser (llhttp). The result is
+the status, the body bytes and an error kind; nothing else is built.
+
+What stays with aiohttp (``engine.http`` decides per endpoint): auth and setup, redirects (the
+first 3xx of an endpoint is followed through aiohttp, and that endpoint stays there), HEAD, and
+anything a template cannot express. TLS is asyncio's (``create_connection(ssl=...)``).
+
+Failures are error kinds, never exceptions, and there is no silent retry: a kept-alive
+connection that the peer closed under a request is a "reset" row (aiohttp retries an idempotent
+request once in that case).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import json
+import socket
+import ssl
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+
+from taskforge_perf.engine.failures import classify
+
+#: Methods whose request carries a Content-Length even without a body (as aiohttp sends them).
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+#: Header names the template owns; an endpoint that sets one of these goes through aiohttp.
+_OWNED = frozenset({"host", "content-length", "transfer-encoding", "connection", "expect"})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def connect_error(exc: BaseException) -> str:
+    """Error kind of a failure while connecting (the fast client's side of ``classify``)."""
+    if isinstance(exc, socket.gaierror):
+        return "dns"
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return "tls"
+    if isinstance(exc, ConnectionRefusedError):
+        return "refused"
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                                                  errno.ENETUNREACH):
+        return "refused"
+    return classify(exc)
+
+
+class RequestTemplate:
+    """The bytes of one endpoint's request, with holes for the token and the body.
+
+    >>> t = RequestTemplate("GET", "/health", "127.0.0.1:8080", {}, auth=False)
+    >>> t.build(None, None)
+    b'GET /health HTTP/1.1\\r\\nHost: 127.0.0.1:8080\\r\\n\\r\\n'
+    """
+
+    __slots__ = ("bare", "tok", "body", "tok_body")
+
+    def __init__(
+        self, method: str, target: str, host: str, headers: Mapping[str, str], *, auth: bool
+    ) -> None:
+        lines = [f"{method} {target} HTTP/1.1", f"Host: {host}"]
+        for k, v in headers.items():
+            if auth and k.lower() == "authorization":
+                continue  # replaced by the user's token, as on the aiohttp path
+            lines.append(f"{k}: {v}")
+        # '%' is the splice operator below: escape it in the fixed part (percent-encoded paths).
+        head = ("\r\n".join(lines) + "\r\n").encode("latin-1").replace(b"%", b"%%")
+        cl0 = b"Content-Length: 0\r\n" if method in _BODY_METHODS else b""
+        self.bare: bytes = (head + cl0 + b"\r\n").replace(b"%%", b"%")
+        self.tok: bytes = head + b"Authorization: Bearer %s\r\n" + cl0 + b"\r\n"
+        self.body: bytes = head + b"Content-Length: %d\r\n\r\n%s"
+        self.tok_body: bytes = head + b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+
+    def build(self, token: str | None, body: bytes | None) -> bytes:
+        """The request's bytes (one ``%`` formatting: a single allocation)."""
+        if body is None:
+            if token is None:
+                return self.bare
+            return self.tok % token.encode()
+        if token is None:
+            return self.body % (len(body), body)
+        return self.tok_body % (token.encode(), len(body), body)
+
+
+def template_for(
+    method: str, path: str, headers: Mapping[str, str], base: Origin, *, auth: bool
+) -> RequestTemplate | None:
+    """A template for an endpoint, or None when it needs aiohttp (HEAD, odd headers or path)."""
+    if method == "HEAD":
+        return None  # a HEAD response has no body whatever its Content-Length says
+    target = base.path_prefix + path
+    if not target.isascii() or any(c in target for c in " \r\n\t"):
+        return None
+    for k, v in headers.items():
+        if k.lower() in _OWNED or any(c in k + v for c in "\r\n"):
+            return None
+        try:
+            (k + v).encode("latin-1")
+        except UnicodeEncodeError:
+            return None
+    return RequestTemplate(method, target, base.host_header, headers, auth=auth)
+
+
+class Origin:
+    """Scheme, host and port of a base URL, as the fast client connects to it."""
+
+    __slots__ = ("scheme", "host", "port", "host_header", "path_prefix")
+
+    def __init__(self, base_url: str) -> None:
+        parts = urlsplit(base_url)
+        self.scheme = parts.scheme
+        host = parts.hostname or ""
+        default = 443 if self.scheme == "https" else 80
+        self.port = parts.port or default
+        self.host = host
+        shown = f"[{host}]" if ":" in host else host
+        self.host_header = shown if self.port == default else f"{shown}:{self.port}"
+        self.path_prefix = parts.path.rstrip("/")
+
+
+class _Conn(asyncio.Protocol):
+    """One kept-alive connection; at most one request in flight (no pipelining)."""
+
+    __slots__ = ("client", "transport", "parser", "waiter", "status", "body", "error", "timer",
+                 "deadline", "closed", "keep", "head")
+
+    def __init__(self, client: FastClient) -> None:
+        self.client = client
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[None] | None = None
+        self.status = 0
+        self.body = b""
+        self.error: str | None = None
+        # One timer per connection, re-armed lazily: a request only stores its deadline (a
+        # TimerHandle per request cost ~6% of the CPU); the timer fires at most once per
+        # timeout period and then either times the request out or moves to its deadline.
+        self.timer: asyncio.TimerHandle | None = None
+        self.deadline = 0.0
+        self.closed = False
+        self.keep = True
+        self.head = b""  # the response's first chunk, kept for a redirect's Location only
+
+    # --- asyncio.Protocol ----------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.waiter is None:  # bytes nobody asked for: the connection cannot be trusted
+            self._finish("protocol", close=True)
+            return
+        if not self.head:
+            self.head = data
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._finish("protocol", close=True)
+        except httptools.HttpParserError:
+            self._finish("protocol", close=True)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._stop_timer()
+        self.client.open_connections -= 1
+        if self.waiter is not None:
+            if exc is None and self._framed_by_eof():
+                self.status = self.parser.get_status_code()
+                self.keep = False
+                self._finish(None)
+            elif exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError):
+                self._finish("reset")
+            elif isinstance(exc, ssl.SSLError):
+                self._finish("tls")
+            else:
+                kind = classify(exc)
+                self._finish("reset" if kind == "other" else kind)
+
+    def _framed_by_eof(self) -> bool:
+        """A response whose body ends with the connection (no length, not chunked) is complete
+        at EOF; one with a Content-Length that the peer cut short is a reset."""
+        end = self.head.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        head = self.head[:end].lower()
+        return b"\ncontent-length:" not in head and b"\ntransfer-encoding:" not in head
+
+    # --- httptools callbacks -------------------------------------------------------------------
+
+    def on_body(self, chunk: bytes) -> None:
+        if self.body:
+            self.body += chunk
+        else:
+            self.body = chunk
+
+    def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:  # an interim answer (103 Early Hints): keep waiting
+            self.body = b""
+            return
+        self.status = status
+        self.keep = self.parser.should_keep_alive()
+        self._finish(None)
+
+    # --- requests ------------------------------------------------------------------------------
+
+    def _finish(self, error: str | None, close: bool = False) -> None:
+        if error is not None:
+            if self.waiter is not None:  # never overwrite the outcome of a finished request
+                self.error = error
+            close = True
+        waiter = self.waiter
+        self.waiter = None
+        if close:
+            self.abort()
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def on_timer(self) -> None:
+        self.timer = None
+        if self.waiter is None or self.closed:
+            return  # idle: the next request arms it again
+        loop = self.waiter.get_loop()
+        if loop.time() >= self.deadline:
+            self._finish("timeout")
+        else:
+            self.timer = loop.call_at(self.deadline, self.on_timer)
+
+    def _stop_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def abort(self) -> None:
+        """Drop the connection at once (timeouts, garbage, cancellation)."""
+        self.closed = True
+        self._stop_timer()
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class FastClient:
+    """Kept-alive connections to one origin and ``request(bytes)`` -> (status, body, error).
+
+    The pool is LIFO: a closed-model run keeps one connection per virtual user busy, an open-model
+    run grows it to the number of requests in flight (bounded by the driver's in-flight cap).
+
+    >>> client = FastClient("http://127.0.0.1:8080", timeout=10.0)  # doctest: +SKIP
+    >>> status, body, error = await client.request(template.build(token, body))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        connect_timeout: float | None = None,
+        ssl_context: ssl.SSLContext | bool | None = None,
+    ) -> None:
+        self.origin = Origin(base_url)
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout if connect_timeout is not None else timeout
+        self.ssl: ssl.SSLContext | None = None
+        if self.origin.scheme == "https":
+            if isinstance(ssl_context, ssl.SSLContext):
+                self.ssl = ssl_context
+            elif ssl_context is False:
+                ctx = ssl.create_default_context()
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+                self.ssl = ctx
+            else:
+                self.ssl = ssl.create_default_context()
+        self._idle: collections.deque[_Conn] = collections.deque()
+        self._busy: set[_Conn] = set()
+        self.open_connections = 0
+        self.connections_made = 0
+        self.last_head = b""
+        self._closed = False
+
+    def template(self, method: str, path: str, headers: Mapping[str, str], *, auth: bool
+                 ) -> RequestTemplate | None:
+        """The request template of an endpoint (None: the endpoint goes through aiohttp)."""
+        return template_for(method, path, headers, self.origin, auth=auth)
+
+    async def _connect(self, deadline: float) -> _Conn | str:
+        loop = asyncio.get_running_loop()
+        o = self.origin
+        wait = min(self.connect_timeout, deadline - loop.time())
+        try:
+            _, conn = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Conn(self), o.host, o.port, ssl=self.ssl,
+                    server_hostname=o.host if self.ssl is not None else None,
+                ),
+                max(wait, 0.0),
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a kind
+            return connect_error(exc)
+        self.open_connections += 1
+        self.connections_made += 1
+        if self._closed:
+            conn.abort()
+            return "cancelled"
+        return conn
+
+    async def request(self, data: bytes) -> tuple[int, bytes, str | None]:
+        """Send one request on a kept-alive connection: (status, body, error kind or None)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        idle = self._idle
+        conn: _Conn | None = None
+        while idle:
+            c = idle.pop()
+            if not c.closed:
+                conn = c
+                break
+        if conn is None:
+            made = await self._connect(deadline)
+            if isinstance(made, str):
+                return 0, b"", made
+            conn = made
+        fut = loop.create_future()
+        conn.waiter = fut
+        conn.status = 0
+        conn.body = conn.head = b""
+        conn.error = None
+        conn.deadline = deadline
+        if conn.timer is None:
+            conn.timer = loop.call_at(deadline, conn.on_timer)
+        self._busy.add(conn)
+        transport = conn.transport
+        assert transport is not None
+        try:
+            transport.write(data)
+        except (RuntimeError, OSError):  # closed under us since the pool handed it out
+            conn._finish("reset")
+        try:
+            await fut
+        except asyncio.CancelledError:
+            conn._finish("cancelled")
+            self._busy.discard(conn)
+            raise
+        self._busy.discard(conn)
+        if conn.error is not None:
+            return conn.status, conn.body, conn.error
+        if 300 <= conn.status < 400:
+            self.last_head = conn.head  # read by the caller at once (redirects)
+        if conn.keep and not conn.closed and not self._closed:
+            idle.append(conn)
+        elif not conn.closed:  # "Connection: close" (or we are shutting down): close gracefully
+            conn.closed = True
+            conn._stop_timer()
+            transport.close()
+        return conn.status, conn.body, None
+
+    def close(self) -> None:
+        """Close every connection (idle ones gracefully, busy ones at once)."""
+        self._closed = True
+        while self._idle:
+            c = self._idle.pop()
+            c._stop_timer()
+            if c.transport is not None and not c.closed:
+                c.closed = True
+                c.transport.close()
+        for c in list(self._busy):
+            c._finish("cancelled")
+        self._busy.clear()
+
+
+def redirect_location(status: int, head: bytes) -> str | None:
+    """The Location of a redirect response from its first chunk (None if not a redirect)."""
+    if status not in _REDIRECTS:
+        return None
+    end = head.find(b"\r\n\r\n")
+    lines = (head[:end] if end >= 0 else head).split(b"\r\n")[1:]
+    for line in lines:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"location":
+            return value.strip().decode("latin-1")
+    return None
+
+
+def task_id(raw: bytes) -> str | None:
+    """The ``taskId`` of a task-creation answer: a bytes search, json.loads when unsure."""
+    i = raw.find(b'"taskId":"')
+    if i >= 0:
+        j = raw.find(b'"', i + 10)
+        if j > i + 10 and raw.find(b"\\", i + 10, j) < 0:
+            s = raw.strip()
+            if s[:1] == b"{" and s[-1:] == b"}" and raw.count(b'"taskId"') == 1:
+                return raw[i + 10 : j].decode("utf-8", "replace")
+    try:
+        tid: Any = json.loads(raw).get("taskId")
+    except (ValueError, AttributeError):
+        return None
+    return tid if isinstance(tid, str) and tid else None
