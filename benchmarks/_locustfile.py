@@ -46,9 +46,16 @@ def _start(**_kw: object) -> None:
 @events.test_stop.add_listener
 def _stop(**_kw: object) -> None:
     with open(OUT, "w") as f:
-        json.dump({"cpu_s": _cpu() - _mark["cpu0"], "wall_s": time.perf_counter() - _mark["t0"],
-                   "requests": _count[0] - _mark["n0"], "failures": _count[1] - _mark["f0"],
-                   "total_requests": _count[0]}, f)
+        json.dump(
+            {
+                "cpu_s": _cpu() - _mark["cpu0"],
+                "wall_s": time.perf_counter() - _mark["t0"],
+                "requests": _count[0] - _mark["n0"],
+                "failures": _count[1] - _mark["f0"],
+                "total_requests": _count[0],
+            },
+            f,
+        )
 
 
 class TaskForgeUser(FastHttpUser):
@@ -58,8 +65,10 @@ class TaskForgeUser(FastHttpUser):
         self.client.post(
             "/tasks",
             data=json.dumps(body, separators=(",", ":")).encode(),
-            headers={"Content-Type": "application/json",
-                     "Authorization": "Bearer " + random.choice(TOKENS)},
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": "Bearer " + random.choice(TOKENS),
+            },
             name="POST /tasks",
         )
 
@@ -73,21 +82,39 @@ class TaskForgeUser(FastHttpUser):
 
     @task(30)
     def pdf(self) -> None:
-        self._post({"type": "generate-pdf",
-                    "payload": {"url": f"https://example.com/report/{random.randrange(1_000_000)}"}})
+        self._post(
+            {
+                "type": "generate-pdf",
+                "payload": {"url": f"https://example.com/report/{random.randrange(1_000_000)}"},
+            }
+        )
 
     @task(25)
     def video(self) -> None:
-        self._post({"type": "compress-video", "payload": {
-            "videoUrl": f"https://example.com/videos/{random.randrange(1_000_000)}.mov",
-            "format": "mp4", "bitrate": f"{random.randrange(500, 2001, 100)}k",
-            "preset": random.choice(PRESETS)}})
+        self._post(
+            {
+                "type": "compress-video",
+                "payload": {
+                    "videoUrl": f"https://example.com/videos/{random.randrange(1_000_000)}.mov",
+                    "format": "mp4",
+                    "bitrate": f"{random.randrange(500, 2001, 100)}k",
+                    "preset": random.choice(PRESETS),
+                },
+            }
+        )
 
     @task(35)
     def image(self) -> None:
-        self._post({"type": "resize-image", "payload": {
-            "imageUrl": f"https://example.com/images/{random.randrange(1_000_000)}.jpg",
-            "width": random.randint(200, 1200), "height": random.randint(150, 900)}})
+        self._post(
+            {
+                "type": "resize-image",
+                "payload": {
+                    "imageUrl": f"https://example.com/images/{random.randrange(1_000_000)}.jpg",
+                    "width": random.randint(200, 1200),
+                    "height": random.randint(150, 900),
+                },
+            }
+        )
 
 
 class StaticUser(FastHttpUser):
@@ -96,4 +123,3 @@ class StaticUser(FastHttpUser):
     @task
     def static(self) -> None:
         self.client.get(STATIC_PATH)
-

@@ -108,8 +108,9 @@ def run_bare(args: dict[str, Any]) -> dict[str, Any]:
     async def main() -> tuple[int, int, float, float]:
         count = errors = 0
         connector = aiohttp.TCPConnector(limit=conc, limit_per_host=0, keepalive_timeout=30)
-        async with aiohttp.ClientSession(connector=connector,
-                                         skip_auto_headers=("User-Agent",)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, skip_auto_headers=("User-Agent",)
+        ) as session:
             async with session.get(url) as r:  # warm one connection, check the target
                 await r.read()
             stop_at = time.perf_counter() + duration
@@ -173,8 +174,20 @@ def run_recorder(args: dict[str, Any]) -> dict[str, Any]:
     t0 = time.perf_counter_ns()
     for i in range(n):
         j = i & 4095
-        record(t, t + 1_000, t + 900_000, 202, None, 60, 120, names[j], methods[j], usr[j], "load",
-               task_ids[i])
+        record(
+            t,
+            t + 1_000,
+            t + 900_000,
+            202,
+            None,
+            60,
+            120,
+            names[j],
+            methods[j],
+            usr[j],
+            "load",
+            task_ids[i],
+        )
         t += 100_000
     t1 = time.perf_counter_ns()
 
@@ -184,8 +197,20 @@ def run_recorder(args: dict[str, Any]) -> dict[str, Any]:
     t2 = time.perf_counter_ns()
     for i in range(n):
         j = i & 4095
-        noop(t, t + 1_000, t + 900_000, 202, None, 60, 120, names[j], methods[j], usr[j], "load",
-             task_ids[i])
+        noop(
+            t,
+            t + 1_000,
+            t + 900_000,
+            202,
+            None,
+            60,
+            120,
+            names[j],
+            methods[j],
+            usr[j],
+            "load",
+            task_ids[i],
+        )
     t3 = time.perf_counter_ns()
     f0 = time.perf_counter_ns()
     frame = rec.frame()
@@ -241,9 +266,12 @@ def run_truth(args: dict[str, Any]) -> dict[str, Any]:
     modes = ("open", "closed")
 
     def figures(load: pl.DataFrame) -> dict[str, Any]:
-        return {"rows": load.height, "errors": load["error"].drop_nulls().len(),
-                **{f"p{int(p * 100)}": load["ms"].quantile(p) for p in quantiles},
-                "mean": load["ms"].mean()}
+        return {
+            "rows": load.height,
+            "errors": load["error"].drop_nulls().len(),
+            **{f"p{int(p * 100)}": load["ms"].quantile(p) for p in quantiles},
+            "mean": load["ms"].mean(),
+        }
 
     async def main() -> dict[str, Any]:
         out: dict[str, Any] = {"rounds": [], "modes": {}, "rate": rate, "concurrency": conc}
@@ -257,22 +285,31 @@ def run_truth(args: dict[str, Any]) -> dict[str, Any]:
                 for mode in modes:
                     for client in ("aiohttp", "fast"):
                         pool = tfp.UserPool(count=10, email_prefix=f"truth{client}")
-                        tester = tfp.LoadTester(target, pool, tfp.RequestMix.taskforge(), seed=i,
-                                                http_client=client)
-                        kw: dict[str, Any] = ({"rate": rate} if mode == "open"
-                                              else {"concurrency": conc})
+                        tester = tfp.LoadTester(
+                            target, pool, tfp.RequestMix.taskforge(), seed=i, http_client=client
+                        )
+                        kw: dict[str, Any] = (
+                            {"rate": rate} if mode == "open" else {"concurrency": conc}
+                        )
                         run = await tester.run(duration=duration, **kw)
                         load = run.load_events().with_columns(
-                            ((pl.col("t_end") - pl.col("t_start")) / 1e6).alias("ms"))
+                            ((pl.col("t_end") - pl.col("t_start")) / 1e6).alias("ms")
+                        )
                         frames.setdefault((mode, client), []).append(load)
-                        out["rounds"].append({"round": i, "mode": mode, "client": client,
-                                              **figures(load)})
+                        out["rounds"].append(
+                            {"round": i, "mode": mode, "client": client, **figures(load)}
+                        )
         for (mode, client), fs in frames.items():
             all_ = pl.concat(fs)
-            per_ep = (all_.group_by(pl.col("endpoint").cast(pl.String))
-                      .agg(pl.col("ms").median().alias("p50")).sort("endpoint"))
+            per_ep = (
+                all_.group_by(pl.col("endpoint").cast(pl.String))
+                .agg(pl.col("ms").median().alias("p50"))
+                .sort("endpoint")
+            )
             out["modes"].setdefault(mode, {})[client] = {
-                **figures(all_), "per_endpoint_p50": dict(per_ep.iter_rows())}
+                **figures(all_),
+                "per_endpoint_p50": dict(per_ep.iter_rows()),
+            }
         return out
 
     loop = new_loop()

@@ -105,23 +105,32 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3, help="on/off pairs per mode (default 3)")
     ap.add_argument("--concurrency", type=int, default=50, help="virtual users (default 50)")
     ap.add_argument("--modes", default="await,run_sync", help="await, run_sync or both")
-    ap.add_argument("--no-write", action="store_true",
-                    help="do not append to benchmarks/RESULTS.md")
+    ap.add_argument(
+        "--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md"
+    )
     args = ap.parse_args()
     modes = [m for m in args.modes.split(",") if m]
     load_before = os.getloadavg()
-    code = KERNEL_CODE.format(duration=args.duration, rounds=args.rounds,
-                              concurrency=args.concurrency, modes=modes)
+    code = KERNEL_CODE.format(
+        duration=args.duration, rounds=args.rounds, concurrency=args.concurrency, modes=modes
+    )
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
     budget = (args.duration + 4) * args.rounds * 2 * len(modes) + 120
-    nb = execute_notebook(nb, cwd=ROOT, timeout=budget,
-                          progress=lambda m: print(f"bench_dashboard: {m}", file=sys.stderr))
+    nb = execute_notebook(
+        nb,
+        cwd=ROOT,
+        timeout=budget,
+        progress=lambda m: print(f"bench_dashboard: {m}", file=sys.stderr),
+    )
     text = "".join(o.get("text", "") for o in nb.cells[0].outputs if o.output_type == "stream")
     data = json.loads(text.split("BENCH ", 1)[1])
     res = data["results"]
     lines = []
-    table = ["| mode | round | live on req/s | live off req/s | on/off req/s | "
-             "on/off CPU-µs per request |", "|---|---|---|---|---|---|"]
+    table = [
+        "| mode | round | live on req/s | live off req/s | on/off req/s | "
+        "on/off CPU-µs per request |",
+        "|---|---|---|---|---|---|",
+    ]
     summary = []
     for mode in modes:
         ratios, cpu_ratios = [], []
@@ -130,20 +139,28 @@ def main() -> int:
             off = next(x for x in res if x["mode"] == mode and x["round"] == r and not x["live"])
             ratios.append(on["rps"] / off["rps"])
             cpu_ratios.append(on["cpu_us"] / off["cpu_us"])
-            table.append(f"| {mode} | {r + 1} | {on['rps']:,.0f} | {off['rps']:,.0f} | "
-                         f"{ratios[-1]:.3f} | {cpu_ratios[-1]:.3f} |")
+            table.append(
+                f"| {mode} | {r + 1} | {on['rps']:,.0f} | {off['rps']:,.0f} | "
+                f"{ratios[-1]:.3f} | {cpu_ratios[-1]:.3f} |"
+            )
         med = statistics.median(ratios)
         verdict = "within 5%" if med >= 0.95 else "MORE than 5% slower"
-        summary.append(f"- `{mode}`: throughput dashboard on / off = **{med:.3f}** (median of "
-                       f"per-round ratios {', '.join(f'{x:.3f}' for x in ratios)}): {verdict}; "
-                       f"CPU per request on / off = {statistics.median(cpu_ratios):.3f}")
+        summary.append(
+            f"- `{mode}`: throughput dashboard on / off = **{med:.3f}** (median of "
+            f"per-round ratios {', '.join(f'{x:.3f}' for x in ratios)}): {verdict}; "
+            f"CPU per request on / off = {statistics.median(cpu_ratios):.3f}"
+        )
         busy = [x["busy_share"] for x in res if x["mode"] == mode and x["live"]]
-        summary.append(f"  - time the load's thread spent in snapshots + dashboard: "
-                       f"{statistics.median(busy):.3%} of the run (max {max(busy):.3%}); the "
-                       "deterministic bound on what the dashboard can cost a CPU-bound generator")
-    summary.append(f"- one dashboard redraw (widgets + comm messages, in the kernel): "
-                   f"{data['update_us']:.0f} µs; at most 4 per second (monitor every 0.5 s, "
-                   f"throttle 0.25 s)")
+        summary.append(
+            f"  - time the load's thread spent in snapshots + dashboard: "
+            f"{statistics.median(busy):.3%} of the run (max {max(busy):.3%}); the "
+            "deterministic bound on what the dashboard can cost a CPU-bound generator"
+        )
+    summary.append(
+        f"- one dashboard redraw (widgets + comm messages, in the kernel): "
+        f"{data['update_us']:.0f} µs; at most 4 per second (monitor every 0.5 s, "
+        f"throttle 0.25 s)"
+    )
     load_after = os.getloadavg()
     lines += [
         f"## Dashboard overhead — {datetime.date.today().isoformat()}",

@@ -50,15 +50,20 @@ STATIC_BODY = "hello from nginx, a small static file for the load benchmark\n"
 
 LABELS = {
     "ours": "a. taskforge_perf closed model (TaskForge mix, 20 users, full recording)",
-    "ours_aiohttp": "a'. the same on the aiohttp path (`http_client=\"aiohttp\"`)",
+    "ours_aiohttp": 'a\'. the same on the aiohttp path (`http_client="aiohttp"`)',
     "locust": "b. Locust FastHttpUser (same mix, Bearer, generated payload)",
     "bare": "c. bare aiohttp loop on uvloop (GET static file, no recording)",
     "ours_static": "d. taskforge_perf closed model, GET static file only (full recording)",
     "locust_static": "e. Locust FastHttpUser, GET static file only (the FACTS.md anchor)",
 }
 #: (ours, theirs) pairs reported as ratios; the first two are the issue's.
-RATIOS = [("ours", "locust"), ("ours", "bare"), ("ours", "ours_aiohttp"),
-          ("ours_static", "locust_static"), ("ours_static", "bare")]
+RATIOS = [
+    ("ours", "locust"),
+    ("ours", "bare"),
+    ("ours", "ours_aiohttp"),
+    ("ours_static", "locust_static"),
+    ("ours_static", "bare"),
+]
 
 _children: list[subprocess.Popen[Any]] = []
 
@@ -96,8 +101,9 @@ def ensure_locust(venv: Path) -> Path | None:
     py = shutil.which("python3") or "python3"
     try:
         subprocess.run([py, "-m", "venv", str(venv)], check=True, capture_output=True)
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "locust"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", "locust"], check=True, capture_output=True
+        )
     except subprocess.CalledProcessError as exc:
         log(f"locust install failed: {exc.stderr!r:.400}")
         return None
@@ -174,13 +180,16 @@ class Nginx:
         os.chmod(d, 0o755)  # the worker runs as an unprivileged user when we are root
         for p in (d / "www", d / "tmp"):
             os.chmod(p, 0o755)
-        auth = json.dumps({"success": True, "accessToken": make_jwt("bench-user"),
-                           "refreshToken": "r"}, separators=(",", ":"))
+        auth = json.dumps(
+            {"success": True, "accessToken": make_jwt("bench-user"), "refreshToken": "r"},
+            separators=(",", ":"),
+        )
         conf = d / "nginx.conf"
         conf.write_text(NGINX_CONF.format(d=d, port=self.port, static=STATIC_PATH, auth=auth))
         self.proc = subprocess.Popen(
             ["taskset", "-c", SERVER_CORE, self.binary, "-c", str(conf), "-p", str(d)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         _children.append(self.proc)
         deadline = time.monotonic() + 10
@@ -256,8 +265,9 @@ def run_py(kind: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def run_locust(exe: Path, url: str, duration: float, users: int, work: Path,
-               user_class: str = "TaskForgeUser") -> dict[str, Any]:
+def run_locust(
+    exe: Path, url: str, duration: float, users: int, work: Path, user_class: str = "TaskForgeUser"
+) -> dict[str, Any]:
     prefix = work / f"locust-{time.monotonic_ns()}"
     out_json = Path(str(prefix) + "-cpu.json")
     env = dict(os.environ)
@@ -267,10 +277,33 @@ def run_locust(exe: Path, url: str, duration: float, users: int, work: Path,
         BENCH_LOCUST_STATIC_PATH=STATIC_PATH,
         PYTHONUNBUFFERED="1",
     )
-    cmd = ["taskset", "-c", GEN_CORE, str(exe), "-f", str(LOCUSTFILE), "--headless",
-           "-u", str(users), "-r", str(users * 20), "--run-time", f"{duration:g}s",
-           "--host", url, "--csv", str(prefix), "--only-summary", "--loglevel", "WARNING",
-           "--stop-timeout", "5", "--exit-code-on-error", "0", user_class]
+    cmd = [
+        "taskset",
+        "-c",
+        GEN_CORE,
+        str(exe),
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "-u",
+        str(users),
+        "-r",
+        str(users * 20),
+        "--run-time",
+        f"{duration:g}s",
+        "--host",
+        url,
+        "--csv",
+        str(prefix),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--stop-timeout",
+        "5",
+        "--exit-code-on-error",
+        "0",
+        user_class,
+    ]
     run_child(cmd, duration + 90, env=env)
     with open(str(prefix) + "_stats.csv", newline="") as f:
         rows = {r["Name"]: r for r in csv.DictReader(f)}
@@ -295,9 +328,11 @@ def measure(name: str, fn: Any, server: Nginx) -> dict[str, Any]:
     res = dict(fn())
     dur = res["duration_s"]
     res["server_cpu_share"] = (server.cpu_s() - s0) / dur if dur else None
-    log(f"  {name}: {res['rps']:,.0f} req/s, {res['cpu_us_per_req'] or 0:,.0f} CPU-us/req, "
+    log(
+        f"  {name}: {res['rps']:,.0f} req/s, {res['cpu_us_per_req'] or 0:,.0f} CPU-us/req, "
         f"gen CPU {res['cpu_share']:.0%}, nginx CPU {res['server_cpu_share'] or 0:.0%}, "
-        f"errors {res.get('errors')}")
+        f"errors {res.get('errors')}"
+    )
     return res
 
 
@@ -327,25 +362,36 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
-    return {"nproc": nproc, "cpu": model, "python": platform.python_version(),
-            "aiohttp": aiohttp.__version__, "uvloop": uvloop.__version__,
-            "polars": polars.__version__}
+    return {
+        "nproc": nproc,
+        "cpu": model,
+        "python": platform.python_version(),
+        "aiohttp": aiohttp.__version__,
+        "uvloop": uvloop.__version__,
+        "polars": polars.__version__,
+    }
 
 
-def build_report(closed: dict[str, list[dict[str, Any]]], open_rows: list[dict[str, Any]],
-                 rec: dict[str, Any] | None, info: dict[str, Any],
-                 truth: dict[str, Any] | None = None) -> str:
+def build_report(
+    closed: dict[str, list[dict[str, Any]]],
+    open_rows: list[dict[str, Any]],
+    rec: dict[str, Any] | None,
+    info: dict[str, Any],
+    truth: dict[str, Any] | None = None,
+) -> str:
     lines: list[str] = []
     add = lines.append
     add(f"## Engine benchmark — {info['date']}")
     add("")
-    add(f"Machine: {info['nproc']} cores, {info['cpu']}; Python {info['python']}, aiohttp "
+    add(
+        f"Machine: {info['nproc']} cores, {info['cpu']}; Python {info['python']}, aiohttp "
         f"{info['aiohttp']}, uvloop {info['uvloop']}, Polars {info['polars']}, Locust "
         f"{info.get('locust', 'n/a')}. Load average {info['load_before']} before, "
         f"{info['load_after']} after. The machine is shared: figures are medians of "
         f"{info['repeats']} interleaved runs (a, b, c, a, b, c, ...), {info['duration']:g} s each, "
         f"50 connections; nginx 1 worker pinned to core {SERVER_CORE}, generator pinned to core "
-        f"{GEN_CORE}. Script: `benchmarks/bench_engine.py`{' --quick' if info['quick'] else ''}.")
+        f"{GEN_CORE}. Script: `benchmarks/bench_engine.py`{' --quick' if info['quick'] else ''}."
+    )
     add("")
     add("### Closed model")
     add("")
@@ -358,17 +404,22 @@ def build_report(closed: dict[str, list[dict[str, Any]]], open_rows: list[dict[s
             if key in info["contenders"]:
                 add(f"| {label} | failed | | | | |")
             continue
-        m = {k: med([r.get(k) for r in rs]) for k in ("rps", "cpu_us_per_req", "cpu_share",
-                                                     "server_cpu_share")}
+        m = {
+            k: med([r.get(k) for r in rs])
+            for k in ("rps", "cpu_us_per_req", "cpu_share", "server_cpu_share")
+        }
         meds[key] = m
         errs = [r.get("errors") for r in rs]
-        add(f"| {label} | {fmt(m['rps'])} | {fmt(m['cpu_us_per_req'])} | "
-            f"{fmt(m['cpu_share'], '.0%')} | {fmt(m['server_cpu_share'], '.0%')} | {errs} |")
+        add(
+            f"| {label} | {fmt(m['rps'])} | {fmt(m['cpu_us_per_req'])} | "
+            f"{fmt(m['cpu_share'], '.0%')} | {fmt(m['server_cpu_share'], '.0%')} | {errs} |"
+        )
     add("")
     for mine, other in RATIOS:
         if mine in meds and other in meds:
             per_round = [
-                a["rps"] / b["rps"] for a, b in zip(closed[mine], closed[other], strict=False)
+                a["rps"] / b["rps"]
+                for a, b in zip(closed[mine], closed[other], strict=False)
                 if b.get("rps")
             ]
             ratio_cpu = [
@@ -376,75 +427,98 @@ def build_report(closed: dict[str, list[dict[str, Any]]], open_rows: list[dict[s
                 for a, b in zip(closed[mine], closed[other], strict=False)
                 if a.get("cpu_us_per_req") and b.get("cpu_us_per_req")
             ]
-            add(f"- {mine} / {other}: req/s x{fmt(med(per_round), '.2f')}, CPU-µs/request "
+            add(
+                f"- {mine} / {other}: req/s x{fmt(med(per_round), '.2f')}, CPU-µs/request "
                 f"x{fmt(med(ratio_cpu), '.2f')} (median of per-round ratios; per round: "
-                f"{', '.join(f'{x:.2f}' for x in per_round)})")
+                f"{', '.join(f'{x:.2f}' for x in per_round)})"
+            )
     add("")
     if open_rows:
         add("### Open model (the engine, TaskForge mix, max_in_flight 1000)")
         add("")
-        add("| rate | planned | rows | achieved req/s | late (>2 ms) | cap hits | dropped | "
-            "lateness p50 ms | p99 ms | max ms | generator CPU |")
+        add(
+            "| rate | planned | rows | achieved req/s | late (>2 ms) | cap hits | dropped | "
+            "lateness p50 ms | p99 ms | max ms | generator CPU |"
+        )
         add("|---|---|---|---|---|---|---|---|---|---|---|")
         for r in open_rows:
             if "failed" in r:
                 add(f"| {r['rate']:,} | failed: {r['failed']} | | | | | | | | | |")
                 continue
             ph, lt = r["phase"], r["late_ms"]
-            add(f"| {r['rate']:,} | {ph.get('planned', 0):,} | {r['requests']:,} | "
+            add(
+                f"| {r['rate']:,} | {ph.get('planned', 0):,} | {r['requests']:,} | "
                 f"{fmt(r['rps'])} | {ph.get('late', 0):,} | {ph.get('cap_hits', 0):,} | "
                 f"{ph.get('dropped', 0):,} | {fmt(lt['p50'], '.2f')} | {fmt(lt['p99'], '.2f')} | "
-                f"{fmt(lt['max'], '.1f')} | {fmt(r['cpu_share'], '.0%')} |")
+                f"{fmt(lt['max'], '.1f')} | {fmt(r['cpu_share'], '.0%')} |"
+            )
         add("")
-        add("Achieved = load rows / the run's load duration (schedule + drain); lateness = "
-            "t_start - t_intended over load rows.")
+        add(
+            "Achieved = load rows / the run's load duration (schedule + drain); lateness = "
+            "t_start - t_intended over load rows."
+        )
         add("")
     if truth is not None:
         add("### Truth check (both HTTP clients, reference target with a fixed 20 ms delay)")
         add("")
-        add(f"`ReferenceTarget(latency=\"*=20ms\", hash_iterations=1000)` pinned to core "
+        add(
+            f'`ReferenceTarget(latency="*=20ms", hash_iterations=1000)` pinned to core '
             f"{SERVER_CORE}, TaskForge mix, {truth['n_rounds']} interleaved rounds of "
             f"{truth['duration']:g} s per client and mode: **open** = the same schedule for both "
             f"clients ({truth['rate']:,} req/s; the server sees the same traffic, so a difference "
             f"is measurement), **closed** = {truth['concurrency']} VUs (a faster client also "
-            "sends in tighter bursts, which the server queues). Latency = t_end - t_start (ms).")
+            "sends in tighter bursts, which the server queues). Latency = t_end - t_start (ms)."
+        )
         add("")
         add("| mode | client | rows | errors | p50 | p90 | p99 | mean |")
         add("|---|---|---|---|---|---|---|---|")
         for mode, cl in truth["modes"].items():
             for name in ("aiohttp", "fast"):
                 c = cl[name]
-                add(f"| {mode} | {name} | {c['rows']:,} | {c['errors']} | {c['p50']:.2f} | "
-                    f"{c['p90']:.2f} | {c['p99']:.2f} | {c['mean']:.2f} |")
+                add(
+                    f"| {mode} | {name} | {c['rows']:,} | {c['errors']} | {c['p50']:.2f} | "
+                    f"{c['p90']:.2f} | {c['p99']:.2f} | {c['mean']:.2f} |"
+                )
         add("")
         for mode, cl in truth["modes"].items():
             d50 = cl["fast"]["p50"] / cl["aiohttp"]["p50"] - 1
             dmean = cl["fast"]["mean"] / cl["aiohttp"]["mean"] - 1
             eps = ", ".join(
                 f"{k} {v:.2f}/{cl['fast']['per_endpoint_p50'].get(k, float('nan')):.2f}"
-                for k, v in cl["aiohttp"]["per_endpoint_p50"].items())
-            add(f"- {mode}: fast vs aiohttp p50 {d50:+.1%}, mean {dmean:+.1%} (goal: within 2% "
-                f"with the same traffic); per endpoint p50 aiohttp/fast ms: {eps}")
+                for k, v in cl["aiohttp"]["per_endpoint_p50"].items()
+            )
+            add(
+                f"- {mode}: fast vs aiohttp p50 {d50:+.1%}, mean {dmean:+.1%} (goal: within 2% "
+                f"with the same traffic); per endpoint p50 aiohttp/fast ms: {eps}"
+            )
         rs = [r for r in truth["rounds"] if r["mode"] == "open"]
         per = [f"{b['p50'] / a['p50'] - 1:+.1%}" for a, b in zip(rs[::2], rs[1::2], strict=False)]
         add(f"- open, per round p50 fast vs aiohttp: {', '.join(per)}")
         add("")
     if rec is not None:
-        add(f"### Recorder ({rec['n']:,} synthetic events, task id (uuid4 string) on "
-            f"{rec['task_id_share']:.0%} of rows)")
+        add(
+            f"### Recorder ({rec['n']:,} synthetic events, task id (uuid4 string) on "
+            f"{rec['task_id_share']:.0%} of rows)"
+        )
         add("")
         goal = "meets" if rec["bytes_per_event"] <= 64 else "**above**"
-        add(f"- flushed frame: **{rec['bytes_per_event']:.1f} B/event** ({goal} the 64 B goal); "
-            f"{rec['bytes_per_event_without_task_id']:.1f} B/event without the task_id column")
+        add(
+            f"- flushed frame: **{rec['bytes_per_event']:.1f} B/event** ({goal} the 64 B goal); "
+            f"{rec['bytes_per_event_without_task_id']:.1f} B/event without the task_id column"
+        )
         if rec.get("arrow_bytes_per_event") is not None:
-            add(f"- but `estimated_size()` leaves out the 16-byte views of String columns: the "
+            add(
+                f"- but `estimated_size()` leaves out the 16-byte views of String columns: the "
                 f"frame really holds **{rec['arrow_bytes_per_event']:.1f} B/event** (Arrow export, "
-                f"string_view layout; task_id {rec['arrow_task_id_bytes_per_event']:.1f} B/event)")
+                f"string_view layout; task_id {rec['arrow_task_id_bytes_per_event']:.1f} B/event)"
+            )
         cols = ", ".join(f"{k} {v:.1f}" for k, v in rec["bytes_per_column"].items())
         add(f"- per column (B/event): {cols}")
-        add(f"- `HttpRecorder.record`: {rec['record_us']:.2f} µs per call (loop included; the same "
+        add(
+            f"- `HttpRecorder.record`: {rec['record_us']:.2f} µs per call (loop included; the same "
             f"loop calling a no-op takes {rec['loop_and_call_overhead_us']:.2f} µs); final "
-            f"`frame()` {rec['final_frame_ms']:.0f} ms")
+            f"`frame()` {rec['final_frame_ms']:.0f} ms"
+        )
         add("")
     return "\n".join(lines) + "\n"
 
@@ -461,8 +535,12 @@ def main() -> int:
     ap.add_argument("--rates", default="1000,2000,4000,8000,16000")
     ap.add_argument("--events", type=int, default=None, help="recorder events (default 1M)")
     ap.add_argument("--locust-venv", default="/tmp/bench-locust-venv")
-    ap.add_argument("--skip", default="", help="comma list of: ours,ours_aiohttp,locust,bare,"
-                    "ours_static,locust_static,open,truth,recorder")
+    ap.add_argument(
+        "--skip",
+        default="",
+        help="comma list of: ours,ours_aiohttp,locust,bare,"
+        "ours_static,locust_static,open,truth,recorder",
+    )
     ap.add_argument("--gen-core", default="0", help="core for the generator (taskset -c)")
     ap.add_argument("--server-core", default="1", help="core for nginx (taskset -c)")
     ap.add_argument("--no-append", action="store_true", help="print only, do not touch RESULTS.md")
@@ -480,9 +558,14 @@ def main() -> int:
         log("warning: fewer than 2 cores; pinning generator and server to separate cores fails")
 
     info: dict[str, Any] = machine()
-    info.update(date=dt.date.today().isoformat(), quick=quick, contenders=[], repeats=repeats,
-                duration=duration,
-                load_before="/".join(f"{x:.2f}" for x in os.getloadavg()))
+    info.update(
+        date=dt.date.today().isoformat(),
+        quick=quick,
+        contenders=[],
+        repeats=repeats,
+        duration=duration,
+        load_before="/".join(f"{x:.2f}" for x in os.getloadavg()),
+    )
     closed: dict[str, list[dict[str, Any]]] = {k: [] for k in LABELS}
     open_rows: list[dict[str, Any]] = []
     rec: dict[str, Any] | None = None
@@ -506,10 +589,14 @@ def main() -> int:
             "ours": lambda: run_py("engine", engine_args, timeout),
             "ours_aiohttp": lambda: run_py("engine", aio_args, timeout),
             "locust": lambda: run_locust(locust, url, duration, 50, work),
-            "bare": lambda: run_py("bare", {"url": url, "path": STATIC_PATH, "duration": duration,
-                                            "concurrency": 50}, timeout),
+            "bare": lambda: run_py(
+                "bare",
+                {"url": url, "path": STATIC_PATH, "duration": duration, "concurrency": 50},
+                timeout,
+            ),
             "ours_static": lambda: run_py(
-                "engine", dict(engine_args, static_path=STATIC_PATH), timeout),
+                "engine", dict(engine_args, static_path=STATIC_PATH), timeout
+            ),
             "locust_static": lambda: run_locust(locust, url, duration, 50, work, "StaticUser"),
         }
         for key in list(contenders):
@@ -527,29 +614,37 @@ def main() -> int:
             for rate in rates:
                 log(f"open model at {rate:,} req/s for {open_duration:g} s")
                 try:
-                    r = run_py("engine", {"url": url, "duration": open_duration, "rate": rate},
-                               open_duration + 120)
+                    r = run_py(
+                        "engine",
+                        {"url": url, "duration": open_duration, "rate": rate},
+                        open_duration + 120,
+                    )
                 except RuntimeError as exc:
                     log(f"  failed: {exc}")
                     open_rows.append({"rate": rate, "failed": str(exc)[:80]})
                     continue
                 r["rate"] = rate
                 open_rows.append(r)
-                log(f"  achieved {r['rps']:,.0f} req/s, planned {r['phase'].get('planned')}, "
+                log(
+                    f"  achieved {r['rps']:,.0f} req/s, planned {r['phase'].get('planned')}, "
                     f"late {r['phase'].get('late')}, lateness p50/p99/max "
                     f"{r['late_ms']['p50']:.2f}/{r['late_ms']['p99']:.2f}/"
                     f"{r['late_ms']['max']:.1f} ms, CPU {r['cpu_share']:.0%}, "
-                    f"errors {r['errors']}")
+                    f"errors {r['errors']}"
+                )
         if "truth" not in skip:
             log("truth check: both clients against the reference target with a 20 ms delay")
             t_dur = 2.0 if quick else 5.0
             try:
-                truth = run_py("truth", {"rounds": repeats, "duration": t_dur,
-                                         "server_core": SERVER_CORE}, 900)
+                truth = run_py(
+                    "truth", {"rounds": repeats, "duration": t_dur, "server_core": SERVER_CORE}, 900
+                )
                 truth.update(n_rounds=repeats, duration=t_dur)
                 for mode, c in truth["modes"].items():
-                    log(f"  {mode}: p50 aiohttp {c['aiohttp']['p50']:.2f} ms, "
-                        f"fast {c['fast']['p50']:.2f} ms")
+                    log(
+                        f"  {mode}: p50 aiohttp {c['aiohttp']['p50']:.2f} ms, "
+                        f"fast {c['fast']['p50']:.2f} ms"
+                    )
             except RuntimeError as exc:
                 log(f"  truth check failed: {exc}")
         if "recorder" not in skip:
@@ -581,4 +676,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

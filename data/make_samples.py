@@ -15,17 +15,23 @@ from pathlib import Path
 import taskforge_perf as tfp
 
 HERE = Path(__file__).resolve().parent / "samples"
-PLAN = tfp.StressPlan([
-    tfp.Phase("warmup", 2, rate=50),
-    tfp.Phase("peak", 8, rate=150),
-    tfp.Phase("cooldown", 2, rate=30),
-])
+PLAN = tfp.StressPlan(
+    [
+        tfp.Phase("warmup", 2, rate=50),
+        tfp.Phase("peak", 8, rate=150),
+        tfp.Phase("cooldown", 2, rate=30),
+    ]
+)
 
 
 def record(profile: str, name: str) -> tfp.Run:
     """One run of the TaskForge mix against the reference target with the given profile."""
-    knobs = {"latency": "POST /tasks=exp:20ms,GET /health=2ms", "hash_iterations": 1000,
-             "profile": profile, "seed": 42}
+    knobs = {
+        "latency": "POST /tasks=exp:20ms,GET /health=2ms",
+        "hash_iterations": 1000,
+        "profile": profile,
+        "seed": 42,
+    }
     with tfp.ReferenceTarget(**knobs) as target:
         users = tfp.UserPool(count=10, email_prefix="sample")
         tester = tfp.LoadTester(target, users, tfp.RequestMix.taskforge(), seed=42)

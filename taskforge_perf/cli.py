@@ -9,14 +9,26 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Runner = Callable[[argparse.Namespace], int]
-SUMMARY_COLUMNS = ("endpoint", "count", "rps", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms",
-                   "max_ms", "resp_p99_ms")
+SUMMARY_COLUMNS = (
+    "endpoint",
+    "count",
+    "rps",
+    "errors",
+    "error_rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "resp_p99_ms",
+)
 
 
 def _add_target(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from taskforge_perf.target.cli import add_arguments, run
 
-    p = sub.add_parser("target", help="run the reference TaskForge target (HTTP API + status gateway)")
+    p = sub.add_parser(
+        "target", help="run the reference TaskForge target (HTTP API + status gateway)"
+    )
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -26,27 +38,53 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--duration", type=float, default=None, help="seconds of load (one phase)")
     g.add_argument("--concurrency", type=int, default=None, help="virtual users (closed model)")
     g.add_argument("--rate", type=float, default=None, help="requests per second (open model)")
-    g.add_argument("--preset", default=None, help="a StressPlan preset: dev, staging, production, stress")
-    g.add_argument("--think-time", type=float, default=0.0, help="seconds between a user's requests")
-    g.add_argument("--websockets", type=int, default=None, metavar="N",
-                   help="WebSocket connections to the status gateway (needs --ws-url; demo: 50)")
-    g.add_argument("--users", type=int, default=20, help="test users to sign up / log in (default 20)")
+    g.add_argument(
+        "--preset", default=None, help="a StressPlan preset: dev, staging, production, stress"
+    )
+    g.add_argument(
+        "--think-time", type=float, default=0.0, help="seconds between a user's requests"
+    )
+    g.add_argument(
+        "--websockets",
+        type=int,
+        default=None,
+        metavar="N",
+        help="WebSocket connections to the status gateway (needs --ws-url; demo: 50)",
+    )
+    g.add_argument(
+        "--users", type=int, default=20, help="test users to sign up / log in (default 20)"
+    )
     g.add_argument("--email-prefix", default="loadtest", help="users are PREFIX{i}@DOMAIN")
     g.add_argument("--domain", default="example.com")
-    g.add_argument("--password-env", default="TASKFORGE_PERF_PASSWORD",
-                   help="environment variable holding the users' password (default: testpassword123)")
+    g.add_argument(
+        "--password-env",
+        default="TASKFORGE_PERF_PASSWORD",
+        help="environment variable holding the users' password (default: testpassword123)",
+    )
     g.add_argument("--max-in-flight", type=int, default=1000, help="open model: in-flight cap")
     g.add_argument("--seed", type=int, default=None, help="seed of the request generator")
     g.add_argument("--name", default="run", help="the run's name (used in the saved folder)")
-    g.add_argument("--save", default=None, metavar="DIR",
-                   help="folder to save the run to (default data/runs/<run-id>)")
+    g.add_argument(
+        "--save",
+        default=None,
+        metavar="DIR",
+        help="folder to save the run to (default data/runs/<run-id>)",
+    )
     g.add_argument("--no-save", action="store_true", help="do not save the run")
     g.add_argument("--quiet", action="store_true", help="no progress line")
-    g.add_argument("--threshold", action="append", default=[], metavar="EXPR",
-                   help="pass/fail check, e.g. 'p95(POST /tasks) < 300ms', 'error_rate < 1%%', "
-                        "'task_latency.p99 < 5s'; repeatable; the exit code is 1 when one fails")
-    g.add_argument("--abort-on-fail", action="store_true",
-                   help="stop the run within a second of a threshold breach")
+    g.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="pass/fail check, e.g. 'p95(POST /tasks) < 300ms', 'error_rate < 1%%', "
+        "'task_latency.p99 < 5s'; repeatable; the exit code is 1 when one fails",
+    )
+    g.add_argument(
+        "--abort-on-fail",
+        action="store_true",
+        help="stop the run within a second of a threshold breach",
+    )
 
 
 def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -54,25 +92,53 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--base-url", required=True, help="the HTTP API, e.g. http://127.0.0.1:3000")
     p.add_argument("--ws-url", default=None, help="the status gateway, e.g. ws://127.0.0.1:4000")
     p.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds")
+    p.add_argument(
+        "--report",
+        dest="html_report",
+        action="store_true",
+        help="also write a self-contained HTML report next to the saved run",
+    )
     _add_load_options(p)
     p.set_defaults(func=_cmd_run)
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="start the reference target, run a short load, save and summarise")
+    p = sub.add_parser(
+        "demo", help="start the reference target, run a short load, save and summarise"
+    )
     _add_load_options(p)
-    p.set_defaults(duration=20.0, concurrency=50, name="demo", seed=7, func=_cmd_demo)
+    p.add_argument(
+        "--no-report",
+        dest="html_report",
+        action="store_false",
+        help="do not write the HTML report next to the saved run",
+    )
+    p.set_defaults(
+        duration=20.0, concurrency=50, name="demo", seed=7, func=_cmd_demo, html_report=True
+    )
 
 
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report of a saved run")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a saved run folder (run.save() / run --save)")
-    p.add_argument("--compare", default=None, metavar="OTHER_RUN",
-                   help="a baseline run folder to compare RUN_DIR with (adds table, charts, verdict)")
-    p.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
+    p.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a saved run folder (run.save() / run --save)"
+    )
+    p.add_argument(
+        "--compare",
+        default=None,
+        metavar="OTHER_RUN",
+        help="a baseline run folder to compare RUN_DIR with (adds table, charts, verdict)",
+    )
+    p.add_argument(
+        "-o", "--output", default="report.html", help="the HTML file (default report.html)"
+    )
     p.add_argument("--title", default=None, help="the report's title")
-    p.add_argument("--max-p95-regression", type=float, default=0.10,
-                   help="the verdict's p95 threshold with --compare (default 0.10 = 10%%)")
+    p.add_argument(
+        "--max-p95-regression",
+        type=float,
+        default=0.10,
+        help="the verdict's p95 threshold with --compare (default 0.10 = 10%%)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=_cmd_report)
 
@@ -80,8 +146,14 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 def _cmd_report(args: argparse.Namespace) -> int:
     from taskforge_perf.report import report
 
-    report(args.run_dir, args.compare, args.output, title=args.title,
-           max_p95_regression=args.max_p95_regression, progress=not args.quiet)
+    report(
+        args.run_dir,
+        args.compare,
+        args.output,
+        title=args.title,
+        max_p95_regression=args.max_p95_regression,
+        progress=not args.quiet,
+    )
     return 0
 
 
@@ -109,8 +181,17 @@ def _plan(args: argparse.Namespace) -> Any:
         return StressPlan.preset(args.preset)
     if args.duration is None or (args.concurrency is None and args.rate is None):
         raise ConfigError("give --preset NAME, or --duration S with --concurrency N or --rate R")
-    return StressPlan([Phase("load", args.duration, rate=args.rate, concurrency=args.concurrency,
-                             think_time=args.think_time)])
+    return StressPlan(
+        [
+            Phase(
+                "load",
+                args.duration,
+                rate=args.rate,
+                concurrency=args.concurrency,
+                think_time=args.think_time,
+            )
+        ]
+    )
 
 
 def _load(args: argparse.Namespace, target: Any) -> int:
@@ -122,14 +203,27 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     from taskforge_perf.users import UserPool
 
     plan = _plan(args)
-    users = UserPool(args.users, email_prefix=args.email_prefix, domain=args.domain,
-                     password=os.environ.get(args.password_env) or "testpassword123")
+    users = UserPool(
+        args.users,
+        email_prefix=args.email_prefix,
+        domain=args.domain,
+        password=os.environ.get(args.password_env) or "testpassword123",
+    )
     progress = [] if args.quiet else [TerminalProgress()]
-    tester = LoadTester(target, users, RequestMix.taskforge(), seed=args.seed,
-                        max_in_flight=args.max_in_flight, listeners=progress,
-                        websockets=args.websockets or 0)
-    print(f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.base_url} "
-          f"with {len(users)} users ...", file=sys.stderr)
+    tester = LoadTester(
+        target,
+        users,
+        RequestMix.taskforge(),
+        seed=args.seed,
+        max_in_flight=args.max_in_flight,
+        listeners=progress,
+        websockets=args.websockets or 0,
+    )
+    print(
+        f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.base_url} "
+        f"with {len(users)} users ...",
+        file=sys.stderr,
+    )
     from taskforge_perf.thresholds import Threshold
 
     checks = [Threshold.parse(t, abort_on_fail=args.abort_on_fail) for t in args.threshold]
@@ -138,28 +232,51 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         p.close()
     summary = run.summary()
     cols = [c for c in SUMMARY_COLUMNS if c in summary.columns]
-    with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True,
-                   tbl_hide_column_data_types=True, float_precision=2):
+    with pl.Config(
+        tbl_rows=50,
+        tbl_cols=20,
+        tbl_width_chars=160,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        float_precision=2,
+    ):
         print(summary.select(cols))
     c = run.meta["counters"]
-    print(f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
-          f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
-          f"run {run.meta['stopped']}")
+    print(
+        f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
+        f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
+        f"run {run.meta['stopped']}"
+    )
     if run.ws_events.height:
-        with pl.Config(tbl_rows=50, tbl_cols=20, tbl_width_chars=160, tbl_hide_dataframe_shape=True,
-                       tbl_hide_column_data_types=True, float_precision=1):
+        with pl.Config(
+            tbl_rows=50,
+            tbl_cols=20,
+            tbl_width_chars=160,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+            float_precision=1,
+        ):
             print("WebSocket status gateway:")
             print(run.ws_summary())
             print("Task end-to-end latency (created -> status, ms):")
             print(run.task_latency())
     if checks:
-        with pl.Config(tbl_rows=50, tbl_hide_dataframe_shape=True, tbl_hide_column_data_types=True,
-                       tbl_width_chars=160):
+        with pl.Config(
+            tbl_rows=50,
+            tbl_hide_dataframe_shape=True,
+            tbl_hide_column_data_types=True,
+            tbl_width_chars=160,
+        ):
             print(run.thresholds().select("threshold", "scope", "actual", "passed"))
         print("thresholds: " + ("PASSED" if run.meta.get("passed") else "FAILED"))
     if not args.no_save:
         path = run.save(args.save)
         print(f"saved the run to {path}/ (load it with tfp.load_run({str(path)!r}))")
+        if getattr(args, "html_report", False):
+            from taskforge_perf.report import report
+
+            html = report(path, output=path / "report.html", progress=not args.quiet)
+            print(f"HTML report: {html} (self-contained, opens offline)")
     return 0 if run.passed else 1
 
 

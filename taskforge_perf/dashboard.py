@@ -26,8 +26,17 @@ from taskforge_perf.engine.monitor import Snapshot
 __all__ = ["LiveDashboard", "in_kernel", "snapshot_html", "static_html"]
 
 #: Columns of run.summary() in the end-of-run snapshot.
-_SUMMARY_COLS = ("endpoint", "count", "rps", "errors", "error_rate", "p50_ms", "p95_ms", "p99_ms",
-                 "max_ms")
+_SUMMARY_COLS = (
+    "endpoint",
+    "count",
+    "rps",
+    "errors",
+    "error_rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+)
 
 
 def in_kernel() -> bool:
@@ -70,8 +79,10 @@ def snapshot_html(s: Snapshot, *, interval_s: float = 0.5) -> str:
     rows = [
         ("Requests/s (last interval)", f"{s.rps:,.0f}"),
         ("Requests", f"{s.requests:,} ({s.in_flight:,} in flight)"),
-        (f"~p50 / ~p95 / ~p99 latency (streaming estimate, last {interval_s:g} s)",
-         f"{_ms(s.approx_p50_ms)} / {_ms(s.approx_p95_ms)} / {_ms(s.approx_p99_ms)} ms"),
+        (
+            f"~p50 / ~p95 / ~p99 latency (streaming estimate, last {interval_s:g} s)",
+            f"{_ms(s.approx_p50_ms)} / {_ms(s.approx_p95_ms)} / {_ms(s.approx_p99_ms)} ms",
+        ),
         (f"Errors ({errors:,})", err_cells),
         ("Open WebSocket connections", f"{s.ws_open:,}"),
         ("Tasks created / completed", f"{s.tasks_created:,} / {s.ws_completed:,}"),
@@ -93,8 +104,10 @@ def status_text(s: Snapshot) -> str:
     if s.phase == "teardown":
         return f"finishing: {s.elapsed_s:.0f} s of load done, logging users out ..."
     left = max(s.planned_s - s.elapsed_s, 0.0)
-    return (f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · "
-            f"{_dur(s.elapsed_s)} of {_dur(s.planned_s)} · {_dur(left)} left")
+    return (
+        f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · "
+        f"{_dur(s.elapsed_s)} of {_dur(s.planned_s)} · {_dur(left)} left"
+    )
 
 
 class LiveDashboard:
@@ -126,17 +139,24 @@ class LiveDashboard:
         self.finished = False
         self._last_t = -1e18
         self.header = w.HTML(f"<b>taskforge-perf</b> · {_esc(title)} · <i>live</i>")
-        self.progress = w.FloatProgress(value=0.0, min=0.0, max=max(planned_s, 1e-9),
-                                        description="", bar_style="info",
-                                        layout=w.Layout(width="100%"))
+        self.progress = w.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=max(planned_s, 1e-9),
+            description="",
+            bar_style="info",
+            layout=w.Layout(width="100%"),
+        )
         self.status = w.HTML("starting ...")
         self.stats = w.HTML("")
         self.note = w.HTML(
             "<small>~ marks a streaming estimate over the last monitor interval; exact "
             "percentiles come from the recorded rows when the run ends.</small>"
         )
-        self.box = w.VBox([self.header, self.progress, self.status, self.stats, self.note],
-                          layout=w.Layout(max_width="760px"))
+        self.box = w.VBox(
+            [self.header, self.progress, self.status, self.stats, self.note],
+            layout=w.Layout(max_width="760px"),
+        )
         self._handle: Any = None
         if show:
             self.show()
@@ -227,14 +247,21 @@ def _chart(run: Any) -> Any:
     )
     x = alt.X("t_s:Q", title="Time since start (s)")
     top = (
-        alt.Chart(rps).mark_line(color="#444")
+        alt.Chart(rps)
+        .mark_line(color="#444")
         .encode(x=x, y=alt.Y("rps:Q", title="req/s"))
         .properties(width=600, height=110, title=f"Throughput ({window:g} s windows)")
     )
-    bottom = alt.Chart(lat).mark_line().encode(
-        x=x, y=alt.Y("ms:Q", title="latency (ms)"), color=alt.Color("percentile:N", title=None,
-                                                      legend=alt.Legend(orient="right"))
-    ).properties(width=600, height=130, title="Latency percentiles (exact, per window)")
+    bottom = (
+        alt.Chart(lat)
+        .mark_line()
+        .encode(
+            x=x,
+            y=alt.Y("ms:Q", title="latency (ms)"),
+            color=alt.Color("percentile:N", title=None, legend=alt.Legend(orient="right")),
+        )
+        .properties(width=600, height=130, title="Latency percentiles (exact, per window)")
+    )
     return alt.vconcat(top, bottom).resolve_scale(color="independent")
 
 
@@ -256,17 +283,22 @@ def static_html(run: Any, *, title: str = "") -> str:
     head += "</p>"
     summary = run.summary()
     cols = [c for c in _SUMMARY_COLS if c in summary.columns]
-    table = (_table(summary.select(cols).to_dicts(), cols) if summary.height
-             else "<p>no requests</p>")
+    table = (
+        _table(summary.select(cols).to_dicts(), cols) if summary.height else "<p>no requests</p>"
+    )
     try:
         svg = chart_svg(_chart(run)) if run.load_events().height else ""
     except Exception as exc:  # noqa: BLE001 - the table is still worth showing
         svg = f"<p>(chart unavailable: {_esc(exc)})</p>"
-    style = ("<style>.tfp-summary{border-collapse:collapse;font-size:12px}"
-             ".tfp-summary th,.tfp-summary td{padding:2px 8px;text-align:right;"
-             "border-bottom:1px solid #ddd}.tfp-summary th:first-child,"
-             ".tfp-summary td:first-child{text-align:left}</style>")
-    note = ("<p><small>Static snapshot of the live view; percentiles are exact (ms) over the "
-            "recorded rows. Explore further with <code>run.summary()</code>, "
-            "<code>run.charts</code>.</small></p>")
+    style = (
+        "<style>.tfp-summary{border-collapse:collapse;font-size:12px}"
+        ".tfp-summary th,.tfp-summary td{padding:2px 8px;text-align:right;"
+        "border-bottom:1px solid #ddd}.tfp-summary th:first-child,"
+        ".tfp-summary td:first-child{text-align:left}</style>"
+    )
+    note = (
+        "<p><small>Static snapshot of the live view; percentiles are exact (ms) over the "
+        "recorded rows. Explore further with <code>run.summary()</code>, "
+        "<code>run.charts</code>.</small></p>"
+    )
     return f"<div class='tfp-snapshot'>{style}{head}{table}<div>{svg}</div>{note}</div>"

@@ -16,6 +16,7 @@ from taskforge_perf.engine.monitor import Snapshot
 
 def format_snapshot(s: Snapshot) -> str:
     """One line: elapsed/planned, phase, rps, approximate percentiles, errors, tasks, sockets."""
+
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
@@ -69,9 +70,7 @@ class TerminalProgress:
         return ""
 
 
-def live_view(
-    title: str, planned_s: float, *, interval_s: float = 0.5, force: bool = False
-) -> Any:
+def live_view(title: str, planned_s: float, *, interval_s: float = 0.5, force: bool = False) -> Any:
     """The live display for a run starting now, or None; never raises.
 
     Inside an IPython kernel: a ``LiveDashboard`` shown in the running cell. Elsewhere: a

@@ -55,8 +55,9 @@ def inject_parameters(nb: Any, parameters: Mapping[str, Any]) -> Any:
     lines = ["# Injected parameters"] + [f"{k} = {v!r}" for k, v in parameters.items()]
     cell = nbformat.v4.new_code_cell("\n".join(lines))
     cell.metadata["tags"] = ["injected-parameters"]
-    tagged = [i for i, c in enumerate(nb.cells)
-              if "parameters" in c.get("metadata", {}).get("tags", [])]
+    tagged = [
+        i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])
+    ]
     at = tagged[0] + 1 if tagged else 0
     nb.cells.insert(at, cell)
     return nb
@@ -73,7 +74,9 @@ def _kernel_manager_class() -> Any:
         def kernel_spec(self) -> KernelSpec:
             return KernelSpec(
                 argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                display_name="Python 3 (taskforge-perf)", language="python", resource_dir="",
+                display_name="Python 3 (taskforge-perf)",
+                language="python",
+                resource_dir="",
                 # debugpy's note about frozen modules is noise in a non-interactive kernel
                 env={"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
             )
@@ -110,9 +113,13 @@ def execute_notebook(
             progress(f"cell {code.index(cell_index) + 1}/{len(code)}")
 
     client = NotebookClient(
-        nb, kernel_name="python3", kernel_manager_class=_kernel_manager_class(),
-        timeout=int(timeout), allow_errors=False,
-        resources={"metadata": {"path": str(cwd or Path.cwd())}}, on_cell_start=on_start,
+        nb,
+        kernel_name="python3",
+        kernel_manager_class=_kernel_manager_class(),
+        timeout=int(timeout),
+        allow_errors=False,
+        resources={"metadata": {"path": str(cwd or Path.cwd())}},
+        on_cell_start=on_start,
     )
     client.execute()
     return nb
@@ -154,7 +161,7 @@ def _inline_svg(nb: Any) -> None:
             if svg and "text/html" not in data:
                 svg = "".join(svg) if isinstance(svg, list) else svg
                 start = svg.find("<svg")
-                data["text/html"] = f"<div class='tfp-chart'>{svg[max(start, 0):]}</div>"
+                data["text/html"] = f"<div class='tfp-chart'>{svg[max(start, 0) :]}</div>"
                 del data["image/svg+xml"]
 
 

@@ -86,7 +86,9 @@ class Run:
 
     # --- analysis ------------------------------------------------------------------------------
 
-    def summary(self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False) -> pl.DataFrame:
+    def summary(
+        self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False
+    ) -> pl.DataFrame:
         """Per endpoint: count, rps, errors, error rate, latency and response-time percentiles (ms)."""
         from taskforge_perf import analysis
 
@@ -98,8 +100,12 @@ class Run:
         from taskforge_perf import analysis
 
         if endpoint:
-            return analysis.summary(self.load_events(), by=("user", "endpoint"), duration_s=self.duration_s or None)
-        return analysis.summary(self.load_events(), by=("user",), duration_s=self.duration_s or None)
+            return analysis.summary(
+                self.load_events(), by=("user", "endpoint"), duration_s=self.duration_s or None
+            )
+        return analysis.summary(
+            self.load_events(), by=("user",), duration_s=self.duration_s or None
+        )
 
     def overall(self) -> pl.DataFrame:
         """One row for the whole load."""
@@ -113,7 +119,9 @@ class Run:
 
         return analysis.by_phase(self.load_events())
 
-    def timeline(self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",)) -> pl.DataFrame:
+    def timeline(
+        self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",)
+    ) -> pl.DataFrame:
         """Per window: throughput, error rate, latency and response-time p50/p95/p99."""
         from taskforge_perf import analysis
 
@@ -155,8 +163,13 @@ class Run:
         """Evaluate thresholds (objects or strings) on this run: one pass/fail row each."""
         from taskforge_perf.thresholds import evaluate
 
-        return evaluate(list(thresholds), self.events, self.ws_events,
-                        duration_s=self.duration_s or None, plan=self.plan)
+        return evaluate(
+            list(thresholds),
+            self.events,
+            self.ws_events,
+            duration_s=self.duration_s or None,
+            plan=self.plan,
+        )
 
     def thresholds(self) -> pl.DataFrame:
         """The thresholds given to ``run()`` and whether each passed (empty if none were)."""
@@ -172,11 +185,20 @@ class Run:
         """Per phase: asked vs achieved throughput, latency, errors, grades, breaking point."""
         from taskforge_perf.assessment import assess
 
-        checks = thresholds if thresholds is not None else [r["threshold"] for r in self.meta.get("thresholds") or []]
+        checks = (
+            thresholds
+            if thresholds is not None
+            else [r["threshold"] for r in self.meta.get("thresholds") or []]
+        )
         t0 = self.meta.get("load_start_ns")
-        return assess(self.plan, self.events, self.ws_events, checks,
-                      phase_stats=self.meta.get("phases"),
-                      plan_start_s=t0 / 1e9 if t0 is not None else None)
+        return assess(
+            self.plan,
+            self.events,
+            self.ws_events,
+            checks,
+            phase_stats=self.meta.get("phases"),
+            plan_start_s=t0 / 1e9 if t0 is not None else None,
+        )
 
     def breaking_point(self) -> str | None:
         """The first phase where a threshold failed or achieved fell > 5% below asked, if any."""
@@ -189,7 +211,9 @@ class Run:
         from taskforge_perf.assessment import report_json
 
         overall = self.overall().to_dicts()
-        config = {k: self.meta.get(k) for k in ("name", "target", "users", "mix", "seed", "max_in_flight")}
+        config = {
+            k: self.meta.get(k) for k in ("name", "target", "users", "mix", "seed", "max_in_flight")
+        }
         return report_json(self.plan, self.assessment(), overall[0] if overall else {}, config)
 
     def task_latency(self) -> pl.DataFrame:
@@ -267,7 +291,9 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     folder = Path(path)
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
-        raise ConfigError(f"{folder} is not a saved run: it has no meta.json (save one with run.save())")
+        raise ConfigError(
+            f"{folder} is not a saved run: it has no meta.json (save one with run.save())"
+        )
     meta = json.loads(meta_path.read_text())
     events = _read(folder / "events.parquet", HTTP_SCHEMA, lazy)
     ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
@@ -302,8 +328,16 @@ def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
             }
         )
     schema = {
-        "run_id": pl.String, "name": pl.String, "started": pl.Int64, "duration_s": pl.Float64,
-        "requests": pl.Int64, "errors": pl.Int64, "stopped": pl.String, "path": pl.String,
+        "run_id": pl.String,
+        "name": pl.String,
+        "started": pl.Int64,
+        "duration_s": pl.Float64,
+        "requests": pl.Int64,
+        "errors": pl.Int64,
+        "stopped": pl.String,
+        "path": pl.String,
     }
     frame = pl.DataFrame(rows, schema=schema)
-    return frame.with_columns(pl.from_epoch("started", time_unit="ns").alias("started")).sort("started")
+    return frame.with_columns(pl.from_epoch("started", time_unit="ns").alias("started")).sort(
+        "started"
+    )

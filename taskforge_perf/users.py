@@ -32,7 +32,16 @@ def jwt_expiry(token: str) -> float | None:
 class User:
     """One test user and its current tokens. ``repr`` never shows the password or tokens."""
 
-    __slots__ = ("email", "_password", "index", "access", "refresh", "refresh_at", "expires_at", "renewing")
+    __slots__ = (
+        "email",
+        "_password",
+        "index",
+        "access",
+        "refresh",
+        "refresh_at",
+        "expires_at",
+        "renewing",
+    )
 
     def __init__(self, email: str, password: str, index: int = 0) -> None:
         self.email = email
@@ -115,9 +124,13 @@ class UserPool:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ConfigError(f"UserPool.count must be an integer >= 1 (got {count!r})")
             if not email_prefix or "@" in email_prefix:
-                raise ConfigError(f"UserPool.email_prefix must be non-empty without '@' (got {email_prefix!r})")
+                raise ConfigError(
+                    f"UserPool.email_prefix must be non-empty without '@' (got {email_prefix!r})"
+                )
             if not domain or "@" in domain or "." not in domain:
-                raise ConfigError(f"UserPool.domain must be a domain such as 'example.com' (got {domain!r})")
+                raise ConfigError(
+                    f"UserPool.domain must be a domain such as 'example.com' (got {domain!r})"
+                )
             if not isinstance(password, str) or not password:
                 raise ConfigError("UserPool.password must be a non-empty string")
             specs = [(f"{email_prefix}{i}@{domain}", password) for i in range(1, count + 1)]
@@ -126,12 +139,20 @@ class UserPool:
             for u in users:
                 email, pw = (u.email, u.password) if isinstance(u, UserSpec) else tuple(u)
                 if not isinstance(email, str) or "@" not in email:
-                    raise ConfigError(f"UserPool.users: each user needs an email with '@' (got {email!r})")
+                    raise ConfigError(
+                        f"UserPool.users: each user needs an email with '@' (got {email!r})"
+                    )
                 specs.append((email, pw))
             if not specs:
                 raise ConfigError("UserPool.users is empty; give at least one user or use count=")
-        if isinstance(signup_concurrency, bool) or not isinstance(signup_concurrency, int) or signup_concurrency < 1:
-            raise ConfigError(f"UserPool.signup_concurrency must be an integer >= 1 (got {signup_concurrency!r})")
+        if (
+            isinstance(signup_concurrency, bool)
+            or not isinstance(signup_concurrency, int)
+            or signup_concurrency < 1
+        ):
+            raise ConfigError(
+                f"UserPool.signup_concurrency must be an integer >= 1 (got {signup_concurrency!r})"
+            )
         if not isinstance(token_ttl, int | float) or token_ttl <= 0:
             raise ConfigError(f"UserPool.token_ttl must be seconds > 0 (got {token_ttl!r})")
         emails = [e for e, _ in specs]

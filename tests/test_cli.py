@@ -12,8 +12,13 @@ import taskforge_perf as tfp
 
 
 def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "taskforge_perf", *args], capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "taskforge_perf", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +28,22 @@ def target() -> tfp.ReferenceTarget:
 
 
 def test_run_saves_and_passes_thresholds(target: tfp.ReferenceTarget, tmp_path: Path) -> None:
-    out = cli("run", "--base-url", target.base_url, "--duration", "1", "--concurrency", "4",
-              "--users", "3", "--quiet", "--save", str(tmp_path / "r"),
-              "--threshold", "error_rate < 1%")
+    out = cli(
+        "run",
+        "--base-url",
+        target.base_url,
+        "--duration",
+        "1",
+        "--concurrency",
+        "4",
+        "--users",
+        "3",
+        "--quiet",
+        "--save",
+        str(tmp_path / "r"),
+        "--threshold",
+        "error_rate < 1%",
+    )
     assert out.returncode == 0, out.stderr
     assert "POST /tasks generate-pdf" in out.stdout and "thresholds: PASSED" in out.stdout
     run = tfp.load_run(tmp_path / "r")
@@ -33,8 +51,21 @@ def test_run_saves_and_passes_thresholds(target: tfp.ReferenceTarget, tmp_path: 
 
 
 def test_failed_threshold_gives_exit_code_1(target: tfp.ReferenceTarget) -> None:
-    out = cli("run", "--base-url", target.base_url, "--duration", "1", "--concurrency", "2",
-              "--users", "2", "--quiet", "--no-save", "--threshold", "p99 < 0.001ms")
+    out = cli(
+        "run",
+        "--base-url",
+        target.base_url,
+        "--duration",
+        "1",
+        "--concurrency",
+        "2",
+        "--users",
+        "2",
+        "--quiet",
+        "--no-save",
+        "--threshold",
+        "p99 < 0.001ms",
+    )
     assert out.returncode == 1, out.stderr
     assert "thresholds: FAILED" in out.stdout
 
@@ -42,14 +73,42 @@ def test_failed_threshold_gives_exit_code_1(target: tfp.ReferenceTarget) -> None
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "--base-url", "localhost:3000", "--duration", "1", "--concurrency", "1"],
-         "Target.base_url must start with http://"),
-        (["run", "--base-url", "http://127.0.0.1:9", "--duration", "1"], "--concurrency N or --rate R"),
+        (
+            ["run", "--base-url", "localhost:3000", "--duration", "1", "--concurrency", "1"],
+            "Target.base_url must start with http://",
+        ),
+        (
+            ["run", "--base-url", "http://127.0.0.1:9", "--duration", "1"],
+            "--concurrency N or --rate R",
+        ),
         (["run", "--base-url", "http://127.0.0.1:9", "--preset", "nope"], "nope"),
-        (["run", "--base-url", "http://127.0.0.1:9", "--duration", "1", "--concurrency", "1",
-          "--threshold", "p95 <"], "threshold"),
-        (["run", "--base-url", "http://127.0.0.1:9", "--duration", "1", "--concurrency", "1",
-          "--quiet"], "cannot reach the target"),
+        (
+            [
+                "run",
+                "--base-url",
+                "http://127.0.0.1:9",
+                "--duration",
+                "1",
+                "--concurrency",
+                "1",
+                "--threshold",
+                "p95 <",
+            ],
+            "threshold",
+        ),
+        (
+            [
+                "run",
+                "--base-url",
+                "http://127.0.0.1:9",
+                "--duration",
+                "1",
+                "--concurrency",
+                "1",
+                "--quiet",
+            ],
+            "cannot reach the target",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(args: list[str], needle: str) -> None:

@@ -19,10 +19,21 @@ SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 
 def snap(**kw: Any) -> tfp.Snapshot:
     base: dict[str, Any] = dict(
-        elapsed_s=12.0, planned_s=60.0, phase="peak", phase_remaining_s=8.0, rps=412.0,
-        requests=5_000, in_flight=17, errors={"timeout": 3, "http_5xx": 9},
-        approx_p50_ms=12.5, approx_p95_ms=48.0, approx_p99_ms=91.2, tasks_created=3_900,
-        ws_open=50, ws_completed=1_234, late=0,
+        elapsed_s=12.0,
+        planned_s=60.0,
+        phase="peak",
+        phase_remaining_s=8.0,
+        rps=412.0,
+        requests=5_000,
+        in_flight=17,
+        errors={"timeout": 3, "http_5xx": 9},
+        approx_p50_ms=12.5,
+        approx_p95_ms=48.0,
+        approx_p99_ms=91.2,
+        tasks_created=3_900,
+        ws_open=50,
+        ws_completed=1_234,
+        late=0,
     )
     base.update(kw)
     return tfp.Snapshot(**base)
@@ -45,8 +56,9 @@ def test_snapshot_html_shows_every_live_figure() -> None:
     assert "Open WebSocket connections" in html and ">50<" in html
     assert "3,900 / 1,234" in html  # tasks created / completed
     assert "Late starts" in html
-    empty = snapshot_html(snap(errors={}, approx_p50_ms=None, approx_p95_ms=None,
-                                   approx_p99_ms=None))
+    empty = snapshot_html(
+        snap(errors={}, approx_p50_ms=None, approx_p95_ms=None, approx_p99_ms=None)
+    )
     assert "none" in empty and "– / – / – ms" in empty
 
 

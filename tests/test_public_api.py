@@ -8,15 +8,39 @@ import sys
 import taskforge_perf as tfp
 
 EXPECTED = {
-    "Comparison", "ConfigError", "Endpoint", "LoadTester", "Phase", "PlanError", "ReferenceTarget",
-    "RequestMix", "Run", "RunError", "Snapshot", "StressPlan", "Target", "TargetConfig",
-    "TargetError", "TaskforgePerfError", "Threshold", "UserPool", "UserSpec", "__version__",
-    "compare", "compare_series", "load_run", "runs", "task_endpoint",
+    "Comparison",
+    "ConfigError",
+    "Endpoint",
+    "LoadTester",
+    "Phase",
+    "PlanError",
+    "ReferenceTarget",
+    "RequestMix",
+    "Run",
+    "RunError",
+    "Snapshot",
+    "StressPlan",
+    "Target",
+    "TargetConfig",
+    "TargetError",
+    "TaskforgePerfError",
+    "Threshold",
+    "UserPool",
+    "UserSpec",
+    "WsOptions",
+    "__version__",
+    "compare",
+    "compare_series",
+    "load_run",
+    "report",
+    "runs",
+    "setup_notebook",
+    "task_endpoint",
 }
 
 
 def test_all_is_exactly_the_public_names() -> None:
-    assert set(tfp.__all__) >= EXPECTED
+    assert set(tfp.__all__) == EXPECTED
     assert tfp.__all__ == sorted(tfp.__all__)
     for name in tfp.__all__:
         assert hasattr(tfp, name), name

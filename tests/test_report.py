@@ -19,11 +19,20 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 #: Headless, sandbox-less (root in CI), no background traffic, and no network at all: every host
 #: name fails to resolve and any proxied connection goes to a closed port.
 OFFLINE_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-dev-shm-usage", "--host-resolver-rules=MAP * ~NOTFOUND",
-    "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
-    "--virtual-time-budget=10000", "--dump-dom",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    "--proxy-bypass-list=<-loopback>",
+    "--virtual-time-budget=10000",
+    "--dump-dom",
 ]
 
 
@@ -32,9 +41,23 @@ def compare_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The candidate sample compared with the baseline sample, through the command line."""
     out = tmp_path_factory.mktemp("report") / "candidate.html"
     proc = subprocess.run(
-        [sys.executable, "-m", "taskforge_perf", "report", str(SAMPLES / "candidate"),
-         "--compare", str(SAMPLES / "baseline"), "-o", str(out), "--title", "Candidate build"],
-        capture_output=True, text=True, timeout=110, check=False,
+        [
+            sys.executable,
+            "-m",
+            "taskforge_perf",
+            "report",
+            str(SAMPLES / "candidate"),
+            "--compare",
+            str(SAMPLES / "baseline"),
+            "-o",
+            str(out),
+            "--title",
+            "Candidate build",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert "cell 1/" in proc.stderr and "wrote" in proc.stderr  # progress on stderr
@@ -62,7 +85,10 @@ def test_report_renders_offline_in_chromium(compare_report: str, tmp_path: Path)
     page.write_text(compare_report, encoding="utf-8")
     proc = subprocess.run(
         [CHROMIUM, *OFFLINE_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", page.as_uri()],
-        capture_output=True, text=True, timeout=90, check=False,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     dom = proc.stdout
@@ -77,10 +103,14 @@ def test_report_of_an_unsaved_run_with_websockets(tmp_path: Path) -> None:
     """A ``Run`` object (not saved) is saved to a temporary folder first; WS sections appear."""
     events = synthetic_events(3_000, seed=3)
     span = events.select(pl.col("t_end").max()).item() / 1e9
-    meta = {"name": "synthetic", "run_id": "synthetic-1", "duration_s": span,
-            "stopped": "completed",
-            "wall_start_ns": 1_700_000_000_000_000_000,
-            "counters": {"requests": 3_000, "errors": {}, "tasks_created": 10}}
+    meta = {
+        "name": "synthetic",
+        "run_id": "synthetic-1",
+        "duration_s": span,
+        "stopped": "completed",
+        "wall_start_ns": 1_700_000_000_000_000_000,
+        "counters": {"requests": 3_000, "errors": {}, "tasks_created": 10},
+    }
     run = tfp.Run(events, synthetic_ws_events(200, connections=10, duration_s=span), meta)
     messages: list[str] = []
     out = tfp.report(run, output=tmp_path / "r.html", progress=messages.append)

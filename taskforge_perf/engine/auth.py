@@ -55,7 +55,12 @@ class AuthClient:
         self.signup_existing = 0
 
     async def _post(
-        self, name: str, path: str, user: User, body: dict[str, Any] | None, token: str | None = None
+        self,
+        name: str,
+        path: str,
+        user: User,
+        body: dict[str, Any] | None,
+        token: str | None = None,
     ) -> tuple[int, dict[str, Any] | None]:
         """POST and record one auth request; (0, None) on a transport failure."""
         data = json.dumps(body).encode() if body is not None else None
@@ -75,13 +80,37 @@ class AuthClient:
                 if status < 400:
                     err = "bad_body"
         except asyncio.CancelledError:
-            self.recorder.record(t0, t0, self.clock.now(), 0, "cancelled", 0, len(data or b""),
-                                 name, "POST", user.email, self.phase(), None)
+            self.recorder.record(
+                t0,
+                t0,
+                self.clock.now(),
+                0,
+                "cancelled",
+                0,
+                len(data or b""),
+                name,
+                "POST",
+                user.email,
+                self.phase(),
+                None,
+            )
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
             err = classify(exc)
-        self.recorder.record(t0, t0, self.clock.now(), status, err, nin, len(data or b""),
-                             name, "POST", user.email, self.phase(), None)
+        self.recorder.record(
+            t0,
+            t0,
+            self.clock.now(),
+            status,
+            err,
+            nin,
+            len(data or b""),
+            name,
+            "POST",
+            user.email,
+            self.phase(),
+            None,
+        )
         self.counters.requests += 1
         if err is not None:
             self.counters.error(err)
@@ -97,7 +126,9 @@ class AuthClient:
 
     async def signup(self, user: User) -> bool:
         """Create the user (201 gives tokens); 409 means it exists and a login follows."""
-        status, body = await self._post(SIGNUP, "/auth/signup", user, {"email": user.email, "password": user.password})
+        status, body = await self._post(
+            SIGNUP, "/auth/signup", user, {"email": user.email, "password": user.password}
+        )
         if status == 201 and self._store(user, body):
             return True
         if status == 409:
@@ -106,7 +137,9 @@ class AuthClient:
 
     async def login(self, user: User) -> bool:
         """Log in; True when tokens were stored."""
-        status, body = await self._post(LOGIN, "/auth/login", user, {"email": user.email, "password": user.password})
+        status, body = await self._post(
+            LOGIN, "/auth/login", user, {"email": user.email, "password": user.password}
+        )
         self.counters.logins += 1
         if 200 <= status < 300 and self._store(user, body):
             return True
@@ -116,7 +149,9 @@ class AuthClient:
     async def _renew(self, user: User) -> bool:
         try:
             if user.refresh is not None:
-                status, body = await self._post(REFRESH, "/auth/refresh", user, {"refreshToken": user.refresh})
+                status, body = await self._post(
+                    REFRESH, "/auth/refresh", user, {"refreshToken": user.refresh}
+                )
                 if 200 <= status < 300 and self._store(user, body):
                     self.counters.refreshes += 1
                     return True
@@ -172,6 +207,7 @@ class AuthClient:
 
     async def logout_all(self) -> None:
         """Log every user out; failures (TaskForge answers 401 here) are counted, never raised."""
+
         async def one(user: User) -> None:
             task = user.renewing
             if task is not None:

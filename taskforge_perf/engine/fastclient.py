@@ -47,8 +47,11 @@ def connect_error(exc: BaseException) -> str:
         return "tls"
     if isinstance(exc, ConnectionRefusedError):
         return "refused"
-    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH,
-                                                  errno.ENETUNREACH):
+    if isinstance(exc, OSError) and exc.errno in (
+        errno.ECONNREFUSED,
+        errno.EHOSTUNREACH,
+        errno.ENETUNREACH,
+    ):
         return "refused"
     return classify(exc)
 
@@ -129,8 +132,20 @@ class Origin:
 class _Conn(asyncio.Protocol):
     """One kept-alive connection; at most one request in flight (no pipelining)."""
 
-    __slots__ = ("client", "transport", "parser", "waiter", "status", "body", "error", "timer",
-                 "deadline", "closed", "keep", "head")
+    __slots__ = (
+        "client",
+        "transport",
+        "parser",
+        "waiter",
+        "status",
+        "body",
+        "error",
+        "timer",
+        "deadline",
+        "closed",
+        "keep",
+        "head",
+    )
 
     def __init__(self, client: FastClient) -> None:
         self.client = client
@@ -289,8 +304,9 @@ class FastClient:
         self.last_head = b""
         self._closed = False
 
-    def template(self, method: str, path: str, headers: Mapping[str, str], *, auth: bool
-                 ) -> RequestTemplate | None:
+    def template(
+        self, method: str, path: str, headers: Mapping[str, str], *, auth: bool
+    ) -> RequestTemplate | None:
         """The request template of an endpoint (None: the endpoint goes through aiohttp)."""
         return template_for(method, path, headers, self.origin, auth=auth)
 
@@ -301,7 +317,10 @@ class FastClient:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _Conn(self), o.host, o.port, ssl=self.ssl,
+                    lambda: _Conn(self),
+                    o.host,
+                    o.port,
+                    ssl=self.ssl,
                     server_hostname=o.host if self.ssl is not None else None,
                 ),
                 max(wait, 0.0),

@@ -132,13 +132,23 @@ class HttpDriver:
     # --- one request ---------------------------------------------------------------------------
 
     async def send(
-        self, ep: Endpoint, user: User, t_intended: int, retry: bool = True, phase: str | None = None
+        self,
+        ep: Endpoint,
+        user: User,
+        t_intended: int,
+        retry: bool = True,
+        phase: str | None = None,
     ) -> None:
         """Send one request and record it; a 401 triggers one re-authentication and a retry."""
         await self._send(ep, user, t_intended, retry, phase)
 
     async def _send_aiohttp(
-        self, ep: Endpoint, user: User, t_intended: int, retry: bool = True, phase: str | None = None
+        self,
+        ep: Endpoint,
+        user: User,
+        t_intended: int,
+        retry: bool = True,
+        phase: str | None = None,
     ) -> None:
         """``send`` through the aiohttp session (setup-grade path; everything unusual)."""
         clock, counters = self.clock, self.counters
@@ -170,19 +180,29 @@ class HttpDriver:
                 status = resp.status
         except asyncio.CancelledError:
             counters.in_flight -= 1
-            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase)
+            self._record(
+                t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase
+            )
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
             err = classify(exc)
         counters.in_flight -= 1
-        if self._outcome(ep, user, t_intended, t0, clock.now(), status, err, raw, nout, phase) \
-                and retry and not self.state.stopping:
+        if (
+            self._outcome(ep, user, t_intended, t0, clock.now(), status, err, raw, nout, phase)
+            and retry
+            and not self.state.stopping
+        ):
             counters.reauths += 1
             await self.auth.reauth(user, token)
             await self._send(ep, user, clock.now(), False, phase)
 
     async def _send_fast(
-        self, ep: Endpoint, user: User, t_intended: int, retry: bool = True, phase: str | None = None
+        self,
+        ep: Endpoint,
+        user: User,
+        t_intended: int,
+        retry: bool = True,
+        phase: str | None = None,
     ) -> None:
         """``send`` through the fast client: a pre-built request on a kept-alive connection."""
         tmpl = self._templates.get(id(ep), _UNSET)
@@ -212,17 +232,24 @@ class HttpDriver:
         try:
             status, raw, err = await fast.request(data)
             if err is None and 300 <= status < 400 and status in _REDIRECTS:
-                status, raw, err = await self._follow_redirect(ep, status, fast.last_head, token, body)
+                status, raw, err = await self._follow_redirect(
+                    ep, status, fast.last_head, token, body
+                )
         except asyncio.CancelledError:
             counters.in_flight -= 1
-            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase)
+            self._record(
+                t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase
+            )
             raise
         t1 = clock.now()
         counters.in_flight -= 1
         if err is not None:
             status, raw = 0, b""
-        if self._outcome(ep, user, t_intended, t0, t1, status, err, raw, nout, phase) \
-                and retry and not self.state.stopping:
+        if (
+            self._outcome(ep, user, t_intended, t0, t1, status, err, raw, nout, phase)
+            and retry
+            and not self.state.stopping
+        ):
             counters.reauths += 1
             await self.auth.reauth(user, token)
             await self._send(ep, user, clock.now(), False, phase)
@@ -259,8 +286,17 @@ class HttpDriver:
             return 0, b"", classify(exc)
 
     def _outcome(
-        self, ep: Endpoint, user: User, ti: int, t0: int, t1: int, status: int, err: str | None,
-        raw: bytes, nout: int, phase: str | None,
+        self,
+        ep: Endpoint,
+        user: User,
+        ti: int,
+        t0: int,
+        t1: int,
+        status: int,
+        err: str | None,
+        raw: bytes,
+        nout: int,
+        phase: str | None,
     ) -> bool:
         """Record a finished request (task id, error kind); True when a 401 asks for re-auth."""
         task_id = None
@@ -270,8 +306,20 @@ class HttpDriver:
                 task_id = parse_task_id(raw)
                 if task_id is None:
                     err = "bad_body"
-        self.recorder.record(ti, t0, t1, status, err, len(raw), nout, ep.name, ep.method, user.email,
-                             self.state.phase if phase is None else phase, task_id)
+        self.recorder.record(
+            ti,
+            t0,
+            t1,
+            status,
+            err,
+            len(raw),
+            nout,
+            ep.name,
+            ep.method,
+            user.email,
+            self.state.phase if phase is None else phase,
+            task_id,
+        )
         counters = self.counters
         counters.requests += 1
         if err is not None:
@@ -285,11 +333,33 @@ class HttpDriver:
         return status == 401 and ep.auth
 
     def _record(
-        self, ti: int, ts: int, te: int, status: int, err: str | None, nin: int, nout: int,
-        ep: Endpoint, user: User, task_id: str | None, phase: str | None = None,
+        self,
+        ti: int,
+        ts: int,
+        te: int,
+        status: int,
+        err: str | None,
+        nin: int,
+        nout: int,
+        ep: Endpoint,
+        user: User,
+        task_id: str | None,
+        phase: str | None = None,
     ) -> None:
-        self.recorder.record(ti, ts, te, status, err, nin, nout, ep.name, ep.method, user.email,
-                             self.state.phase if phase is None else phase, task_id)
+        self.recorder.record(
+            ti,
+            ts,
+            te,
+            status,
+            err,
+            nin,
+            nout,
+            ep.name,
+            ep.method,
+            user.email,
+            self.state.phase if phase is None else phase,
+            task_id,
+        )
         self.counters.requests += 1
         if err is not None:
             self.counters.error(err)

@@ -49,7 +49,10 @@ class ColumnBuffer:
         if not self.columns[0]:
             return
         chunk = pl.DataFrame(
-            {n: pl.Series(n, col, dtype=self.schema[n]) for n, col in zip(self.names, self.columns, strict=True)}
+            {
+                n: pl.Series(n, col, dtype=self.schema[n])
+                for n, col in zip(self.names, self.columns, strict=True)
+            }
         )
         for col in self.columns:
             col.clear()
@@ -65,8 +68,14 @@ class ColumnBuffer:
         frames = [pl.read_parquet(p) for p in self._parts] + list(self._chunks)
         if self.columns[0]:
             cols = [list(c) for c in self.columns]
-            frames.append(pl.DataFrame({n: pl.Series(n, c, dtype=self.schema[n])
-                                        for n, c in zip(self.names, cols, strict=True)}))
+            frames.append(
+                pl.DataFrame(
+                    {
+                        n: pl.Series(n, c, dtype=self.schema[n])
+                        for n, c in zip(self.names, cols, strict=True)
+                    }
+                )
+            )
         if not frames:
             return pl.DataFrame(schema=self.schema)
         return pl.concat(frames, how="vertical")
@@ -85,7 +94,9 @@ class ColumnBuffer:
 class HttpRecorder(ColumnBuffer):
     """One row per HTTP request, with the columns of ``schema.HTTP_SCHEMA``."""
 
-    def __init__(self, *, worker: int = 0, flush_rows: int = 65_536, spill_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, worker: int = 0, flush_rows: int = 65_536, spill_dir: Path | None = None
+    ) -> None:
         super().__init__(HTTP_SCHEMA, flush_rows=flush_rows, spill_dir=spill_dir, prefix="events")
         self.worker = worker
         (
@@ -141,7 +152,9 @@ class HttpRecorder(ColumnBuffer):
 class WsRecorder(ColumnBuffer):
     """One row per WebSocket event, with the columns of ``schema.WS_SCHEMA``."""
 
-    def __init__(self, *, worker: int = 0, flush_rows: int = 65_536, spill_dir: Path | None = None) -> None:
+    def __init__(
+        self, *, worker: int = 0, flush_rows: int = 65_536, spill_dir: Path | None = None
+    ) -> None:
         super().__init__(WS_SCHEMA, flush_rows=flush_rows, spill_dir=spill_dir, prefix="ws_events")
         self.worker = worker
 

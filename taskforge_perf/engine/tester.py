@@ -7,8 +7,6 @@ import gc
 import platform
 import random
 import ssl
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +24,7 @@ from taskforge_perf.engine.fastclient import FastClient
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
+from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
 from taskforge_perf.mix import RequestMix
@@ -38,15 +37,6 @@ from taskforge_perf.users import Strategy, UserPool, random_assignment
 WATCH_INTERVAL_S = 0.25
 #: Called with (done, total) while users sign up.
 Progress = Callable[[int, int], None]
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A fresh event loop: uvloop's when it is installed."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency where the platform has it
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class LoadTester:
@@ -88,8 +78,10 @@ class LoadTester:
         if http_client not in ("fast", "aiohttp"):
             raise ConfigError(f"http_client must be 'fast' or 'aiohttp' (got {http_client!r})")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext | bool):
-            raise ConfigError("ssl_context must be an ssl.SSLContext, False (no certificate "
-                              f"check) or None (default checks) (got {type(ssl_context).__name__})")
+            raise ConfigError(
+                "ssl_context must be an ssl.SSLContext, False (no certificate "
+                f"check) or None (default checks) (got {type(ssl_context).__name__})"
+            )
         #: "fast": load traffic on engine.fastclient; "aiohttp": everything on the aiohttp session.
         self.http_client = http_client
         self.ssl_context = ssl_context
@@ -99,7 +91,11 @@ class LoadTester:
         self.mix = mix if mix is not None else RequestMix.taskforge()
         if not isinstance(self.mix, RequestMix):
             raise ConfigError(f"mix must be a RequestMix (got {type(self.mix).__name__})")
-        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
+        if (
+            isinstance(max_in_flight, bool)
+            or not isinstance(max_in_flight, int)
+            or max_in_flight < 1
+        ):
             raise ConfigError(f"max_in_flight must be an integer >= 1 (got {max_in_flight!r})")
         if connections is not None and (not isinstance(connections, int) or connections < 1):
             raise ConfigError(f"connections must be an integer >= 1 or None (got {connections!r})")
@@ -113,7 +109,9 @@ class LoadTester:
         self.listeners: list[Listener] = list(listeners)
         self.monitor_interval = monitor_interval
         if isinstance(websockets, bool) or not isinstance(websockets, int) or websockets < 0:
-            raise ConfigError(f"websockets must be an integer >= 0 connections (got {websockets!r})")
+            raise ConfigError(
+                f"websockets must be an integer >= 0 connections (got {websockets!r})"
+            )
         if ws_options is not None and not isinstance(ws_options, WsOptions):
             raise ConfigError(f"ws_options must be a WsOptions (got {type(ws_options).__name__})")
         self.websockets = websockets
@@ -193,8 +191,12 @@ class LoadTester:
         # The display layer is imported lazily: the engine itself never needs it.
         from taskforge_perf.live import live_view
 
-        return live_view(f"{name} on {self.target.base_url}", plan.duration,
-                         interval_s=self.monitor_interval, force=self.live is True)
+        return live_view(
+            f"{name} on {self.target.base_url}",
+            plan.duration,
+            interval_s=self.monitor_interval,
+            force=self.live is True,
+        )
 
     def run_sync(self, plan: StressPlan | None = None, **kwargs: Any) -> Run:
         """Blocking ``run`` for scripts and notebook cells that do not await.
@@ -203,42 +205,12 @@ class LoadTester:
         running loop without nest_asyncio). Ctrl-C / a kernel interrupt cancels the run and the
         partial Run is returned.
         """
-        loop = new_event_loop()
-        box: dict[str, Any] = {}
-        ready = threading.Event()
-
-        def main() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                box["task"] = loop.create_task(self.run(plan, **kwargs))
-                ready.set()
-                box["run"] = loop.run_until_complete(box["task"])
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
-                box["exc"] = exc
-            finally:
-                ready.set()
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.close()
-
-        thread = threading.Thread(target=main, name="taskforge-perf-run", daemon=True)
-        thread.start()
-        while thread.is_alive():
-            try:
-                thread.join(0.1)
-            except KeyboardInterrupt:
-                ready.wait()
-                task = box.get("task")
-                if task is not None and not loop.is_closed():
-                    loop.call_soon_threadsafe(task.cancel)
-                print("taskforge-perf: interrupted, stopping the run and keeping its events...",
-                      file=sys.stderr)
-        if "run" in box:
-            return box["run"]
-        exc = box.get("exc")
-        if isinstance(exc, asyncio.CancelledError) and self.last_run is not None:
+        try:
+            return run_blocking(lambda: self.run(plan, **kwargs))
+        except asyncio.CancelledError:
+            if self.last_run is None:
+                raise
             return self.last_run
-        assert exc is not None
-        raise exc
 
     # --- the run -------------------------------------------------------------------------------
 
@@ -250,12 +222,27 @@ class LoadTester:
         ws_recorder = WsRecorder(worker=worker, spill_dir=self._spill("ws_events"))
         rng = random.Random(self.seed)
         max_conc = max((p.concurrency or 0) for p in plan.phases)
-        limit = self.connections or (max_conc + (self.max_in_flight if plan.model != "closed" else 0)) or 100
-        connector = aiohttp.TCPConnector(limit=limit, limit_per_host=0, keepalive_timeout=30,
-                                         ssl=True if self.ssl_context is None else self.ssl_context)
-        fast = (FastClient(self.target.base_url, timeout=self.target.request_timeout,
-                           connect_timeout=self.target.connect_timeout, ssl_context=self.ssl_context)
-                if self.http_client == "fast" else None)
+        limit = (
+            self.connections
+            or (max_conc + (self.max_in_flight if plan.model != "closed" else 0))
+            or 100
+        )
+        connector = aiohttp.TCPConnector(
+            limit=limit,
+            limit_per_host=0,
+            keepalive_timeout=30,
+            ssl=True if self.ssl_context is None else self.ssl_context,
+        )
+        fast = (
+            FastClient(
+                self.target.base_url,
+                timeout=self.target.request_timeout,
+                connect_timeout=self.target.connect_timeout,
+                ssl_context=self.ssl_context,
+            )
+            if self.http_client == "fast"
+            else None
+        )
         timeout = aiohttp.ClientTimeout(
             total=self.target.request_timeout, sock_connect=self.target.connect_timeout
         )
@@ -264,15 +251,34 @@ class LoadTester:
         setup_s = 0.0
         load_start_ns = load_end_ns = 0
         async with aiohttp.ClientSession(
-            connector=connector, timeout=timeout, raise_for_status=False, skip_auto_headers=("User-Agent",)
+            connector=connector,
+            timeout=timeout,
+            raise_for_status=False,
+            skip_auto_headers=("User-Agent",),
         ) as session:
             state = DriverState()
-            auth = AuthClient(session, self.target.base_url, self.users, recorder, counters, clock,
-                              lambda: state.phase)
+            auth = AuthClient(
+                session,
+                self.target.base_url,
+                self.users,
+                recorder,
+                counters,
+                clock,
+                lambda: state.phase,
+            )
             driver = HttpDriver(
-                session, self.target.base_url, self.mix, auth, lambda: self.users[0],
-                recorder, counters, clock, rng,
-                max_in_flight=self.max_in_flight, recent_tasks=self.recent_tasks, state=state,
+                session,
+                self.target.base_url,
+                self.mix,
+                auth,
+                lambda: self.users[0],
+                recorder,
+                counters,
+                clock,
+                rng,
+                max_in_flight=self.max_in_flight,
+                recent_tasks=self.recent_tasks,
+                state=state,
                 fast=fast,
             )
             self._driver = driver
@@ -284,9 +290,15 @@ class LoadTester:
                 return lvl.remaining_in_phase if lvl is not None else 0.0
 
             monitor = Monitor(
-                list(self.listeners), clock, counters, recorder, state,
-                interval=self.monitor_interval, planned_s=plan.duration,
-                load_start=lambda: starts[0] if starts else None, phase_remaining=remaining,
+                list(self.listeners),
+                clock,
+                counters,
+                recorder,
+                state,
+                interval=self.monitor_interval,
+                planned_s=plan.duration,
+                load_start=lambda: starts[0] if starts else None,
+                phase_remaining=remaining,
             )
             monitor_task = asyncio.ensure_future(monitor.run()) if self.listeners else None
             abort = asyncio.Event()
@@ -313,9 +325,20 @@ class LoadTester:
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
                 watch_task = (
-                    asyncio.ensure_future(self._watch(watched, plan, recorder, ws_recorder, clock,
-                                                      load_start_ns, abort, breach))
-                    if watched else None
+                    asyncio.ensure_future(
+                        self._watch(
+                            watched,
+                            plan,
+                            recorder,
+                            ws_recorder,
+                            clock,
+                            load_start_ns,
+                            abort,
+                            breach,
+                        )
+                    )
+                    if watched
+                    else None
                 )
                 try:
                     await self._follow(plan, driver, clock, load_start_ns, abort)
@@ -353,11 +376,14 @@ class LoadTester:
                     except asyncio.CancelledError:
                         pass
                 try:
-                    await asyncio.shield(asyncio.wait_for(auth.logout_all(), self.target.request_timeout))
+                    await asyncio.shield(
+                        asyncio.wait_for(auth.logout_all(), self.target.request_timeout)
+                    )
                 except (TimeoutError, asyncio.CancelledError):
                     pass
-        meta = self._meta(plan, name, clock, counters, driver, auth, stopped,
-                          load_start_ns, load_end_ns, setup_s)
+        meta = self._meta(
+            plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
+        )
         run = Run(recorder.frame(), ws_recorder.frame(), meta)
         if checks:
             results = run.evaluate(checks)
@@ -369,8 +395,14 @@ class LoadTester:
         return run
 
     async def _watch(
-        self, watched: list[Threshold], plan: StressPlan, recorder: HttpRecorder,
-        ws_recorder: WsRecorder, clock: Clock, t0_ns: int, abort: asyncio.Event,
+        self,
+        watched: list[Threshold],
+        plan: StressPlan,
+        recorder: HttpRecorder,
+        ws_recorder: WsRecorder,
+        clock: Clock,
+        t0_ns: int,
+        abort: asyncio.Event,
         breach: list[Threshold],
     ) -> None:
         """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach."""
@@ -379,14 +411,19 @@ class LoadTester:
             await asyncio.sleep(WATCH_INTERVAL_S)
             events = recorder.snapshot()
             events = events.filter(pl.col("t_start") >= t0_ns)
-            hit = watch.check(events, ws_recorder.snapshot(), elapsed_s=(clock.now() - t0_ns) / 1e9,
-                              plan=plan)
+            hit = watch.check(
+                events, ws_recorder.snapshot(), elapsed_s=(clock.now() - t0_ns) / 1e9, plan=plan
+            )
             if hit is not None:
                 breach.append(hit)
                 abort.set()
 
     async def _follow(
-        self, plan: StressPlan, driver: HttpDriver, clock: Clock, t0_ns: int,
+        self,
+        plan: StressPlan,
+        driver: HttpDriver,
+        clock: Clock,
+        t0_ns: int,
         abort: asyncio.Event | None = None,
     ) -> None:
         """Walk the plan's phases back to back, setting levels at each boundary (and on ramps)."""
@@ -438,14 +475,28 @@ class LoadTester:
         return self.websockets > 0 or any(p.websockets for p in plan.phases)
 
     def _start_ws(
-        self, plan: StressPlan, auth: AuthClient, logged_in: list[Any], ws_recorder: WsRecorder,
-        counters: LiveCounters, clock: Clock, rng: random.Random, driver: HttpDriver,
+        self,
+        plan: StressPlan,
+        auth: AuthClient,
+        logged_in: list[Any],
+        ws_recorder: WsRecorder,
+        counters: LiveCounters,
+        clock: Clock,
+        rng: random.Random,
+        driver: HttpDriver,
     ) -> None:
         """Start the WebSocket driver (connections open in the background, staggered)."""
         assert self.target.ws_url is not None
         ws = WsDriver(
-            self.target.ws_url, auth, logged_in, ws_recorder, counters, clock, random.Random(rng.random()),
-            phase=lambda: driver.state.phase, recent_tasks=driver.recent_tasks,
+            self.target.ws_url,
+            auth,
+            logged_in,
+            ws_recorder,
+            counters,
+            clock,
+            random.Random(rng.random()),
+            phase=lambda: driver.state.phase,
+            recent_tasks=driver.recent_tasks,
             options=self.ws_options or WsOptions(connect_timeout=self.target.ws_connect_timeout),
         )
         self._ws_driver = ws
@@ -462,8 +513,20 @@ class LoadTester:
         try:
             async with session.get(url) as resp:
                 raw = await resp.read()
-            recorder.record(t0, t0, clock.now(), resp.status, status_error(resp.status), len(raw), 0,
-                            "GET /health", "GET", "-", "setup", None)
+            recorder.record(
+                t0,
+                t0,
+                clock.now(),
+                resp.status,
+                status_error(resp.status),
+                len(raw),
+                0,
+                "GET /health",
+                "GET",
+                "-",
+                "setup",
+                None,
+            )
             self.counters.requests += 1
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TargetError(
@@ -475,8 +538,17 @@ class LoadTester:
         return self.spill_dir / what if self.spill_dir is not None else None
 
     def _meta(
-        self, plan: StressPlan, name: str, clock: Clock, counters: LiveCounters, driver: HttpDriver,
-        auth: AuthClient, stopped: str, load_start_ns: int, load_end_ns: int, setup_s: float,
+        self,
+        plan: StressPlan,
+        name: str,
+        clock: Clock,
+        counters: LiveCounters,
+        driver: HttpDriver,
+        auth: AuthClient,
+        stopped: str,
+        load_start_ns: int,
+        load_end_ns: int,
+        setup_s: float,
     ) -> dict[str, Any]:
         import aiohttp as _aiohttp
         import polars as _pl
@@ -500,7 +572,10 @@ class LoadTester:
             "max_in_flight": self.max_in_flight,
             "counters": counters.snapshot(),
             "phases": {k: v.as_dict() for k, v in driver.state.phase_stats.items()},
-            "auth": {"logout_failures": auth.logout_failures, "signup_existing": auth.signup_existing},
+            "auth": {
+                "logout_failures": auth.logout_failures,
+                "signup_existing": auth.signup_existing,
+            },
             "workers": 1,
             "http_client": self.http_client,
             "ws": self._ws_driver.summary() if self._ws_driver is not None else None,
@@ -514,7 +589,10 @@ class LoadTester:
 
 
 def _resolve_plan(
-    plan: StressPlan | None, duration: float | None, concurrency: int | None, rate: float | None,
+    plan: StressPlan | None,
+    duration: float | None,
+    concurrency: int | None,
+    rate: float | None,
     think_time: float,
 ) -> StressPlan:
     from taskforge_perf.plan import Phase
@@ -528,5 +606,9 @@ def _resolve_plan(
     if duration is None:
         raise ConfigError("run() needs a plan, or duration= (seconds) with concurrency= or rate=")
     if concurrency is None and rate is None:
-        raise ConfigError("run() needs concurrency= (closed model) or rate= (open model, requests/s)")
-    return StressPlan([Phase("load", duration, rate=rate, concurrency=concurrency, think_time=think_time)])
+        raise ConfigError(
+            "run() needs concurrency= (closed model) or rate= (open model, requests/s)"
+        )
+    return StressPlan(
+        [Phase("load", duration, rate=rate, concurrency=concurrency, think_time=think_time)]
+    )

@@ -146,7 +146,13 @@ class TargetConfig:
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v > 0:
                 raise ValueError(f"{name}: {v!r} must be a positive number of seconds")
-        for name in ("ws_drop_every", "ws_garbage_every", "service_time", "token_check_delay", "candidate_base"):
+        for name in (
+            "ws_drop_every",
+            "ws_garbage_every",
+            "service_time",
+            "token_check_delay",
+            "candidate_base",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not v >= 0:
                 raise ValueError(f"{name}: {v!r} must be >= 0 seconds")

@@ -63,8 +63,10 @@ class RawServer:
     @staticmethod
     def _answer(status: int, body: bytes, extra: str = "") -> bytes:
         reason = {200: "OK", 201: "Created", 202: "Accepted", 302: "Found", 401: "Unauthorized"}
-        head = (f"HTTP/1.1 {status} {reason.get(status, 'X')}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n{extra}\r\n")
+        head = (
+            f"HTTP/1.1 {status} {reason.get(status, 'X')}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n{extra}\r\n"
+        )
         return head.encode() + body
 
     def _tokens(self, status: int) -> bytes:
@@ -161,11 +163,18 @@ def test_body_templates_match_json_and_draw_the_same_randoms() -> None:
 
 
 def test_request_template_splices_token_and_body() -> None:
-    t = RequestTemplate("POST", "/a%20b", "h:1", {"Content-Type": "application/json",
-                                                  "Authorization": "x"}, auth=True)
+    t = RequestTemplate(
+        "POST",
+        "/a%20b",
+        "h:1",
+        {"Content-Type": "application/json", "Authorization": "x"},
+        auth=True,
+    )
     got = t.build("TOKEN", b'{"k":"%d"}')
-    assert got == (b"POST /a%20b HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\n"
-                   b'Authorization: Bearer TOKEN\r\nContent-Length: 10\r\n\r\n{"k":"%d"}')
+    assert got == (
+        b"POST /a%20b HTTP/1.1\r\nHost: h:1\r\nContent-Type: application/json\r\n"
+        b'Authorization: Bearer TOKEN\r\nContent-Length: 10\r\n\r\n{"k":"%d"}'
+    )
     assert t.build(None, None).endswith(b"Content-Length: 0\r\n\r\n")
 
 
@@ -192,16 +201,21 @@ async def test_both_clients_agree_on_the_reference_target() -> None:
     runs = {}
     async with tfp.ReferenceTarget(latency="*=20ms", hash_iterations=1000, seed=31) as target:
         for client in CLIENTS:
-            tester = tfp.LoadTester(target, tfp.UserPool(count=4, email_prefix=f"agree{client}"),
-                                    seed=7, http_client=client)
+            tester = tfp.LoadTester(
+                target,
+                tfp.UserPool(count=4, email_prefix=f"agree{client}"),
+                seed=7,
+                http_client=client,
+            )
             runs[client] = await tester.run(duration=2, rate=100)
     counts = {}
     medians = {}
     for client, run in runs.items():
         load = run.load_events()
         assert run.meta["http_client"] == client
-        grouped = load.group_by(pl.col("endpoint").cast(pl.String), "status",
-                                pl.col("error").cast(pl.String)).len()
+        grouped = load.group_by(
+            pl.col("endpoint").cast(pl.String), "status", pl.col("error").cast(pl.String)
+        ).len()
         counts[client] = {(r[0], r[1], r[2]): r[3] for r in grouped.iter_rows()}
         medians[client] = ((load["t_end"] - load["t_start"]) / 1e6).median()
         tasks = load.filter(pl.col("endpoint").cast(pl.String).str.starts_with("POST /tasks"))
@@ -264,8 +278,9 @@ async def test_fast_client_keeps_one_connection_per_virtual_user(raw: RawServer)
 
 @pytest.mark.parametrize("client", CLIENTS)
 async def test_401_reauthenticates_once_and_retries(raw: RawServer, client: str) -> None:
-    tester = tfp.LoadTester(raw.url, tfp.UserPool(count=1), ep("/needs-fresh", auth=True),
-                            http_client=client)
+    tester = tfp.LoadTester(
+        raw.url, tfp.UserPool(count=1), ep("/needs-fresh", auth=True), http_client=client
+    )
     run = await tester.run(duration=0.5, concurrency=1)
     load = run.load_events()
     assert load["status"][0] == 401 and load["error"][0] == "http_4xx"
@@ -293,10 +308,27 @@ def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("tls")
     crt, key = d / "cert.pem", d / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-         "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-         "-out", str(crt)],
-        check=True, capture_output=True, timeout=60,
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(crt),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
     )
     return crt, key
 
@@ -307,8 +339,10 @@ async def test_https_target_on_both_paths(cert: tuple[Path, Path], client: str) 
     seen: list[str] = []
 
     async def tokens(request: web.Request) -> web.Response:
-        return web.json_response({"accessToken": "tls-token", "refreshToken": "r"},
-                                 status=201 if request.path.endswith("signup") else 200)
+        return web.json_response(
+            {"accessToken": "tls-token", "refreshToken": "r"},
+            status=201 if request.path.endswith("signup") else 200,
+        )
 
     async def tasks(request: web.Request) -> web.Response:
         seen.append(request.headers.get("Authorization", ""))
@@ -333,8 +367,13 @@ async def test_https_target_on_both_paths(cert: tuple[Path, Path], client: str) 
     try:
         port = runner.addresses[0][1]
         client_ctx = ssl.create_default_context(cafile=str(crt))
-        tester = tfp.LoadTester(f"https://127.0.0.1:{port}", tfp.UserPool(count=2), seed=3,
-                                http_client=client, ssl_context=client_ctx)
+        tester = tfp.LoadTester(
+            f"https://127.0.0.1:{port}",
+            tfp.UserPool(count=2),
+            seed=3,
+            http_client=client,
+            ssl_context=client_ctx,
+        )
         run = await tester.run(duration=1, concurrency=4)
     finally:
         await runner.cleanup()

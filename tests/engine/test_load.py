@@ -34,10 +34,19 @@ async def test_closed_run_records_every_request_and_matches_target_metrics() -> 
     by_route: dict[str, float] = {}
     for (route, _status), n in seen.items():
         by_route[route] = by_route.get(route, 0) + n
-    rows = ev.with_columns(
-        pl.concat_str([pl.col("method").cast(pl.String), pl.lit(" "),
-                       pl.col("endpoint").cast(pl.String).str.split(" ").list.get(1)]).alias("route")
-    ).group_by("route").len()
+    rows = (
+        ev.with_columns(
+            pl.concat_str(
+                [
+                    pl.col("method").cast(pl.String),
+                    pl.lit(" "),
+                    pl.col("endpoint").cast(pl.String).str.split(" ").list.get(1),
+                ]
+            ).alias("route")
+        )
+        .group_by("route")
+        .len()
+    )
     for route, n in rows.iter_rows():
         assert by_route.get(route) == n, (route, n, by_route)
     # Schema, phases and task ids.
@@ -96,8 +105,9 @@ async def test_open_model_starts_every_planned_request() -> None:
 async def test_open_model_in_flight_cap_records_late_starts() -> None:
     async with tfp.ReferenceTarget(seed=5, latency="GET /health=100ms", **FAST) as target:
         mix = tfp.RequestMix([Endpoint("GET /health", "GET", "/health", auth=False)])
-        tester = tfp.LoadTester(target, tfp.UserPool(count=2, email_prefix="cap"), mix,
-                                max_in_flight=5, seed=5)
+        tester = tfp.LoadTester(
+            target, tfp.UserPool(count=2, email_prefix="cap"), mix, max_in_flight=5, seed=5
+        )
         run = await tester.run(duration=1, rate=200)
     load = load_rows(run)
     stats = run.meta["phases"]["load"]
@@ -184,12 +194,23 @@ async def test_saved_run_has_no_secrets_and_round_trips(tmp_path: Path) -> None:
         seen_tokens.add(token)
         return {"type": "generate-pdf", "payload": {"url": "https://example.com/x"}}
 
-    ep = Endpoint("POST /tasks spy", "POST", "/tasks", build=build, creates_task=True,
-                  task_type="generate-pdf", headers={"Content-Type": "application/json"})
+    ep = Endpoint(
+        "POST /tasks spy",
+        "POST",
+        "/tasks",
+        build=build,
+        creates_task=True,
+        task_type="generate-pdf",
+        headers={"Content-Type": "application/json"},
+    )
     password = "pw-very-secret-123"
     async with tfp.ReferenceTarget(seed=10, access_ttl=1.0, **FAST) as target:
-        tester = tfp.LoadTester(target, tfp.UserPool(count=2, email_prefix="sec", password=password),
-                                tfp.RequestMix([ep]), seed=10)
+        tester = tfp.LoadTester(
+            target,
+            tfp.UserPool(count=2, email_prefix="sec", password=password),
+            tfp.RequestMix([ep]),
+            seed=10,
+        )
         run = await tester.run(duration=2.5, concurrency=2)
     folder = run.save(tmp_path / "run")
     assert len(seen_tokens) >= 2

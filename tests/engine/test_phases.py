@@ -14,18 +14,21 @@ HEALTH = tfp.RequestMix([Endpoint("GET /health", "GET", "/health", auth=False)])
 
 
 async def test_phases_run_back_to_back_with_boundaries_on_time() -> None:
-    plan = tfp.StressPlan([
-        tfp.Phase("a", 1.0, rate=100),
-        tfp.Phase("b", 1.0, rate=300),
-        tfp.Phase("c", 1.0, concurrency=3),
-    ])
+    plan = tfp.StressPlan(
+        [
+            tfp.Phase("a", 1.0, rate=100),
+            tfp.Phase("b", 1.0, rate=300),
+            tfp.Phase("c", 1.0, concurrency=3),
+        ]
+    )
     async with tfp.ReferenceTarget(seed=21, **FAST) as target:
         tester = tfp.LoadTester(target, tfp.UserPool(count=2, email_prefix="phase"), HEALTH, seed=1)
         run = await tester.run(plan)
     t0 = run.meta["load_start_ns"]
     ev = run.load_events().with_columns(((pl.col("t_start") - t0) / 1e9).alias("s"))
-    spans = ev.group_by(pl.col("phase").cast(pl.String)).agg(pl.col("s").min().alias("first"),
-                                                           pl.col("s").max().alias("last"))
+    spans = ev.group_by(pl.col("phase").cast(pl.String)).agg(
+        pl.col("s").min().alias("first"), pl.col("s").max().alias("last")
+    )
     got = {r["phase"]: (r["first"], r["last"]) for r in spans.to_dicts()}
     assert set(got) == {"a", "b", "c"}
     for name, start in (("a", 0.0), ("b", 1.0), ("c", 2.0)):
@@ -53,19 +56,26 @@ async def test_ramp_follows_the_plan_per_second() -> None:
 
 
 async def test_thresholds_pass_and_fail_on_injected_latency_and_errors() -> None:
-    async with tfp.ReferenceTarget(seed=23, latency="GET /metrics=40ms", error_rate="GET /health=0.5",
-                                   **FAST) as target:
-        mix = tfp.RequestMix([
-            Endpoint("GET /health", "GET", "/health", auth=False),
-            Endpoint("GET /metrics", "GET", "/metrics", auth=False),
-        ])
+    async with tfp.ReferenceTarget(
+        seed=23, latency="GET /metrics=40ms", error_rate="GET /health=0.5", **FAST
+    ) as target:
+        mix = tfp.RequestMix(
+            [
+                Endpoint("GET /health", "GET", "/health", auth=False),
+                Endpoint("GET /metrics", "GET", "/metrics", auth=False),
+            ]
+        )
         tester = tfp.LoadTester(target, tfp.UserPool(count=1, email_prefix="thr"), mix, seed=3)
-        run = await tester.run(duration=1.5, concurrency=4, thresholds=[
-            p95("GET /metrics") < 20,
-            p95("GET /metrics") < 500,
-            "error_rate(GET /health) < 1%",
-            error_rate("GET /metrics") < 0.01,
-        ])
+        run = await tester.run(
+            duration=1.5,
+            concurrency=4,
+            thresholds=[
+                p95("GET /metrics") < 20,
+                p95("GET /metrics") < 500,
+                "error_rate(GET /health) < 1%",
+                error_rate("GET /metrics") < 0.01,
+            ],
+        )
     res = run.thresholds()
     assert res["passed"].to_list() == [False, True, False, True]
     assert not run.passed and run.meta["passed"] is False
@@ -76,9 +86,13 @@ async def test_abort_on_fail_stops_within_a_second_of_the_breach() -> None:
     async with tfp.ReferenceTarget(seed=24, stalls=[(2.5, 20.0)], **FAST) as target:
         t = tfp.Target(target.base_url, request_timeout=0.3)
         tester = tfp.LoadTester(t, tfp.UserPool(count=1, email_prefix="abort"), HEALTH, seed=4)
-        run = await tester.run(duration=20, concurrency=2, thresholds=[
-            Threshold.parse("max < 250ms", abort_on_fail=True),
-        ])
+        run = await tester.run(
+            duration=20,
+            concurrency=2,
+            thresholds=[
+                Threshold.parse("max < 250ms", abort_on_fail=True),
+            ],
+        )
     assert run.meta["stopped"].startswith("aborted: max < 250ms")
     ev = run.load_events()
     # The breach happens when the first request is slower than 250 ms (the stall's first timeout).
@@ -92,7 +106,9 @@ async def test_abort_on_fail_stops_within_a_second_of_the_breach() -> None:
 
 async def test_breaking_point_found_on_a_capacity_limited_target() -> None:
     plan = tfp.StressPlan.steps(60, 240, 60, 2.0)  # 60, 120, 180, 240 req/s
-    async with tfp.ReferenceTarget(seed=25, max_concurrency=1, service_time=0.007, **FAST) as target:
+    async with tfp.ReferenceTarget(
+        seed=25, max_concurrency=1, service_time=0.007, **FAST
+    ) as target:
         # ~140 req/s of capacity: steps 1-2 hold, step 3 (180/s) falls behind.
         t = tfp.Target(target.base_url, request_timeout=30)
         tester = tfp.LoadTester(t, tfp.UserPool(count=1, email_prefix="steps"), HEALTH, seed=5)
@@ -107,4 +123,6 @@ async def test_breaking_point_found_on_a_capacity_limited_target() -> None:
 def test_bad_threshold_is_a_clear_error() -> None:
     tester = tfp.LoadTester("http://127.0.0.1:9", tfp.UserPool(count=1))
     with pytest.raises(tfp.ConfigError, match="phase 'nope' is not in the plan"):
-        tester.run_sync(duration=1, concurrency=1, thresholds=[Threshold("p95", "<", 1, phase="nope")])
+        tester.run_sync(
+            duration=1, concurrency=1, thresholds=[Threshold("p95", "<", 1, phase="nope")]
+        )
