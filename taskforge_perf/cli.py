@@ -113,9 +113,9 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_false",
         help="do not write the HTML report next to the saved run",
     )
-    p.set_defaults(
-        duration=20.0, concurrency=50, name="demo", seed=7, func=_cmd_demo, html_report=True
-    )
+    # An open-model load the reference target's simulated workers keep up with, so the demo shows
+    # tasks completing end to end (raise --rate, or use --concurrency, to watch queueing grow).
+    p.set_defaults(duration=20.0, rate=100.0, name="demo", seed=7, func=_cmd_demo, html_report=True)
 
 
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -292,7 +292,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print("taskforge-perf demo: starting the reference TaskForge target ...", file=sys.stderr)
     if args.websockets is None:
         args.websockets = 50
-    with ReferenceTarget(seed=args.seed or 0) as target:
+    with ReferenceTarget(seed=args.seed or 0, worker_concurrency=32) as target:
         print(f"target up: {target.base_url} (status gateway {target.ws_url})", file=sys.stderr)
         return _load(args, target)
 
