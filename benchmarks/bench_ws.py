@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import taskforge_perf as tfp  # noqa: E402
+from taskforge_perf.engine.sync import new_event_loop  # noqa: E402
 from taskforge_perf.mix import task_endpoint  # noqa: E402
 from taskforge_perf.plan import Phase, StressPlan  # noqa: E402
 
@@ -63,11 +64,11 @@ def cpu_model() -> str:
 
 
 async def lag_probe(samples: list[float], stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
+    # perf_counter, not loop.time(): uvloop's loop clock has millisecond resolution.
     while not stop.is_set():
-        t0 = loop.time()
+        t0 = time.perf_counter()
         await asyncio.sleep(0.010)
-        samples.append((loop.time() - t0 - 0.010) * 1e3)
+        samples.append((time.perf_counter() - t0 - 0.010) * 1e3)
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -84,6 +85,11 @@ async def one(
     async with tfp.ReferenceTarget(
         hash_iterations=1000, leak=False, seed=1, startup_timeout=30
     ) as target:
+        if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
+            # The tester on core 0, the target on core 1: the loop lag measured is the tester's own.
+            os.sched_setaffinity(0, {0})
+            for tid in os.listdir(f"/proc/{target.pid}/task"):
+                os.sched_setaffinity(int(tid), {1})
         pool = tfp.UserPool(count=users, email_prefix=f"wsbench{n}-", signup_concurrency=50)
         base: dict[str, int] = {}
 
@@ -193,6 +199,8 @@ def main() -> int:
         "--hold", type=float, default=10.0, help="seconds of lag measurement with all open"
     )
     ap.add_argument("--open-timeout", type=float, default=90.0)
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="the tester's event loop (run_sync uses uvloop; a notebook's await, asyncio)")
     ap.add_argument(
         "--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md"
     )
@@ -204,7 +212,10 @@ def main() -> int:
         if n + 500 > nofile:  # the target child has its own (inherited) limit
             print(f"skipping N={n}: needs ~{n + 500} file descriptors, limit {nofile}")
             continue
-        r = asyncio.run(one(n, args.users, args.rate, args.interval, args.hold, args.open_timeout))
+        # The tester's own loop as run_sync would make it (uvloop when installed).
+        factory = new_event_loop if args.loop == "uvloop" else asyncio.new_event_loop
+        with asyncio.Runner(loop_factory=factory) as runner:
+            r = runner.run(one(n, args.users, args.rate, args.interval, args.hold, args.open_timeout))
         print(r, flush=True)
         results.append(r)
     text = table(results)
@@ -214,8 +225,9 @@ def main() -> int:
             f"\n## WebSocket scale ({datetime.date.today().isoformat()})\n\n"
             f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
             f"RLIMIT_NOFILE {nofile}. `benchmarks/bench_ws.py --users {args.users} --rate {args.rate:g} "
-            f"--interval {args.interval:g} --hold {args.hold:g}`: one tester process, the reference "
-            "target (leak=False) as a child process on the same machine; every connection subscribes to "
+            f"--interval {args.interval:g} --hold {args.hold:g} --loop {args.loop}`: one tester process "
+            "pinned to core 0, the reference "
+            "target (leak=False) as a child process pinned to core 1; every connection subscribes to "
             f"a recent task every {args.interval:g} s and each task created over HTTP is subscribed on a "
             "connection of its creator. KB/conn = (RSS with all open - RSS after user setup) / N, recorder "
             "rows included. Loop lag = overshoot of a 10 ms sleep while messages flow.\n\n"

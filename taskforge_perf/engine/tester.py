@@ -247,6 +247,7 @@ class LoadTester:
             total=self.target.request_timeout, sock_connect=self.target.connect_timeout
         )
         stopped = "completed"
+        gc_keeper: asyncio.Future[None] | None = None
         cancelled = False
         setup_s = 0.0
         load_start_ns = load_end_ns = 0
@@ -320,8 +321,10 @@ class LoadTester:
                 if self._wants_ws(plan):
                     self._start_ws(plan, auth, logged_in, ws_recorder, counters, clock, rng, driver)
                 # Objects alive now (imports, setup, the recorder's column lists) leave the
-                # collector's generations for the load: no 10 ms collections that walk them.
+                # collector's generations for the load, and so do those that survive a few seconds
+                # (sockets, task records): no 10-100 ms collections that walk them again and again.
                 gc.freeze()
+                gc_keeper = asyncio.ensure_future(_freeze_survivors())
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
                 watch_task = (
@@ -357,6 +360,8 @@ class LoadTester:
                 await asyncio.shield(driver.drain(0.5))
             finally:
                 state.phase = "teardown"
+                if gc_keeper is not None:
+                    gc_keeper.cancel()
                 gc.unfreeze()
                 state.stopping = True
                 if fast is not None:
@@ -586,6 +591,20 @@ class LoadTester:
                 "polars": _pl.__version__,
             },
         }
+
+
+#: How often long-lived objects are moved out of the collector's generations during a load.
+FREEZE_EVERY_S = 2.0
+
+
+async def _freeze_survivors() -> None:
+    """Freeze what survived the last period, so collections only walk young objects.
+
+    Garbage frozen with them (rare: cycles that outlived two collections) is freed at unfreeze.
+    """
+    while True:
+        await asyncio.sleep(FREEZE_EVERY_S)
+        gc.freeze()
 
 
 def _resolve_plan(
