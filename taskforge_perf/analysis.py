@@ -99,9 +99,7 @@ def _sort_keys(df: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
     if not keys or df.is_empty():
         return df
     exprs = [
-        pl.col(k).cast(pl.String)
-        if isinstance(df.schema[k], pl.Categorical | pl.Enum)
-        else pl.col(k)
+        pl.col(k).cast(pl.String) if isinstance(df.schema[k], pl.Categorical | pl.Enum) else pl.col(k)
         for k in keys
     ]
     return df.sort(exprs, nulls_last=True)
@@ -112,10 +110,22 @@ def _ms(expr: pl.Expr) -> pl.Expr:
 
 
 def _dist_aggs(col: str, prefix: str, levels: Sequence[tuple[str, float]]) -> list[pl.Expr]:
-    # Plain aggregations only: Polars' group-by fast paths do not apply to wrapped expressions
-    # (a cast or division around the quantile), so the conversion to ms happens afterwards.
+    # Plain aggregations only: Polars' fast paths do not apply to wrapped expressions (a cast or a
+    # division around the quantile), so the conversion to ms happens afterwards.
     c = pl.col(col)
     out = [c.quantile(q, QUANTILE_METHOD).alias(f"{prefix}{name}_ms") for name, q in levels]
+    out.append(c.max().alias(f"{prefix}max_ms"))
+    out.append(c.mean().alias(f"{prefix}mean_ms"))
+    return out
+
+
+def _list_dist(col: str, prefix: str, levels: Sequence[tuple[str, float]]) -> list[pl.Expr]:
+    """``_dist_aggs`` over a column of per-group lists (same values, same interpolation)."""
+    c = pl.col(col).list
+    out = [
+        c.eval(pl.element().quantile(q, QUANTILE_METHOD)).list.first().alias(f"{prefix}{name}_ms")
+        for name, q in levels
+    ]
     out.append(c.max().alias(f"{prefix}max_ms"))
     out.append(c.mean().alias(f"{prefix}mean_ms"))
     return out
@@ -125,15 +135,32 @@ def _summary(
     events: Frame, keys: list[str], duration_s: float | None, *, per_group_span: bool
 ) -> pl.DataFrame:
     lf = _lazy(events).select(*keys, "t_start", "t_end", "error", LATENCY, RESPONSE)
-    aggs = [
+    common = [
         pl.len().alias("count"),
         pl.col("error").null_count().alias("_ok"),
-        *_dist_aggs("_lat", "", PERCENTILES),
-        *_dist_aggs("_resp", "resp_", PERCENTILES),
         pl.col("t_start").min().alias("_t0"),
         pl.col("t_end").max().alias("_t1"),
     ]
-    df = lf.group_by(keys).agg(aggs).collect() if keys else lf.select(aggs).collect()
+    if keys:
+        # Each group's values gathered once into a list, then every quantile taken from that list:
+        # about twice as fast as ten separate per-group quantile aggregations over the frame.
+        df = (
+            lf.group_by(keys)
+            .agg(*common, "_lat", "_resp")
+            .select(
+                *keys,
+                "count",
+                "_ok",
+                "_t0",
+                "_t1",
+                *_list_dist("_lat", "", PERCENTILES),
+                *_list_dist("_resp", "resp_", PERCENTILES),
+            )
+            .collect()
+        )
+    else:
+        aggs = [*common, *_dist_aggs("_lat", "", PERCENTILES), *_dist_aggs("_resp", "resp_", PERCENTILES)]
+        df = lf.select(aggs).collect()
     if df.is_empty() or (not keys and df["count"][0] == 0):
         df = df.clear()
     if duration_s is not None:
@@ -156,9 +183,7 @@ def _summary(
     return df.select(*keys, "count", "rps", "errors", "error_rate", *stats, "_t0")
 
 
-def summary(
-    events: Frame, *, by: By = ("endpoint",), duration_s: float | None = None
-) -> pl.DataFrame:
+def summary(events: Frame, *, by: By = ("endpoint",), duration_s: float | None = None) -> pl.DataFrame:
     """Per group: count, rps, errors, error_rate and latency / response-time distribution (ms).
 
     Columns: the ``by`` keys, ``count``, ``rps`` (count / duration; the duration defaults to the
@@ -242,19 +267,14 @@ def timeline(
             pl.len().cast(pl.UInt64).alias("count"),
             c("error").is_not_null().sum().cast(pl.UInt64).alias("errors"),
             *[_ms(c("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{n}_ms") for n, q in levels],
-            *[
-                _ms(c("_resp").quantile(q, QUANTILE_METHOD)).alias(f"resp_{n}_ms")
-                for n, q in levels
-            ],
+            *[_ms(c("_resp").quantile(q, QUANTILE_METHOD)).alias(f"resp_{n}_ms") for n, q in levels],
         )
         .collect()
     )
     if df.is_empty():
         grid = df.select(*keys, "_w")
     else:
-        w_lo, w_hi = df.select(pl.col("_w").min().alias("lo"), pl.col("_w").max().alias("hi")).row(
-            0
-        )
+        w_lo, w_hi = df.select(pl.col("_w").min().alias("lo"), pl.col("_w").max().alias("hi")).row(0)
         w = pl.DataFrame({"_w": pl.int_range(w_lo, w_hi + 1, eager=True)})
         w = w.cast({"_w": df.schema["_w"]})
         grid = df.select(keys).unique().join(w, how="cross") if keys else w
@@ -283,9 +303,7 @@ def _interp_indices(n: int, qs: Sequence[float]) -> tuple[list[int], list[int], 
     return lo, hi, frac
 
 
-def sorted_quantiles(
-    sorted_lists: pl.DataFrame, cols: Sequence[str], qs: Sequence[float]
-) -> pl.DataFrame:
+def sorted_quantiles(sorted_lists: pl.DataFrame, cols: Sequence[str], qs: Sequence[float]) -> pl.DataFrame:
     """Quantiles ``qs`` of sorted list columns ``cols`` (one row per input row), exploded long.
 
     Adds ``_q`` (the level) and, for each ``col``, its quantile under the name ``col``; the
@@ -314,9 +332,7 @@ def sorted_quantiles(
     return df.select(
         pl.exclude("_fr", *[f"_{c}_lo" for c in cols], *[f"_{c}_hi" for c in cols]),
         *[
-            (pl.col(f"_{c}_lo") + pl.col("_fr") * (pl.col(f"_{c}_hi") - pl.col(f"_{c}_lo"))).alias(
-                c
-            )
+            (pl.col(f"_{c}_lo") + pl.col("_fr") * (pl.col(f"_{c}_hi") - pl.col(f"_{c}_lo"))).alias(c)
             for c in cols
         ],
     )
@@ -402,9 +418,7 @@ def slowest_users(events: Frame, n: int = 10) -> pl.DataFrame:
         .collect()
     )
     df = df.with_columns(share=pl.col("count") / pl.col("count").sum())
-    df = df.sort(
-        pl.col("p95_ms"), pl.col("user").cast(pl.String), descending=[True, False], nulls_last=True
-    )
+    df = df.sort(pl.col("p95_ms"), pl.col("user").cast(pl.String), descending=[True, False], nulls_last=True)
     df = df.head(n).with_row_index("rank", offset=1)
     return df.select(
         "rank", "user", "count", "share", "error_rate", "p50_ms", "p95_ms", "p99_ms", "resp_p95_ms"
