@@ -49,6 +49,13 @@ from taskforge_perf.users import User, round_robin_assignment
 __all__ = ["WsDriver", "WsOptions"]
 
 _TASKS_MAX = 200_000  # created tasks remembered (FIFO eviction)
+#: A resubscribe answered within this time carries the gateway's cached status: the task had a status
+#: the first subscription never delivered, so that subscription was lost. No quick answer means the
+#: task simply had no status yet (still queued): not counted as lost.
+LOST_CONFIRM_NS = 250_000_000
+#: Subscriptions are resent this long after one of a user's sockets closed, once the gateway has
+#: handled the close (resent earlier, the gateway's cleanup would drop them again).
+RESTORE_AFTER_CLOSE_S = 0.25
 _SLICE = 10  # sample subscriptions sent per loop turn (each send ~40 µs: keeps loop lag < 1 ms)
 
 
@@ -79,9 +86,7 @@ class WsDriver:
         self.rng = rng
         self.phase = phase
         self.options = options if options is not None else WsOptions()
-        self.recent_tasks = (
-            recent_tasks if recent_tasks is not None else collections.deque(maxlen=100)
-        )
+        self.recent_tasks = recent_tasks if recent_tasks is not None else collections.deque(maxlen=100)
         self.conns: list[Conn] = []  # wanted connections, in opening order
         self.by_user: dict[str, list[Conn]] = {}
         self.tasks: dict[str, TaskInfo] = {}
@@ -112,6 +117,7 @@ class WsDriver:
         self._rr = 0
         self._recent_owned: collections.deque[tuple[str, str]] = collections.deque(maxlen=100)
         self._pending: collections.deque[tuple[int, Conn, str, int, bool]] = collections.deque()
+        self._resub_wait: dict[tuple[int, str], int] = {}  # (conn, task) -> resubscribe time
         self._bg: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._opener: asyncio.Task[None] | None = None
@@ -345,7 +351,35 @@ class WsDriver:
             err = "rejected" if code == 1008 else "dropped"
             self._row(t, "close", c, code=code, error=err)
             self.stats["dropped"] += 1
+        if not self.stopping:  # after the gateway has handled the close (it unsubscribes then)
+            asyncio.get_running_loop().call_later(RESTORE_AFTER_CLOSE_S, self._restore_user, c)
         return code == 1008
+
+    def _restore_user(self, closed: Conn) -> None:
+        """Resend the user's unfinished subscriptions on its other open sockets.
+
+        The real gateway unsubscribes a user from every task when any one of its sockets closes,
+        so updates would silently stop; against a gateway that does not, this only repeats
+        subscribes (answered with the cached status, if any).
+        """
+        if self.stopping:
+            return
+        others = [
+            c
+            for c in self.by_user.get(closed.user.email, ())
+            if c is not closed and c.ws is not None and not c.closing
+        ]
+        for c in others:
+            for tid in list(c.subs):
+                info = self.tasks.get(tid)
+                if info is not None and not info.done:
+                    self._subscribe(c, tid, "restore", info)
+        if closed.closing and others:  # retired for good: its own subscriptions move to the others
+            for i, tid in enumerate(list(closed.subs)):
+                info = self.tasks.get(tid)
+                if info is not None and not info.done:
+                    self._subscribe(others[i % len(others)], tid, "restore", info)
+            closed.subs.clear()
 
     # --- frames ------------------------------------------------------------------------------------
 
@@ -357,6 +391,19 @@ class WsDriver:
                 self._confirm(c, c.ws)
         kind, tid, status, progress, err = parse_message(raw)
         info = self.tasks.get(tid) if tid is not None else None
+        if self._resub_wait and tid is not None:
+            t_resub = self._resub_wait.pop((c.index, tid), None)
+            if t_resub is not None and t - t_resub <= LOST_CONFIRM_NS:
+                self._row(
+                    t,
+                    "error",
+                    c,
+                    task_id=tid,
+                    task_type=info.task_type if info else None,
+                    since_subscribe_ns=t - t_resub,
+                    error="lost_subscription",
+                )
+                self.stats["lost_subscriptions"] += 1
         if kind == "error":
             if info is not None:
                 info.last_msg_ns = t
@@ -429,9 +476,7 @@ class WsDriver:
         self._rr += 1
         self._subscribe(conns[self._rr % len(conns)], task_id, "own", info)
 
-    def _subscribe(
-        self, c: Conn, tid: str, reason: str, info: TaskInfo | None, resub: bool = False
-    ) -> None:
+    def _subscribe(self, c: Conn, tid: str, reason: str, info: TaskInfo | None, resub: bool = False) -> None:
         t = self.clock.now()
         tracked = info is not None and not info.done
         if tracked:
@@ -456,10 +501,9 @@ class WsDriver:
                 task_type=ttype,
                 status=reason,
                 since_created_ns=since_c,
-                error="lost_subscription",
             )
             self.stats["resubscribes"] += 1
-            self.stats["lost_subscriptions"] += 1
+            self._resub_wait[(c.index, tid)] = t
         else:
             self._row(
                 t,
@@ -476,11 +520,13 @@ class WsDriver:
 
     async def _check_lost(self) -> None:
         """Resubscribe (once) every tracked subscription with no message within resubscribe_after."""
-        pending, clock = self._pending, self.clock
+        pending, clock, waits = self._pending, self.clock, self._resub_wait
         tick = min(0.25, self.options.resubscribe_after / 4)
         while not self.stopping:
             await asyncio.sleep(tick)
             now = clock.now()
+            for key in [k for k, t in waits.items() if now - t > LOST_CONFIRM_NS]:
+                del waits[key]  # no quick answer: the task had no status yet
             while pending and pending[0][0] <= now:
                 _, c, tid, t_sub, resub = pending.popleft()
                 info = self.tasks.get(tid)
@@ -488,9 +534,7 @@ class WsDriver:
                     continue
                 if c.ws is None or c.closing or c.subs.get(tid) != t_sub:
                     continue  # restored on reconnect, or subscribed again since
-                self._subscribe(
-                    c, tid, "own" if info.owner == c.user.email else "sample", info, resub=True
-                )
+                self._subscribe(c, tid, "own" if info.owner == c.user.email else "sample", info, resub=True)
 
     async def _activity(self) -> None:
         """Every subscribe_interval: a sample of open connections subscribes to recent task ids."""
