@@ -31,6 +31,7 @@ import polars as pl
 from taskforge_perf.analysis_ws import task_latency, ws_connections_timeline, ws_summary
 
 __all__ = [
+    "HEADLINE_COLUMNS",
     "PERCENTILES",
     "QUANTILE_METHOD",
     "SPECTRUM_LEVELS",
@@ -62,6 +63,20 @@ PERCENTILES: tuple[tuple[str, float], ...] = (
     ("p95", 0.95),
     ("p99", 0.99),
     ("p99_9", 0.999),
+)
+
+#: The columns of ``summary`` worth a first look (terminal output, the end-of-run snapshot).
+HEADLINE_COLUMNS: tuple[str, ...] = (
+    "endpoint",
+    "count",
+    "rps",
+    "errors",
+    "error_rate",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "max_ms",
+    "resp_p99_ms",
 )
 
 #: Levels of the HDR spectrum: 0, 0.1 .. 0.8, then q = 1 - 10^-k for k = 1.0, 1.1 .. 5.0.

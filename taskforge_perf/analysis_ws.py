@@ -44,9 +44,7 @@ def task_latency(ws_events: Frame, *, events: Frame | None = None) -> pl.DataFra
     ``never_completed`` (of those, tasks with no completed/failed message). Sorted by task type
     and status.
     """
-    lf = _lazy(ws_events).with_columns(
-        pl.col("task_type").cast(pl.String), pl.col("status").cast(pl.String)
-    )
+    lf = _lazy(ws_events).with_columns(pl.col("task_type").cast(pl.String), pl.col("status").cast(pl.String))
     msgs = lf.filter(_kind("message") & pl.col("task_id").is_not_null())
     first = (
         msgs.sort("t")
@@ -148,10 +146,7 @@ def ws_connections_timeline(ws_events: Frame, *, window_s: float = 1.0) -> pl.Da
         .agg(
             opened=(k == "connect").sum().cast(pl.Int64),
             closed=(k == "close").sum().cast(pl.Int64),
-            dropped=((k == "close") & (pl.col("_e") == "dropped"))
-            .fill_null(False)
-            .sum()
-            .cast(pl.Int64),
+            dropped=((k == "close") & (pl.col("_e") == "dropped")).fill_null(False).sum().cast(pl.Int64),
             failed=(k == "connect_error").sum().cast(pl.Int64),
             messages=(k == "message").sum().cast(pl.Int64),
         )

@@ -150,13 +150,9 @@ def assess(
                 f"threshold {str(t)!r}: phase {t.phase!r} is not in the plan; use one "
                 f"of {', '.join(sorted(known))}"
             )
-    load = events.filter(
-        pl.col("error").is_null() | (pl.col("error").cast(pl.String) != "cancelled")
-    )
+    load = events.filter(pl.col("error").is_null() | (pl.col("error").cast(pl.String) != "cancelled"))
     offset = _plan_offset_ns(plan, load, plan_start_s)
-    in_load = load.filter(
-        ~pl.col("phase").cast(pl.String).is_in(["setup", "teardown"]).fill_null(False)
-    )
+    in_load = load.filter(~pl.col("phase").cast(pl.String).is_in(["setup", "teardown"]).fill_null(False))
     lat = (pl.col("t_end") - pl.col("t_start")).cast(pl.Float64) / 1e6
     resp = (pl.col("t_end") - pl.col("t_intended")).cast(pl.Float64) / 1e6
     stats = load.group_by(pl.col("phase").cast(pl.String)).agg(
@@ -274,9 +270,7 @@ def _json_safe(x: Any) -> Any:
         return None if not math.isfinite(x) else x
     if isinstance(x, Mapping):
         return {
-            str(k): (
-                None if any(w in str(k).lower() for w in _SECRET_WORDS) and v else _json_safe(v)
-            )
+            str(k): (None if any(w in str(k).lower() for w in _SECRET_WORDS) and v else _json_safe(v))
             for k, v in x.items()
         }
     if isinstance(x, list | tuple):

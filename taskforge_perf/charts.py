@@ -42,13 +42,9 @@ def data_values(df: pl.DataFrame) -> alt.Data:
     if df.height > MAX_ROWS:
         raise ValueError(f"chart data has {df.height} rows (> {MAX_ROWS}); aggregate it first")
     fix = [
-        pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c)
-        for c, t in df.schema.items()
-        if t.is_float()
+        pl.when(pl.col(c).is_finite()).then(pl.col(c)).alias(c) for c, t in df.schema.items() if t.is_float()
     ]
-    cats = [
-        pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, pl.Categorical)
-    ]
+    cats = [pl.col(c).cast(pl.String) for c, t in df.schema.items() if isinstance(t, pl.Categorical)]
     return alt.Data(values=df.with_columns(*fix, *cats).to_dicts())
 
 
@@ -129,9 +125,7 @@ def latency_over_time(
         alt.layer(bands, labels, lines)
         .resolve_scale(color="independent")
         .properties(
-            title=_title(
-                f"Latency {metric} over time per {by}", f"window {w:g} s; dashed: response time"
-            ),
+            title=_title(f"Latency {metric} over time per {by}", f"window {w:g} s; dashed: response time"),
             width=_WIDTH,
             height=_HEIGHT,
         )
@@ -161,13 +155,9 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
     )
     long = spec.unpivot(
         cols, index=[*keys, "percentile", "inverse_tail"], variable_name="measure", value_name="ms"
-    ).with_columns(
-        pl.col("measure").replace({"latency_ms": "latency", "response_ms": "response time"})
-    )
+    ).with_columns(pl.col("measure").replace({"latency_ms": "latency", "response_ms": "response time"}))
     series = (
-        pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ")
-        if keys
-        else pl.lit("all")
+        pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ") if keys else pl.lit("all")
     )
     long = long.with_columns(series=series)
     return (
@@ -209,10 +199,7 @@ def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart
         .agg(
             pl.len().alias("count"),
             (
-                (pl.col("t_end") - pl.col("t_start")).quantile(
-                    levels[metric], analysis.QUANTILE_METHOD
-                )
-                / 1e6
+                (pl.col("t_end") - pl.col("t_start")).quantile(levels[metric], analysis.QUANTILE_METHOD) / 1e6
             ).alias(metric),
         )
         .collect()
@@ -353,9 +340,7 @@ def ws_connections(ws_events: Frame, *, window_s: float = 1.0) -> alt.Chart:
             tooltip=["series:N", alt.Tooltip("t_s:Q", title="s"), "connections:Q"],
         )
         .properties(
-            title=_title(
-                "WebSocket connections over time", f"window {w:g} s; dropped/failed per window"
-            ),
+            title=_title("WebSocket connections over time", f"window {w:g} s; dropped/failed per window"),
             width=_WIDTH,
             height=_HEIGHT,
         )

@@ -9,26 +9,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 Runner = Callable[[argparse.Namespace], int]
-SUMMARY_COLUMNS = (
-    "endpoint",
-    "count",
-    "rps",
-    "errors",
-    "error_rate",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-    "resp_p99_ms",
-)
 
 
 def _add_target(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from taskforge_perf.target.cli import add_arguments, run
 
-    p = sub.add_parser(
-        "target", help="run the reference TaskForge target (HTTP API + status gateway)"
-    )
+    p = sub.add_parser("target", help="run the reference TaskForge target (HTTP API + status gateway)")
     add_arguments(p)
     p.set_defaults(func=run)
 
@@ -38,12 +24,8 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--duration", type=float, default=None, help="seconds of load (one phase)")
     g.add_argument("--concurrency", type=int, default=None, help="virtual users (closed model)")
     g.add_argument("--rate", type=float, default=None, help="requests per second (open model)")
-    g.add_argument(
-        "--preset", default=None, help="a StressPlan preset: dev, staging, production, stress"
-    )
-    g.add_argument(
-        "--think-time", type=float, default=0.0, help="seconds between a user's requests"
-    )
+    g.add_argument("--preset", default=None, help="a StressPlan preset: dev, staging, production, stress")
+    g.add_argument("--think-time", type=float, default=0.0, help="seconds between a user's requests")
     g.add_argument(
         "--websockets",
         type=int,
@@ -51,9 +33,7 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="WebSocket connections to the status gateway (needs --ws-url; demo: 50)",
     )
-    g.add_argument(
-        "--users", type=int, default=20, help="test users to sign up / log in (default 20)"
-    )
+    g.add_argument("--users", type=int, default=20, help="test users to sign up / log in (default 20)")
     g.add_argument("--email-prefix", default="loadtest", help="users are PREFIX{i}@DOMAIN")
     g.add_argument("--domain", default="example.com")
     g.add_argument(
@@ -103,9 +83,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "demo", help="start the reference target, run a short load, save and summarise"
-    )
+    p = sub.add_parser("demo", help="start the reference target, run a short load, save and summarise")
     _add_load_options(p)
     p.add_argument(
         "--no-report",
@@ -120,18 +98,14 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("report", help="write a self-contained HTML report of a saved run")
-    p.add_argument(
-        "run_dir", metavar="RUN_DIR", help="a saved run folder (run.save() / run --save)"
-    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a saved run folder (run.save() / run --save)")
     p.add_argument(
         "--compare",
         default=None,
         metavar="OTHER_RUN",
         help="a baseline run folder to compare RUN_DIR with (adds table, charts, verdict)",
     )
-    p.add_argument(
-        "-o", "--output", default="report.html", help="the HTML file (default report.html)"
-    )
+    p.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
     p.add_argument("--title", default=None, help="the report's title")
     p.add_argument(
         "--max-p95-regression",
@@ -195,8 +169,7 @@ def _plan(args: argparse.Namespace) -> Any:
 
 
 def _load(args: argparse.Namespace, target: Any) -> int:
-    import polars as pl
-
+    from taskforge_perf.analysis import HEADLINE_COLUMNS
     from taskforge_perf.engine.tester import LoadTester
     from taskforge_perf.live import TerminalProgress
     from taskforge_perf.mix import RequestMix
@@ -231,16 +204,7 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     for p in progress:
         p.close()
     summary = run.summary()
-    cols = [c for c in SUMMARY_COLUMNS if c in summary.columns]
-    with pl.Config(
-        tbl_rows=50,
-        tbl_cols=20,
-        tbl_width_chars=160,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        float_precision=2,
-    ):
-        print(summary.select(cols))
+    _print_table(summary.select([c for c in HEADLINE_COLUMNS if c in summary.columns]))
     c = run.meta["counters"]
     print(
         f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
@@ -248,26 +212,12 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         f"run {run.meta['stopped']}"
     )
     if run.ws_events.height:
-        with pl.Config(
-            tbl_rows=50,
-            tbl_cols=20,
-            tbl_width_chars=160,
-            tbl_hide_dataframe_shape=True,
-            tbl_hide_column_data_types=True,
-            float_precision=1,
-        ):
-            print("WebSocket status gateway:")
-            print(run.ws_summary())
-            print("Task end-to-end latency (created -> status, ms):")
-            print(run.task_latency())
+        print("WebSocket status gateway:")
+        _print_table(run.ws_summary(), precision=1)
+        print("Task end-to-end latency (created -> status, ms):")
+        _print_table(run.task_latency(), precision=1)
     if checks:
-        with pl.Config(
-            tbl_rows=50,
-            tbl_hide_dataframe_shape=True,
-            tbl_hide_column_data_types=True,
-            tbl_width_chars=160,
-        ):
-            print(run.thresholds().select("threshold", "scope", "actual", "passed"))
+        _print_table(run.thresholds().select("threshold", "scope", "actual", "passed"))
         print("thresholds: " + ("PASSED" if run.meta.get("passed") else "FAILED"))
     if not args.no_save:
         path = run.save(args.save)
@@ -278,6 +228,21 @@ def _load(args: argparse.Namespace, target: Any) -> int:
             html = report(path, output=path / "report.html", progress=not args.quiet)
             print(f"HTML report: {html} (self-contained, opens offline)")
     return 0 if run.passed else 1
+
+
+def _print_table(frame: Any, precision: int = 2) -> None:
+    """Print a frame as a plain terminal table (no shape, no dtypes)."""
+    import polars as pl
+
+    with pl.Config(
+        tbl_rows=50,
+        tbl_cols=30,
+        tbl_width_chars=160,
+        tbl_hide_dataframe_shape=True,
+        tbl_hide_column_data_types=True,
+        float_precision=precision,
+    ):
+        print(frame)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -62,9 +62,7 @@ def _unwrap(run: Any) -> tuple[Frame, Mapping[str, Any] | None]:
     raise TypeError(f"expected an events frame or a Run (got {type(run).__name__})")
 
 
-def _quantiles_with_ci(
-    events: Frame, keys: list[str], metrics: Sequence[str], z: float
-) -> pl.DataFrame:
+def _quantiles_with_ci(events: Frame, keys: list[str], metrics: Sequence[str], z: float) -> pl.DataFrame:
     """Per group: n, errors, and for each metric the point estimate and order-statistic CI (ns)."""
     lf = _lazy(events).select(*keys, "error", analysis.LATENCY)
     aggs = [
@@ -157,9 +155,7 @@ class Comparison:
             pl.col("p95_rel"), pl.col("p95_ci_low_ms"), pl.col("p95_ci_high_ms"), max_p95_regression
         )
         t = t.with_columns(p95_verdict=p95)
-        gate = (pl.col("p95_verdict") == "regressed") | (
-            pl.col("error_rate_verdict") == "regressed"
-        )
+        gate = (pl.col("p95_verdict") == "regressed") | (pl.col("error_rate_verdict") == "regressed")
         return t.filter(gate.fill_null(False))
 
     @property
@@ -230,9 +226,7 @@ class Comparison:
             yOffset=alt.YOffset("metric:N"),
             color=alt.Color("metric:N", title="metric"),
         )
-        bars = base.mark_rule().encode(
-            x=alt.X("lo:Q", title="Candidate vs baseline (%)"), x2="hi:Q"
-        )
+        bars = base.mark_rule().encode(x=alt.X("lo:Q", title="Candidate vs baseline (%)"), x2="hi:Q")
         points = base.mark_point(filled=True, size=50).encode(
             x="rel:Q",
             shape=alt.Shape("verdict:N", title="verdict"),
@@ -302,9 +296,7 @@ def compare(
     """
     unknown = [m for m in metrics if m not in _LEVELS]
     if unknown or not metrics:
-        raise ValueError(
-            f"metrics must be a non-empty subset of {list(_LEVELS)} (got {list(metrics)})"
-        )
+        raise ValueError(f"metrics must be a non-empty subset of {list(_LEVELS)} (got {list(metrics)})")
     if not 0.5 <= confidence < 1:
         raise ValueError(f"confidence must be within [0.5, 1) (got {confidence})")
     if max_regression < 0:
@@ -331,8 +323,7 @@ def compare(
     for m in metrics:
         qb, qc = pl.col(m), pl.col(f"{m}_c")
         se = (
-            (pl.col(f"{m}_hi") - pl.col(f"{m}_lo")) ** 2
-            + (pl.col(f"{m}_hi_c") - pl.col(f"{m}_lo_c")) ** 2
+            (pl.col(f"{m}_hi") - pl.col(f"{m}_lo")) ** 2 + (pl.col(f"{m}_hi_c") - pl.col(f"{m}_lo_c")) ** 2
         ).sqrt() / 2  # z * sqrt(se_b²+se_c²)
         d = qc - qb
         cols += [
@@ -496,9 +487,7 @@ def compare_series(
                 )
             )
     frame = pl.concat(parts)
-    first = frame.filter(pl.col("run_index") == 0).select(
-        *keys, "metric", _first=pl.col("value_ms")
-    )
+    first = frame.filter(pl.col("run_index") == 0).select(*keys, "metric", _first=pl.col("value_ms"))
     frame = (
         frame.join(first, on=[*keys, "metric"], how="left", nulls_equal=True)
         .with_columns(rel_to_first=pl.col("value_ms") / pl.col("_first") - 1)

@@ -53,9 +53,7 @@ class Target:
         object.__setattr__(
             self,
             "base_url",
-            _check_url(
-                "Target.base_url", self.base_url, ("http", "https"), "http://127.0.0.1:3000"
-            ),
+            _check_url("Target.base_url", self.base_url, ("http", "https"), "http://127.0.0.1:3000"),
         )
         if self.ws_url is not None:
             object.__setattr__(
@@ -92,9 +90,7 @@ def as_target(target: Any) -> Target:
         return Target(target)
     base = getattr(target, "base_url", None)
     if base is not None:
-        return Target(
-            base, getattr(target, "ws_url", None), version=getattr(target, "version", None)
-        )
+        return Target(base, getattr(target, "ws_url", None), version=getattr(target, "version", None))
     raise ConfigError(
         f"target must be a Target, a base URL string or a ReferenceTarget (got {type(target).__name__})"
     )

@@ -21,22 +21,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from taskforge_perf.analysis import HEADLINE_COLUMNS
 from taskforge_perf.engine.monitor import Snapshot
 
 __all__ = ["LiveDashboard", "in_kernel", "snapshot_html", "static_html"]
-
-#: Columns of run.summary() in the end-of-run snapshot.
-_SUMMARY_COLS = (
-    "endpoint",
-    "count",
-    "rps",
-    "errors",
-    "error_rate",
-    "p50_ms",
-    "p95_ms",
-    "p99_ms",
-    "max_ms",
-)
 
 
 def in_kernel() -> bool:
@@ -221,9 +209,7 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
         return _esc(v)
 
     head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{cell(c, r.get(c))}</td>" for c in cols) + "</tr>" for r in rows
-    )
+    body = "".join("<tr>" + "".join(f"<td>{cell(c, r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
     return f"<table class='tfp-summary'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -282,10 +268,8 @@ def static_html(run: Any, *, title: str = "") -> str:
         head += f", WebSocket: {counters.get('ws_completed', 0):,} tasks completed"
     head += "</p>"
     summary = run.summary()
-    cols = [c for c in _SUMMARY_COLS if c in summary.columns]
-    table = (
-        _table(summary.select(cols).to_dicts(), cols) if summary.height else "<p>no requests</p>"
-    )
+    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
+    table = _table(summary.select(cols).to_dicts(), cols) if summary.height else "<p>no requests</p>"
     try:
         svg = chart_svg(_chart(run)) if run.load_events().height else ""
     except Exception as exc:  # noqa: BLE001 - the table is still worth showing

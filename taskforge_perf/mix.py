@@ -75,20 +75,15 @@ def _pdf_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
 
 def _video_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
     tmpl = prefix + (
-        b'{"videoUrl":"https://example.com/videos/%d.mov","format":"mp4",'
-        b'"bitrate":"%dk","preset":"%s"}}'
+        b'{"videoUrl":"https://example.com/videos/%d.mov","format":"mp4","bitrate":"%dk","preset":"%s"}}'
     )
     presets = tuple(p.encode() for p in _PRESETS)
-    return lambda rng: (
-        tmpl % (rng.randrange(1_000_000), rng.randrange(500, 2001, 100), rng.choice(presets))
-    )
+    return lambda rng: tmpl % (rng.randrange(1_000_000), rng.randrange(500, 2001, 100), rng.choice(presets))
 
 
 def _image_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
     tmpl = prefix + b'{"imageUrl":"https://example.com/images/%d.jpg","width":%d,"height":%d}}'
-    return lambda rng: (
-        tmpl % (rng.randrange(1_000_000), rng.randint(200, 1200), rng.randint(150, 900))
-    )
+    return lambda rng: tmpl % (rng.randrange(1_000_000), rng.randint(200, 1200), rng.randint(150, 900))
 
 
 def _generic_bytes(prefix: bytes) -> Callable[[random.Random], bytes]:
@@ -142,22 +137,16 @@ class Endpoint:
     def __post_init__(self) -> None:
         where = f"Endpoint {self.name!r}"
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ConfigError(
-                "Endpoint.name must be a non-empty display name such as 'GET /health'"
-            )
+            raise ConfigError("Endpoint.name must be a non-empty display name such as 'GET /health'")
         method = str(self.method).upper()
         if method not in _METHODS:
-            raise ConfigError(
-                f"{where}: method must be one of {', '.join(_METHODS)} (got {self.method!r})"
-            )
+            raise ConfigError(f"{where}: method must be one of {', '.join(_METHODS)} (got {self.method!r})")
         object.__setattr__(self, "method", method)
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ConfigError(f"{where}: path must start with '/' (got {self.path!r})")
         w = self.weight
         if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0 or w != w:
-            raise ConfigError(
-                f"{where}: weight must be a number >= 0 (got {w!r}); use 0 to disable it"
-            )
+            raise ConfigError(f"{where}: weight must be a number >= 0 (got {w!r}); use 0 to disable it")
         if self.build is not None and not callable(self.build):
             raise ConfigError(
                 f"{where}: build must be a callable (user, token, rng) -> body (got {self.build!r})"
@@ -166,7 +155,9 @@ class Endpoint:
         object.__setattr__(self, "_encode", getattr(self.build, "encode_body", None))
 
     def __repr__(self) -> str:
-        return f"Endpoint(name={self.name!r}, method={self.method!r}, path={self.path!r}, weight={self.weight})"
+        return (
+            f"Endpoint(name={self.name!r}, method={self.method!r}, path={self.path!r}, weight={self.weight})"
+        )
 
     def body(self, user: str, token: str | None, rng: random.Random) -> bytes | None:
         """The encoded request body for one request."""
@@ -199,14 +190,10 @@ class RequestMix:
         names = [e.name for e in endpoints]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
-            raise ConfigError(
-                f"RequestMix: endpoint names must be unique (repeated: {sorted(dup)})"
-            )
+            raise ConfigError(f"RequestMix: endpoint names must be unique (repeated: {sorted(dup)})")
         total = sum(e.weight for e in endpoints)
         if total <= 0:
-            raise ConfigError(
-                "RequestMix: the weights sum to 0; give at least one endpoint a weight > 0"
-            )
+            raise ConfigError("RequestMix: the weights sum to 0; give at least one endpoint a weight > 0")
         self.endpoints: tuple[Endpoint, ...] = endpoints
         self._active = tuple(e for e in endpoints if e.weight > 0)
         cum: list[float] = []
@@ -229,8 +216,7 @@ class RequestMix:
     def to_dict(self) -> list[dict[str, Any]]:
         """JSON-safe description for run metadata."""
         return [
-            {"name": e.name, "method": e.method, "path": e.path, "weight": e.weight}
-            for e in self.endpoints
+            {"name": e.name, "method": e.method, "path": e.path, "weight": e.weight} for e in self.endpoints
         ]
 
     def __repr__(self) -> str:

@@ -97,9 +97,7 @@ class Phase:
                 "give the phase a positive length or drop it"
             )
         if self.rate is not None and self.concurrency is not None:
-            raise PlanError(
-                f"{p}: set either rate= (open model) or concurrency= (closed model), not both"
-            )
+            raise PlanError(f"{p}: set either rate= (open model) or concurrency= (closed model), not both")
         if self.rate is None and self.concurrency is None:
             raise PlanError(
                 f"{p}: set rate= (open model, requests/s) or concurrency= (closed "
@@ -151,9 +149,7 @@ class Phase:
     def __repr__(self) -> str:
         parts = [repr(self.name), _fmt(self.duration)]
         parts.append(
-            f"rate={_fmt(self.rate)}"
-            if self.rate is not None
-            else f"concurrency={self.concurrency}"
+            f"rate={_fmt(self.rate)}" if self.rate is not None else f"concurrency={self.concurrency}"
         )
         if self.ramp:
             parts.append("ramp=True")
@@ -431,9 +427,7 @@ class StressPlan:
         name: str = "constant",
     ) -> StressPlan:
         """One phase at a constant rate or concurrency: ``StressPlan.constant(60, rate=100)``."""
-        return cls(
-            [Phase(name, duration, rate=rate, concurrency=concurrency, websockets=websockets)]
-        )
+        return cls([Phase(name, duration, rate=rate, concurrency=concurrency, websockets=websockets)])
 
     @classmethod
     def ramp(
@@ -459,9 +453,7 @@ class StressPlan:
             if not _is_number(v) or not math.isfinite(v) or v < 0:
                 raise PlanError(f"steps: {fld} must be >= 0 (got {v!r})")
         if not _is_number(step) or not math.isfinite(step) or step <= 0:
-            raise PlanError(
-                f"steps: step must be > 0 (got {step!r}); e.g. steps(100, 500, 100, 30)"
-            )
+            raise PlanError(f"steps: step must be > 0 (got {step!r}); e.g. steps(100, 500, 100, 30)")
         if stop < start:
             raise PlanError(f"steps: stop ({stop!r}) must be >= start ({start!r})")
         n = int(math.floor((stop - start) / step + 1e-9)) + 1
@@ -547,9 +539,7 @@ class StressPlan:
         }
 
     @classmethod
-    def from_dict(
-        cls, data: Mapping[str, Any], *, mixes: Mapping[str, object] | None = None
-    ) -> StressPlan:
+    def from_dict(cls, data: Mapping[str, Any], *, mixes: Mapping[str, object] | None = None) -> StressPlan:
         """Rebuild a plan from :meth:`to_dict`; mix overrides come back from ``mixes`` (by phase
         name), since only their repr was stored."""
         try:
@@ -639,9 +629,7 @@ class StressPlan:
             .encode(
                 x=alt.X("start:Q", title="seconds since plan start"),
                 x2="end:Q",
-                color=alt.Color(
-                    "band:N", legend=None, scale=alt.Scale(range=["#4c78a8", "#f58518"])
-                ),
+                color=alt.Color("band:N", legend=None, scale=alt.Scale(range=["#4c78a8", "#f58518"])),
                 tooltip=["phase:N", "start:Q", "end:Q"],
             )
         )
@@ -668,8 +656,6 @@ def _model_kw(model: str, level: float, fld: str) -> dict[str, Any]:
         return {"rate": level}
     if model == "closed":
         if not float(level).is_integer():
-            raise PlanError(
-                f"{fld} must be a whole number of users for model='closed' (got {level!r})"
-            )
+            raise PlanError(f"{fld} must be a whole number of users for model='closed' (got {level!r})")
         return {"concurrency": int(level)}
     raise PlanError(f"model must be 'open' or 'closed' (got {model!r})")

@@ -55,9 +55,7 @@ def inject_parameters(nb: Any, parameters: Mapping[str, Any]) -> Any:
     lines = ["# Injected parameters"] + [f"{k} = {v!r}" for k, v in parameters.items()]
     cell = nbformat.v4.new_code_cell("\n".join(lines))
     cell.metadata["tags"] = ["injected-parameters"]
-    tagged = [
-        i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])
-    ]
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
     at = tagged[0] + 1 if tagged else 0
     nb.cells.insert(at, cell)
     return nb

@@ -86,9 +86,7 @@ class Run:
 
     # --- analysis ------------------------------------------------------------------------------
 
-    def summary(
-        self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False
-    ) -> pl.DataFrame:
+    def summary(self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False) -> pl.DataFrame:
         """Per endpoint: count, rps, errors, error rate, latency and response-time percentiles (ms)."""
         from taskforge_perf import analysis
 
@@ -103,9 +101,7 @@ class Run:
             return analysis.summary(
                 self.load_events(), by=("user", "endpoint"), duration_s=self.duration_s or None
             )
-        return analysis.summary(
-            self.load_events(), by=("user",), duration_s=self.duration_s or None
-        )
+        return analysis.summary(self.load_events(), by=("user",), duration_s=self.duration_s or None)
 
     def overall(self) -> pl.DataFrame:
         """One row for the whole load."""
@@ -119,9 +115,7 @@ class Run:
 
         return analysis.by_phase(self.load_events())
 
-    def timeline(
-        self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",)
-    ) -> pl.DataFrame:
+    def timeline(self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",)) -> pl.DataFrame:
         """Per window: throughput, error rate, latency and response-time p50/p95/p99."""
         from taskforge_perf import analysis
 
@@ -211,9 +205,7 @@ class Run:
         from taskforge_perf.assessment import report_json
 
         overall = self.overall().to_dicts()
-        config = {
-            k: self.meta.get(k) for k in ("name", "target", "users", "mix", "seed", "max_in_flight")
-        }
+        config = {k: self.meta.get(k) for k in ("name", "target", "users", "mix", "seed", "max_in_flight")}
         return report_json(self.plan, self.assessment(), overall[0] if overall else {}, config)
 
     def task_latency(self) -> pl.DataFrame:
@@ -291,9 +283,7 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     folder = Path(path)
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
-        raise ConfigError(
-            f"{folder} is not a saved run: it has no meta.json (save one with run.save())"
-        )
+        raise ConfigError(f"{folder} is not a saved run: it has no meta.json (save one with run.save())")
     meta = json.loads(meta_path.read_text())
     events = _read(folder / "events.parquet", HTTP_SCHEMA, lazy)
     ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
@@ -338,6 +328,4 @@ def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
         "path": pl.String,
     }
     frame = pl.DataFrame(rows, schema=schema)
-    return frame.with_columns(pl.from_epoch("started", time_unit="ns").alias("started")).sort(
-        "started"
-    )
+    return frame.with_columns(pl.from_epoch("started", time_unit="ns").alias("started")).sort("started")

@@ -44,9 +44,7 @@ class EndpointSpec:
 
     def __post_init__(self) -> None:
         if self.weight <= 0:
-            raise ValueError(
-                f"EndpointSpec.weight must be > 0 (got {self.weight}) for {self.name!r}"
-            )
+            raise ValueError(f"EndpointSpec.weight must be > 0 (got {self.weight}) for {self.name!r}")
         if self.median_ms <= 0:
             raise ValueError(f"EndpointSpec.median_ms must be > 0 (got {self.median_ms})")
         if self.sigma < 0:
@@ -158,11 +156,7 @@ def synthetic_events(
         raise ValueError(f"error_fraction must be within [0, 1] (got {error_fraction})")
     if workers < 1:
         raise ValueError(f"workers must be >= 1 (got {workers})")
-    user_names = (
-        [f"loadtest{i}@example.com" for i in range(users)]
-        if isinstance(users, int)
-        else list(users)
-    )
+    user_names = [f"loadtest{i}@example.com" for i in range(users)] if isinstance(users, int) else list(users)
     if not user_names:
         raise ValueError("users must be a positive count or a non-empty list of names")
     slowdown = dict(slowdown or {})
@@ -202,22 +196,18 @@ def synthetic_events(
         _z=_normal(i, seed, 6),
     )
     ep_idx = _choice(base["_u_ep"], [e.weight for e in endpoints])
-    user_idx = (
-        (base["_u_user"] * len(user_names)).cast(pl.UInt32).clip(upper_bound=len(user_names) - 1)
-    )
+    user_idx = (base["_u_user"] * len(user_names)).cast(pl.UInt32).clip(upper_bound=len(user_names) - 1)
     err_idx = (base["_u_err"] / max(error_fraction, 1e-300) * len(_ERROR_KINDS)).cast(pl.UInt32)
     base = base.with_columns(_ep=ep_idx, _user=user_idx, _err=err_idx)
 
     def per_ep(values: Sequence[float], dtype: pl.DataType) -> pl.Expr:
         return pl.lit(pl.Series(values, dtype=dtype)).gather(pl.col("_ep"))
 
-    median_ns = per_ep(
-        [e.median_ms * 1e6 * slowdown.get(e.name, 1.0) for e in endpoints], pl.Float64()
-    )
+    median_ns = per_ep([e.median_ms * 1e6 * slowdown.get(e.name, 1.0) for e in endpoints], pl.Float64())
     sigma = per_ep([e.sigma for e in endpoints], pl.Float64())
-    user_factor = pl.lit(
-        pl.Series([user_slowdown.get(u, 1.0) for u in user_names], dtype=pl.Float64)
-    ).gather(pl.col("_user"))
+    user_factor = pl.lit(pl.Series([user_slowdown.get(u, 1.0) for u in user_names], dtype=pl.Float64)).gather(
+        pl.col("_user")
+    )
     latency = (median_ns * (sigma * pl.col("_z")).exp() * user_factor).cast(pl.Int64)
     late = -(1.0 - pl.col("_u_late")).log() * (lateness_ms * 1e6) + pl.when(
         pl.col("_u_stall") < stall_fraction
@@ -241,9 +231,7 @@ def synthetic_events(
             pl.UInt32
         ),
         worker=(pl.col("_i") % workers).cast(pl.UInt16),
-        task_id=pl.when(creates & ~is_err).then(
-            pl.format("task-{}-{}", pl.lit(seed), pl.col("_i"))
-        ),
+        task_id=pl.when(creates & ~is_err).then(pl.format("task-{}-{}", pl.lit(seed), pl.col("_i"))),
     )
     ep_names = pl.Series([e.name for e in endpoints], dtype=pl.Categorical)
     methods = pl.Series([e.method for e in endpoints], dtype=pl.Categorical)
@@ -307,14 +295,10 @@ def synthetic_ws_events(
         d = conn.head(n_drop).select(
             "conn", "user", t=pl.lit(dur_ns // 2, dtype=pl.Int64) + pl.col("conn").cast(pl.Int64)
         )
-        frames.append(
-            d.with_columns(kind=pl.lit("close"), code=pl.lit(1006), error=pl.lit("dropped"))
-        )
+        frames.append(d.with_columns(kind=pl.lit("close"), code=pl.lit(1006), error=pl.lit("dropped")))
         frames.append(d.with_columns(kind=pl.lit("reconnect"), t=pl.col("t") + 100_000_000))
         frames.append(
-            d.with_columns(
-                kind=pl.lit("connect"), t=pl.col("t") + 150_000_000, handshake_ns=1_000_000
-            )
+            d.with_columns(kind=pl.lit("connect"), t=pl.col("t") + 150_000_000, handshake_ns=1_000_000)
         )
 
     if tasks:
@@ -326,9 +310,7 @@ def synthetic_ws_events(
             _type=(_uniform(i, seed, 11) * len(task_types)).cast(pl.UInt32),
             _conn=(i % max(connections, 1)).cast(pl.UInt32),
             _proc=(300e6 * (0.3 * _normal(i, seed, 12)).exp()).cast(pl.Int64),
-            _done=(completion_s[0] * 1e9 * (completion_s[1] * _normal(i, seed, 14)).exp()).cast(
-                pl.Int64
-            ),
+            _done=(completion_s[0] * 1e9 * (completion_s[1] * _normal(i, seed, 14)).exp()).cast(pl.Int64),
             _u_fin=_uniform(i, seed, 16),
         ).with_columns(
             task_type=pl.lit(tt).gather(pl.col("_type")),
@@ -404,8 +386,7 @@ def synthetic_ws_events(
     out = pl.concat(
         [
             f.select(
-                (pl.col(c) if c in f.columns else pl.lit(None)).cast(t).alias(c)
-                for c, t in WS_SCHEMA.items()
+                (pl.col(c) if c in f.columns else pl.lit(None)).cast(t).alias(c) for c, t in WS_SCHEMA.items()
             )
             for f in frames
         ],

@@ -128,9 +128,7 @@ class Threshold:
             )
         object.__setattr__(self, "metric", metric)
         if self.op not in OPS:
-            raise ThresholdError(
-                f"Threshold {metric}: op {self.op!r} is unknown; use one of {' '.join(OPS)}"
-            )
+            raise ThresholdError(f"Threshold {metric}: op {self.op!r} is unknown; use one of {' '.join(OPS)}")
         v = self.value
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
             raise ThresholdError(f"Threshold {metric}: value must be a finite number (got {v!r})")
@@ -148,8 +146,7 @@ class Threshold:
                 )
         if self.endpoint is not None and metric in _WS:
             raise ThresholdError(
-                f"Threshold {metric}: endpoint= does not apply to WebSocket "
-                "counts; drop it (phase= works)"
+                f"Threshold {metric}: endpoint= does not apply to WebSocket counts; drop it (phase= works)"
             )
         if not isinstance(self.abort_on_fail, bool):
             raise ThresholdError(f"Threshold {metric}: abort_on_fail must be True or False")
@@ -195,9 +192,7 @@ class Threshold:
 
     def __repr__(self) -> str:
         extra = "".join(
-            f", {k}={getattr(self, k)!r}"
-            for k in ("endpoint", "phase")
-            if getattr(self, k) is not None
+            f", {k}={getattr(self, k)!r}" for k in ("endpoint", "phase") if getattr(self, k) is not None
         )
         if self.abort_on_fail:
             extra += ", abort_on_fail=True"
@@ -233,8 +228,7 @@ class Threshold:
                 endpoint = arg
             else:
                 raise ThresholdError(
-                    f"threshold {text!r}: cannot read scope {arg!r}; use "
-                    "(ENDPOINT) and/or (phase=NAME)"
+                    f"threshold {text!r}: cannot read scope {arg!r}; use (ENDPOINT) and/or (phase=NAME)"
                 )
         value = float(m["num"])
         unit = (m["unit"] or "").strip()
@@ -257,9 +251,7 @@ class Threshold:
                     f"threshold {text!r}: unit {unit!r} does not apply to "
                     f"{metric}; {fix.get(kind or '', 'drop the unit')}"
                 )
-        return cls(
-            metric, m["op"], value, endpoint=endpoint, phase=phase, abort_on_fail=abort_on_fail
-        )
+        return cls(metric, m["op"], value, endpoint=endpoint, phase=phase, abort_on_fail=abort_on_fail)
 
 
 _TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -329,9 +321,7 @@ def response_time(
 ) -> MetricRef:
     """Response time (``t_end - t_intended``, ms): ``response_time("p99") < 500``."""
     if stat not in _STATS:
-        raise ThresholdError(
-            f"response_time: stat {stat!r} is unknown; use one of {', '.join(_STATS)}"
-        )
+        raise ThresholdError(f"response_time: stat {stat!r} is unknown; use one of {', '.join(_STATS)}")
     return MetricRef(f"resp_{stat}", endpoint, phase, abort_on_fail)
 
 
@@ -367,9 +357,7 @@ def error_rate(
     return MetricRef("error_rate", endpoint, phase, abort_on_fail)
 
 
-def rps(
-    endpoint: str | None = None, *, phase: str | None = None, abort_on_fail: bool = False
-) -> MetricRef:
+def rps(endpoint: str | None = None, *, phase: str | None = None, abort_on_fail: bool = False) -> MetricRef:
     """Requests per second: ``rps(phase="peak") >= 100``."""
     return MetricRef("rps", endpoint, phase, abort_on_fail)
 
@@ -383,9 +371,7 @@ def task_latency(
 ) -> MetricRef:
     """Task created -> first completed message, ms: ``task_latency("p99") < 5000``."""
     if stat not in _STATS:
-        raise ThresholdError(
-            f"task_latency: stat {stat!r} is unknown; use one of {', '.join(_STATS)}"
-        )
+        raise ThresholdError(f"task_latency: stat {stat!r} is unknown; use one of {', '.join(_STATS)}")
     return MetricRef(f"task_latency.{stat}", task_type, phase, abort_on_fail)
 
 
@@ -432,9 +418,7 @@ def _stat_expr(stat: str, col: pl.Expr) -> pl.Expr:
     return col.max() if stat == "max" else col.mean()
 
 
-def _task_latencies(
-    ws_events: pl.DataFrame, events: pl.DataFrame | None, th: Threshold
-) -> pl.DataFrame:
+def _task_latencies(ws_events: pl.DataFrame, events: pl.DataFrame | None, th: Threshold) -> pl.DataFrame:
     done = (
         ws_events.filter(
             (pl.col("kind").cast(pl.String) == "message")
@@ -538,9 +522,7 @@ def _coerce(thresholds: Iterable[Threshold | str] | Threshold | str) -> list[Thr
         if isinstance(t, str):
             t = Threshold.parse(t)
         if not isinstance(t, Threshold):
-            raise ThresholdError(
-                f"thresholds must be Threshold objects or strings (got {type(t).__name__})"
-            )
+            raise ThresholdError(f"thresholds must be Threshold objects or strings (got {type(t).__name__})")
         out.append(t)
     return out
 
@@ -605,13 +587,9 @@ class ThresholdWatch:
     """
 
     def __init__(self, thresholds: Iterable[Threshold | str], *, min_rows: int = 1) -> None:
-        self.thresholds: tuple[Threshold, ...] = tuple(
-            t for t in _coerce(thresholds) if t.abort_on_fail
-        )
+        self.thresholds: tuple[Threshold, ...] = tuple(t for t in _coerce(thresholds) if t.abort_on_fail)
         if not isinstance(min_rows, int) or min_rows < 1:
-            raise ThresholdError(
-                f"ThresholdWatch: min_rows must be an integer >= 1 (got {min_rows!r})"
-            )
+            raise ThresholdError(f"ThresholdWatch: min_rows must be an integer >= 1 (got {min_rows!r})")
         self.min_rows = min_rows
         self.breached: Threshold | None = None
         self.breach: dict[str, object] | None = None

@@ -128,9 +128,7 @@ class UserPool:
                     f"UserPool.email_prefix must be non-empty without '@' (got {email_prefix!r})"
                 )
             if not domain or "@" in domain or "." not in domain:
-                raise ConfigError(
-                    f"UserPool.domain must be a domain such as 'example.com' (got {domain!r})"
-                )
+                raise ConfigError(f"UserPool.domain must be a domain such as 'example.com' (got {domain!r})")
             if not isinstance(password, str) or not password:
                 raise ConfigError("UserPool.password must be a non-empty string")
             specs = [(f"{email_prefix}{i}@{domain}", password) for i in range(1, count + 1)]
@@ -139,9 +137,7 @@ class UserPool:
             for u in users:
                 email, pw = (u.email, u.password) if isinstance(u, UserSpec) else tuple(u)
                 if not isinstance(email, str) or "@" not in email:
-                    raise ConfigError(
-                        f"UserPool.users: each user needs an email with '@' (got {email!r})"
-                    )
+                    raise ConfigError(f"UserPool.users: each user needs an email with '@' (got {email!r})")
                 specs.append((email, pw))
             if not specs:
                 raise ConfigError("UserPool.users is empty; give at least one user or use count=")

@@ -15,9 +15,7 @@ def classify(exc: BaseException) -> str:
         return "timeout"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "dns"
-    if isinstance(
-        exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError
-    ):
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError | ssl.SSLError):
         return "tls"
     if isinstance(exc, aiohttp.ClientConnectorError):
         os_err = getattr(exc, "os_error", None)
@@ -28,11 +26,7 @@ def classify(exc: BaseException) -> str:
         return "reset"
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         # Truncated bodies come from a peer closing mid-response; bad framing is a protocol error.
-        return (
-            "reset"
-            if "closed" in str(exc).lower() or "not completed" in str(exc).lower()
-            else "protocol"
-        )
+        return "reset" if "closed" in str(exc).lower() or "not completed" in str(exc).lower() else "protocol"
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
         return "reset"
     if isinstance(exc, aiohttp.ClientOSError | OSError):

@@ -142,6 +142,17 @@ class HttpDriver:
         """Send one request and record it; a 401 triggers one re-authentication and a retry."""
         await self._send(ep, user, t_intended, retry, phase)
 
+    async def _renewed_token(
+        self, ep: Endpoint, user: User, t_intended: int, phase: str | None
+    ) -> str | None:
+        """A renewed access token, or None after recording the request as an "auth" failure."""
+        try:
+            return await self.auth.token(user)
+        except AuthFailed:
+            now = self.clock.now()
+            self._record(t_intended, now, now, 0, "auth", 0, 0, ep, user, None, phase)
+            return None
+
     async def _send_aiohttp(
         self,
         ep: Endpoint,
@@ -152,16 +163,11 @@ class HttpDriver:
     ) -> None:
         """``send`` through the aiohttp session (setup-grade path; everything unusual)."""
         clock, counters = self.clock, self.counters
-        token: str | None = None
-        if ep.auth:
-            token = user.fresh_token()
+        token = user.fresh_token() if ep.auth else None
+        if ep.auth and token is None:
+            token = await self._renewed_token(ep, user, t_intended, phase)
             if token is None:
-                try:
-                    token = await self.auth.token(user)
-                except AuthFailed:
-                    now = clock.now()
-                    self._record(t_intended, now, now, 0, "auth", 0, 0, ep, user, None, phase)
-                    return
+                return
         body = ep.body(user.email, token, self.rng)
         headers = dict(ep.headers)
         if token is not None:
@@ -180,9 +186,7 @@ class HttpDriver:
                 status = resp.status
         except asyncio.CancelledError:
             counters.in_flight -= 1
-            self._record(
-                t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase
-            )
+            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase)
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
             err = classify(exc)
@@ -212,16 +216,11 @@ class HttpDriver:
             await self._send_aiohttp(ep, user, t_intended, retry, phase)
             return
         clock, counters = self.clock, self.counters
-        token: str | None = None
-        if ep.auth:
-            token = user.fresh_token()
+        token = user.fresh_token() if ep.auth else None
+        if ep.auth and token is None:
+            token = await self._renewed_token(ep, user, t_intended, phase)
             if token is None:
-                try:
-                    token = await self.auth.token(user)
-                except AuthFailed:
-                    now = clock.now()
-                    self._record(t_intended, now, now, 0, "auth", 0, 0, ep, user, None, phase)
-                    return
+                return
         body = ep.body(user.email, token, self.rng)
         data = tmpl.build(token, body)  # type: ignore[union-attr]
         nout = len(body) if body is not None else 0
@@ -232,14 +231,10 @@ class HttpDriver:
         try:
             status, raw, err = await fast.request(data)
             if err is None and 300 <= status < 400 and status in _REDIRECTS:
-                status, raw, err = await self._follow_redirect(
-                    ep, status, fast.last_head, token, body
-                )
+                status, raw, err = await self._follow_redirect(ep, status, fast.last_head, token, body)
         except asyncio.CancelledError:
             counters.in_flight -= 1
-            self._record(
-                t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase
-            )
+            self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase)
             raise
         t1 = clock.now()
         counters.in_flight -= 1

@@ -91,11 +91,7 @@ class LoadTester:
         self.mix = mix if mix is not None else RequestMix.taskforge()
         if not isinstance(self.mix, RequestMix):
             raise ConfigError(f"mix must be a RequestMix (got {type(self.mix).__name__})")
-        if (
-            isinstance(max_in_flight, bool)
-            or not isinstance(max_in_flight, int)
-            or max_in_flight < 1
-        ):
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be an integer >= 1 (got {max_in_flight!r})")
         if connections is not None and (not isinstance(connections, int) or connections < 1):
             raise ConfigError(f"connections must be an integer >= 1 or None (got {connections!r})")
@@ -109,9 +105,7 @@ class LoadTester:
         self.listeners: list[Listener] = list(listeners)
         self.monitor_interval = monitor_interval
         if isinstance(websockets, bool) or not isinstance(websockets, int) or websockets < 0:
-            raise ConfigError(
-                f"websockets must be an integer >= 0 connections (got {websockets!r})"
-            )
+            raise ConfigError(f"websockets must be an integer >= 0 connections (got {websockets!r})")
         if ws_options is not None and not isinstance(ws_options, WsOptions):
             raise ConfigError(f"ws_options must be a WsOptions (got {type(ws_options).__name__})")
         self.websockets = websockets
@@ -222,11 +216,7 @@ class LoadTester:
         ws_recorder = WsRecorder(worker=worker, spill_dir=self._spill("ws_events"))
         rng = random.Random(self.seed)
         max_conc = max((p.concurrency or 0) for p in plan.phases)
-        limit = (
-            self.connections
-            or (max_conc + (self.max_in_flight if plan.model != "closed" else 0))
-            or 100
-        )
+        limit = self.connections or (max_conc + (self.max_in_flight if plan.model != "closed" else 0)) or 100
         connector = aiohttp.TCPConnector(
             limit=limit,
             limit_per_host=0,
@@ -381,9 +371,7 @@ class LoadTester:
                     except asyncio.CancelledError:
                         pass
                 try:
-                    await asyncio.shield(
-                        asyncio.wait_for(auth.logout_all(), self.target.request_timeout)
-                    )
+                    await asyncio.shield(asyncio.wait_for(auth.logout_all(), self.target.request_timeout))
                 except (TimeoutError, asyncio.CancelledError):
                     pass
         meta = self._meta(
@@ -441,9 +429,7 @@ class LoadTester:
             arrivals = (t + offset for t in plan.arrival_times())
             ends = [offset + b for b in plan.boundaries[1:]] + [offset + plan.duration]
             phases = list(zip(ends, (p.name for p in plan.phases), strict=False))
-            open_task = asyncio.ensure_future(
-                driver.open_schedule(arrivals, offset + plan.duration, phases)
-            )
+            open_task = asyncio.ensure_future(driver.open_schedule(arrivals, offset + plan.duration, phases))
         try:
             while not state.stopping:
                 t = clock.seconds() - offset
@@ -625,9 +611,5 @@ def _resolve_plan(
     if duration is None:
         raise ConfigError("run() needs a plan, or duration= (seconds) with concurrency= or rate=")
     if concurrency is None and rate is None:
-        raise ConfigError(
-            "run() needs concurrency= (closed model) or rate= (open model, requests/s)"
-        )
-    return StressPlan(
-        [Phase("load", duration, rate=rate, concurrency=concurrency, think_time=think_time)]
-    )
+        raise ConfigError("run() needs concurrency= (closed model) or rate= (open model, requests/s)")
+    return StressPlan([Phase("load", duration, rate=rate, concurrency=concurrency, think_time=think_time)])

@@ -112,14 +112,10 @@ class WsOptions:
                 "must be in [0, 1]; give an int for a count of connections"
             )
         if isinstance(s, int) and s < 0:
-            raise ConfigError(
-                f"WsOptions.subscribe_sample must be >= 0 (got {s!r}); 0 turns sampling off"
-            )
+            raise ConfigError(f"WsOptions.subscribe_sample must be >= 0 (got {s!r}); 0 turns sampling off")
         for name in ("track_own_tasks", "reconnect", "isolation_probe"):
             if not isinstance(getattr(self, name), bool):
-                raise ConfigError(
-                    f"WsOptions.{name} must be True or False (got {getattr(self, name)!r})"
-                )
+                raise ConfigError(f"WsOptions.{name} must be True or False (got {getattr(self, name)!r})")
 
     def sample_size(self, open_count: int) -> int:
         """How many of ``open_count`` open connections subscribe this interval."""

@@ -35,9 +35,7 @@ def _json(status: int, obj: object) -> web.Response:
 class HttpApi:
     """Builds the aiohttp application over one target's auth store, workers and metrics."""
 
-    def __init__(
-        self, config: TargetConfig, auth: AuthStore, workers: Workers, metrics: Metrics
-    ) -> None:
+    def __init__(self, config: TargetConfig, auth: AuthStore, workers: Workers, metrics: Metrics) -> None:
         self._cfg = config
         self._auth = auth
         self._workers = workers
@@ -96,9 +94,7 @@ class HttpApi:
             if delay is not None:
                 await sleep(delay.sample(rng))
             if err and rng.random() < err:
-                resp: web.StreamResponse = web.Response(
-                    body=err_body, status=500, content_type=_JSON
-                )
+                resp: web.StreamResponse = web.Response(body=err_body, status=500, content_type=_JSON)
             else:
                 try:
                     resp = await handler(request)
@@ -228,8 +224,7 @@ class HttpApi:
         created[task_type] = created.get(task_type, 0) + 1
         self._workers.submit(task_id, task_type, user_id)
         return web.Response(
-            body=b'{"success":true,"taskId":"%s","message":"Task queued for processing"}'
-            % task_id.encode(),
+            body=b'{"success":true,"taskId":"%s","message":"Task queued for processing"}' % task_id.encode(),
             status=202,
             content_type=_JSON,
         )

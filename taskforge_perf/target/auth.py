@@ -108,9 +108,7 @@ class AuthStore:
         hit = self._cache.get(token)
         if hit is None:
             try:
-                claims = jwt.decode(
-                    token, self._secret, algorithms=["HS256"], options={"verify_exp": False}
-                )
+                claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"verify_exp": False})
                 hit = (str(claims["sub"]), str(claims["sid"]), float(claims["exp"]))
             except (jwt.PyJWTError, KeyError, TypeError, ValueError):
                 raise AuthError(401, "Invalid token") from None
@@ -150,9 +148,7 @@ class AuthStore:
 
     def refresh(self, token: str) -> tuple[str, str]:
         try:
-            claims = jwt.decode(
-                token, self._secret, algorithms=["HS256"], options={"verify_exp": False}
-            )
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"verify_exp": False})
         except jwt.DecodeError:
             raise AuthError(401, "jwt malformed") from None
         except jwt.PyJWTError:

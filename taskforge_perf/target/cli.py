@@ -222,9 +222,7 @@ async def _serve(config: TargetConfig, exit_with_parent: bool) -> int:
     transport: Any = None
     if exit_with_parent:
         transport, _ = await loop.connect_read_pipe(lambda: _EofWatcher(stop.set), sys.stdin)
-    sys.stdout.write(
-        json.dumps({"base_url": base_url, "ws_url": ws_url, "pid": os.getpid()}) + "\n"
-    )
+    sys.stdout.write(json.dumps({"base_url": base_url, "ws_url": ws_url, "pid": os.getpid()}) + "\n")
     sys.stdout.flush()
     try:
         await stop.wait()

@@ -180,9 +180,7 @@ class TargetConfig:
                 for k, v in entries(self.latency)
             )
         except ValueError as e:
-            raise ValueError(
-                f"latency: {e}" if not str(e).startswith("latency") else str(e)
-            ) from None
+            raise ValueError(f"latency: {e}" if not str(e).startswith("latency") else str(e)) from None
         s(self, "latency", lat)
         try:
             err = tuple(
@@ -191,9 +189,7 @@ class TargetConfig:
             )
         except ValueError as e:
             msg = str(e)
-            raise ValueError(
-                msg if msg.startswith("error_rate") else f"error_rate: {msg}"
-            ) from None
+            raise ValueError(msg if msg.startswith("error_rate") else f"error_rate: {msg}") from None
         s(self, "error_rate", err)
         s(self, "stalls", stalls(self.stalls))
         try:
@@ -203,9 +199,7 @@ class TargetConfig:
             )
         except ValueError as e:
             msg = str(e)
-            raise ValueError(
-                msg if msg.startswith("task_durations") else f"task_durations: {msg}"
-            ) from None
+            raise ValueError(msg if msg.startswith("task_durations") else f"task_durations: {msg}") from None
         s(self, "task_durations", dur)
 
     # --- derived views -------------------------------------------------------------------------

@@ -33,9 +33,7 @@ _CACHE_MAX = 100_000
 class Gateway:
     """Subscriptions, the status cache and the WebSocket server of one target process."""
 
-    def __init__(
-        self, config: TargetConfig, auth: AuthStore, workers: Workers, metrics: Metrics
-    ) -> None:
+    def __init__(self, config: TargetConfig, auth: AuthStore, workers: Workers, metrics: Metrics) -> None:
         self._cfg = config
         self._auth = auth
         self._workers = workers
@@ -178,9 +176,7 @@ class Gateway:
         kind = msg.get("type")
         if kind == "subscribe":
             if not self._cfg.leak and self._workers.owner_of(task_id) != user:
-                await ws.send(
-                    json.dumps({"type": "error", "taskId": task_id, "message": "Not your task"})
-                )
+                await ws.send(json.dumps({"type": "error", "taskId": task_id, "message": "Not your task"}))
                 return
             self._subs.setdefault(task_id, set()).add(user)
             self._user_subs.setdefault(user, set()).add(task_id)

@@ -72,14 +72,8 @@ class Metrics:
             cum = 0
             for le, n in zip((*map(repr, BUCKETS), "+Inf"), counts, strict=True):
                 cum += n
-                add(
-                    f'taskforge_http_request_duration_seconds_bucket{{route="{route}",le="{le}"}} '
-                    f"{cum}"
-                )
-            add(
-                f'taskforge_http_request_duration_seconds_sum{{route="{route}"}} '
-                f"{self.hist_sum[route]!r}"
-            )
+                add(f'taskforge_http_request_duration_seconds_bucket{{route="{route}",le="{le}"}} {cum}')
+            add(f'taskforge_http_request_duration_seconds_sum{{route="{route}"}} {self.hist_sum[route]!r}')
             add(f'taskforge_http_request_duration_seconds_count{{route="{route}"}} {cum}')
         add("# HELP taskforge_tasks_created_total Tasks accepted by POST /tasks, by type.")
         add("# TYPE taskforge_tasks_created_total counter")
@@ -124,9 +118,7 @@ def parse_prometheus(text: str) -> dict[str, dict[tuple[str, ...], float]]:
         head, _, value = line.rpartition(" ")
         if "{" in head:
             name, _, labels = head.partition("{")
-            vals = tuple(
-                part.split("=", 1)[1].strip('"') for part in _split_labels(labels.rstrip("}"))
-            )
+            vals = tuple(part.split("=", 1)[1].strip('"') for part in _split_labels(labels.rstrip("}")))
         else:
             name, vals = head, ()
         out.setdefault(name, {})[vals] = float(value)

@@ -56,8 +56,7 @@ class Workers:
 
     def queued(self) -> dict[str, int]:
         return {
-            t: len(self._outbox[t]) + (self._queues[t].qsize() if self._queues else 0)
-            for t in TASK_TYPES
+            t: len(self._outbox[t]) + (self._queues[t].qsize() if self._queues else 0) for t in TASK_TYPES
         }
 
     def submit(self, task_id: str, task_type: str, owner: str) -> None:
