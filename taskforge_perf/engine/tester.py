@@ -247,6 +247,10 @@ class LoadTester:
             raise_for_status=False,
             skip_auto_headers=("User-Agent",),
         ) as session:
+            # aiohttp silently retries an idempotent request once when a kept-alive connection
+            # fails; a load tester must record that failure instead. No public switch exists.
+            if hasattr(session, "_retry_connection"):
+                session._retry_connection = False
             state = DriverState()
             auth = AuthClient(
                 session,

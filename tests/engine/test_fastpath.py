@@ -278,9 +278,7 @@ async def test_fast_client_keeps_one_connection_per_virtual_user(raw: RawServer)
 
 @pytest.mark.parametrize("client", CLIENTS)
 async def test_401_reauthenticates_once_and_retries(raw: RawServer, client: str) -> None:
-    tester = tfp.LoadTester(
-        raw.url, tfp.UserPool(count=1), ep("/needs-fresh", auth=True), http_client=client
-    )
+    tester = tfp.LoadTester(raw.url, tfp.UserPool(count=1), ep("/needs-fresh", auth=True), http_client=client)
     run = await tester.run(duration=0.5, concurrency=1)
     load = run.load_events()
     assert load["status"][0] == 401 and load["error"][0] == "http_4xx"
@@ -382,3 +380,50 @@ async def test_https_target_on_both_paths(cert: tuple[Path, Path], client: str) 
     tasks_rows = load.filter(pl.col("endpoint").cast(pl.String).str.starts_with("POST /tasks"))
     assert tasks_rows.height > 0 and tasks_rows["task_id"].null_count() == 0
     assert set(seen) == {"Bearer tls-token"}
+
+
+async def test_aiohttp_path_records_a_reset_instead_of_retrying() -> None:
+    """aiohttp retries an idempotent GET once on a failed kept-alive connection; the session
+    LoadTester builds (``_retry_connection = False``) records the failure instead."""
+    import aiohttp
+
+    from taskforge_perf.engine.failures import classify
+
+    async def second_request_fails(retry: bool) -> tuple[int, BaseException | None]:
+        accepted = 0
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            try:
+                await reader.readuntil(b"\r\n\r\n")
+                body = b'{"status":"ok"}'
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                await writer.drain()
+                await reader.readuntil(b"\r\n\r\n")  # the next request on the kept-alive socket
+            except (asyncio.IncompleteReadError, ConnectionError):
+                pass
+            writer.transport.abort()  # ... is answered by a reset
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/health"
+        error: BaseException | None = None
+        try:
+            async with aiohttp.ClientSession() as session:
+                session._retry_connection = retry
+                async with session.get(url) as r:
+                    await r.read()
+                try:
+                    async with session.get(url) as r:
+                        await r.read()
+                except aiohttp.ClientError as exc:
+                    error = exc
+        finally:
+            server.close()
+            await server.wait_closed()
+        return accepted, error
+
+    accepted, error = await second_request_fails(retry=True)  # aiohttp's default
+    assert accepted == 2  # it reconnected and resent behind the caller's back
+    accepted, error = await second_request_fails(retry=False)  # as LoadTester sets it
+    assert accepted == 1 and error is not None and classify(error) in {"reset", "protocol"}
