@@ -372,14 +372,17 @@ def synthetic_ws_events(
             )
         )
     if lost_subscriptions:
+        # As the engine records them: a resubscribe, then the gateway's at-once answer confirming
+        # the loss (an error row with error "lost_subscription").
+        n = lost_subscriptions
         frames.append(
             pl.DataFrame(
                 {
-                    "t": [dur_ns // 4 + k for k in range(lost_subscriptions)],
-                    "kind": ["resubscribe"] * lost_subscriptions,
-                    "conn": [1] * lost_subscriptions,
-                    "task_id": [f"lost-{k}" for k in range(lost_subscriptions)],
-                    "error": ["lost_subscription"] * lost_subscriptions,
+                    "t": [dur_ns // 4 + k for k in range(n)] + [dur_ns // 4 + k + 1 for k in range(n)],
+                    "kind": ["resubscribe"] * n + ["error"] * n,
+                    "conn": [1] * (2 * n),
+                    "task_id": [f"lost-{k}" for k in range(n)] * 2,
+                    "error": [None] * n + ["lost_subscription"] * n,
                 }
             )
         )

@@ -105,9 +105,7 @@ def test_timeline_windows(events: pl.DataFrame) -> None:
 
 
 def test_timeline_fills_empty_windows() -> None:
-    ev = synthetic_events(100, seed=1).filter(
-        (pl.col("t_start") < 5e9) | (pl.col("t_start") > 30e9)
-    )
+    ev = synthetic_events(100, seed=1).filter((pl.col("t_start") < 5e9) | (pl.col("t_start") > 30e9))
     tl = A.timeline(ev, window_s=1.0, by=None)
     assert tl["t_s"].diff().drop_nulls().unique().to_list() == [1.0]
     gap = tl.filter((pl.col("t_s") > 6) & (pl.col("t_s") < 29))
@@ -170,7 +168,8 @@ def hand_ws() -> pl.DataFrame:
         (4 * s, "message", 1, "c", "resize-image", "failed", 4_000_000_000, None),
         (5 * s, "close", 1, None, None, None, None, "dropped"),
         (5 * s, "reconnect", 1, None, None, None, None, None),
-        (6 * s, "resubscribe", 0, "b", None, None, None, "lost_subscription"),
+        (6 * s, "resubscribe", 0, "b", None, None, None, None),
+        (6 * s + 1, "error", 0, "b", None, None, None, "lost_subscription"),  # confirmed loss
         (7 * s, "isolation", 0, "x", None, None, None, None),
         (10 * s, "message", 0, "b", "generate-pdf", "processing", 900_000_000, None),
     ]
@@ -197,8 +196,7 @@ def test_task_latency_by_hand() -> None:
     # a task created over HTTP but never seen on the WebSocket counts as never completed
     http = synthetic_events(0).vstack(
         pl.DataFrame({"task_id": ["z"]}).select(
-            (pl.col(c) if c == "task_id" else pl.lit(None)).cast(t).alias(c)
-            for c, t in HTTP_SCHEMA.items()
+            (pl.col(c) if c == "task_id" else pl.lit(None)).cast(t).alias(c) for c, t in HTTP_SCHEMA.items()
         )
     )
     with_http = A.task_latency(hand_ws(), events=http)
