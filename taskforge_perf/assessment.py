@@ -18,7 +18,8 @@ from typing import Any
 import polars as pl
 
 from .plan import PlanError, StressPlan
-from .thresholds import Threshold, _coerce, evaluate, rescope
+from .threshold_eval import _coerce, evaluate, rescope
+from .thresholds import Threshold
 
 __all__ = ["DEFAULT_GRADES", "Grades", "assess", "breaking_point", "grade", "report_json"]
 

@@ -17,18 +17,15 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import KW_ONLY, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from taskforge_perf.errors import ConfigError
+from taskforge_perf.phase import Level, Model, Phase, PlanError, _ceil, _fmt, _is_number, _round_half_up
 
 if TYPE_CHECKING:
     import altair as alt
     import polars as pl
 
 __all__ = ["Level", "Phase", "PlanError", "StressPlan"]
-
-Model = Literal["open", "closed"]
 
 # Environment presets of the seed: (concurrent, duration s, warm-up s, users).
 _ENV_PRESETS: dict[str, tuple[int, float, float, int]] = {
@@ -38,144 +35,6 @@ _ENV_PRESETS: dict[str, tuple[int, float, float, int]] = {
 }
 _ALIASES = {"dev": "development"}
 PRESET_NAMES: tuple[str, ...] = ("dev", "development", "staging", "production", "stress")
-
-
-class PlanError(ConfigError):
-    """An invalid phase or plan; the message names the phase, the field and the fix."""
-
-
-def _is_number(x: object) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool)
-
-
-def _fmt(x: float) -> str:
-    return f"{x:g}"
-
-
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
-def _ceil(x: float) -> int:
-    # ceil that forgives float noise: 10 s x 0.3/s = 3.0000000000000004 plans 3 arrivals, not 4.
-    return math.ceil(x - 1e-9 * max(1.0, abs(x)))
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Phase:
-    """One stretch of load: ``Phase("peak", 60, rate=200, ramp=True)``.
-
-    Set exactly one of ``rate`` (open model, requests/s) or ``concurrency`` (closed model, virtual
-    users). ``ramp=True`` ramps linearly from the previous phase's level (0 for the first phase, or
-    ``ramp_from`` when given) to this phase's level over its duration. ``websockets`` sets the
-    WebSocket connection count from this phase on (None keeps the previous count). ``mix`` is an
-    optional request-mix override, opaque to the plan.
-    """
-
-    name: str
-    duration: float
-    _: KW_ONLY
-    rate: float | None = None
-    concurrency: int | None = None
-    ramp: bool = False
-    ramp_from: float | None = None
-    think_time: float = 0.0
-    mix: object | None = field(default=None, hash=False)
-    websockets: int | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise PlanError(
-                f"Phase name must be a non-empty string (got {self.name!r}); "
-                "name it, e.g. Phase('peak', 60, rate=100)"
-            )
-        p = f"phase {self.name!r}"
-        d = self.duration
-        if not _is_number(d) or not math.isfinite(d) or d <= 0:
-            raise PlanError(
-                f"{p}: duration must be a number of seconds > 0 (got {d!r}); "
-                "give the phase a positive length or drop it"
-            )
-        if self.rate is not None and self.concurrency is not None:
-            raise PlanError(f"{p}: set either rate= (open model) or concurrency= (closed model), not both")
-        if self.rate is None and self.concurrency is None:
-            raise PlanError(
-                f"{p}: set rate= (open model, requests/s) or concurrency= (closed "
-                "model, virtual users); use rate=0 for an idle phase"
-            )
-        if self.rate is not None:
-            r = self.rate
-            if not _is_number(r) or not math.isfinite(r) or r < 0:
-                raise PlanError(f"{p}: rate must be >= 0 (got {r!r}); use 0 for an idle phase")
-            if self.think_time:
-                raise PlanError(
-                    f"{p}: think_time applies to the closed model only; drop it or "
-                    "use concurrency= instead of rate="
-                )
-        if self.concurrency is not None:
-            c = self.concurrency
-            if not isinstance(c, int) or isinstance(c, bool) or c < 0:
-                raise PlanError(
-                    f"{p}: concurrency must be an integer >= 0 (got {c!r}); use 0 for an idle phase"
-                )
-        if not isinstance(self.ramp, bool):
-            raise PlanError(f"{p}: ramp must be True or False (got {self.ramp!r})")
-        if self.ramp_from is not None:
-            if not self.ramp:
-                raise PlanError(f"{p}: ramp_from needs ramp=True; set ramp=True or drop ramp_from")
-            rf = self.ramp_from
-            if not _is_number(rf) or not math.isfinite(rf) or rf < 0:
-                raise PlanError(f"{p}: ramp_from must be >= 0 (got {rf!r})")
-        t = self.think_time
-        if not _is_number(t) or not math.isfinite(t) or t < 0:
-            raise PlanError(f"{p}: think_time must be >= 0 seconds (got {t!r}); use 0 for none")
-        w = self.websockets
-        if w is not None and (not isinstance(w, int) or isinstance(w, bool) or w < 0):
-            raise PlanError(
-                f"{p}: websockets must be an integer >= 0 (got {w!r}); "
-                "use None to keep the previous phase's count"
-            )
-
-    @property
-    def model(self) -> Model:
-        """``"open"`` when the phase sets a rate, ``"closed"`` when it sets a concurrency."""
-        return "open" if self.rate is not None else "closed"
-
-    @property
-    def level(self) -> float:
-        """The phase's (end) level: its rate or its concurrency."""
-        return float(self.rate if self.rate is not None else self.concurrency)  # type: ignore[arg-type]
-
-    def __repr__(self) -> str:
-        parts = [repr(self.name), _fmt(self.duration)]
-        parts.append(
-            f"rate={_fmt(self.rate)}" if self.rate is not None else f"concurrency={self.concurrency}"
-        )
-        if self.ramp:
-            parts.append("ramp=True")
-        if self.ramp_from is not None:
-            parts.append(f"ramp_from={_fmt(self.ramp_from)}")
-        if self.think_time:
-            parts.append(f"think_time={_fmt(self.think_time)}")
-        if self.websockets is not None:
-            parts.append(f"websockets={self.websockets}")
-        if self.mix is not None:
-            parts.append(f"mix={self.mix!r}")
-        return f"Phase({', '.join(parts)})"
-
-
-@dataclass(frozen=True, slots=True)
-class Level:
-    """The wanted load at one instant of a plan (see :meth:`StressPlan.at`)."""
-
-    phase: Phase
-    phase_index: int
-    elapsed_in_phase: float
-    remaining_in_phase: float
-    rate: float | None
-    concurrency: int | None
-    websockets: int | None
-    model: Model
 
 
 class StressPlan:
@@ -605,50 +464,9 @@ class StressPlan:
 
     def chart(self, step: float = 1.0) -> alt.LayerChart:
         """An Altair chart of the planned level over time with shaded, labelled phase bands."""
-        try:
-            import altair as alt
-        except ImportError as e:  # pragma: no cover - altair is a dependency
-            raise ImportError("plan.chart() needs altair: pip install altair") from e
-        import polars as pl
+        from taskforge_perf.plan_chart import plan_chart
 
-        frame = self.to_frame(step)
-        bands = pl.DataFrame(
-            {
-                "phase": [p.name for p in self._phases],
-                "start": list(self._starts),
-                "end": [s + p.duration for s, p in zip(self._starts, self._phases, strict=True)],
-                "band": [i % 2 for i in range(len(self))],
-            }
-        )
-        title = {"open": "rate (req/s)", "closed": "concurrency (users)"}.get(
-            self.model, "level (req/s or users)"
-        )
-        shade = (
-            alt.Chart(bands)
-            .mark_rect(opacity=0.12)
-            .encode(
-                x=alt.X("start:Q", title="seconds since plan start"),
-                x2="end:Q",
-                color=alt.Color("band:N", legend=None, scale=alt.Scale(range=["#4c78a8", "#f58518"])),
-                tooltip=["phase:N", "start:Q", "end:Q"],
-            )
-        )
-        labels = (
-            alt.Chart(bands)
-            .mark_text(baseline="top", dy=4, fontSize=10)
-            .encode(x="start:Q", text="phase:N", y=alt.value(0))
-        )
-        line = (
-            alt.Chart(frame)
-            .mark_line(interpolate="linear")
-            .encode(
-                x="t:Q",
-                y=alt.Y("level:Q", title=title),
-                tooltip=["t:Q", "phase:N", "model:N", "level:Q", "websockets:Q"],
-            )
-        )
-        layered = alt.layer(shade, line, labels).properties(title="Planned load", width=600)
-        return layered  # type: ignore[return-value]
+        return plan_chart(self, step)
 
 
 def _model_kw(model: str, level: float, fld: str) -> dict[str, Any]:

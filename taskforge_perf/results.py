@@ -155,7 +155,7 @@ class Run:
 
     def evaluate(self, thresholds: Sequence[Any]) -> pl.DataFrame:
         """Evaluate thresholds (objects or strings) on this run: one pass/fail row each."""
-        from taskforge_perf.thresholds import evaluate
+        from taskforge_perf.threshold_eval import evaluate
 
         return evaluate(
             list(thresholds),

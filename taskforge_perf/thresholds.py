@@ -1,4 +1,4 @@
-"""Pass/fail thresholds as data (like k6), evaluated over a run's frames. Pure.
+"""Pass/fail thresholds as data (like k6); ``threshold_eval`` evaluates them over a run. Pure.
 
 Build them with the small factories or parse them from text:
 
@@ -35,31 +35,25 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import KW_ONLY, dataclass, replace
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING
-
-import polars as pl
 
 from taskforge_perf.errors import ConfigError
 
 if TYPE_CHECKING:
-    from .plan import StressPlan
+    pass
 
 __all__ = [
     "MetricRef",
     "Threshold",
     "ThresholdError",
-    "ThresholdWatch",
     "error_rate",
-    "evaluate",
     "latency",
     "p50",
     "p90",
     "p95",
     "p99",
     "p999",
-    "passed",
     "response_time",
     "rps",
     "task_latency",
@@ -383,248 +377,3 @@ def ws(count: str, *, phase: str | None = None, abort_on_fail: bool = False) -> 
             f"ws: count {count!r} is unknown; use one of {', '.join(sorted(n[3:] for n in _WS))}"
         )
     return MetricRef(name, None, phase, abort_on_fail)
-
-
-# -- evaluation ---------------------------------------------------------------------------
-RESULT_SCHEMA: dict[str, pl.DataType] = {
-    "threshold": pl.String(),
-    "metric": pl.String(),
-    "scope": pl.String(),
-    "actual": pl.Float64(),
-    "op": pl.String(),
-    "limit": pl.Float64(),
-    "unit": pl.String(),
-    "passed": pl.Boolean(),
-    "rows": pl.Int64(),
-    "abort_on_fail": pl.Boolean(),
-    "note": pl.String(),
-}
-
-
-def _scoped_http(events: pl.DataFrame, th: Threshold) -> pl.DataFrame:
-    cond = pl.col("error").is_null() | (pl.col("error").cast(pl.String) != "cancelled")
-    if th.phase is not None:
-        cond &= pl.col("phase").cast(pl.String) == th.phase
-    else:
-        cond &= ~pl.col("phase").cast(pl.String).is_in(_NON_LOAD_PHASES).fill_null(False)
-    if th.endpoint is not None:
-        cond &= pl.col("endpoint").cast(pl.String) == th.endpoint
-    return events.filter(cond)
-
-
-def _stat_expr(stat: str, col: pl.Expr) -> pl.Expr:
-    if stat in _QUANTILES:
-        return col.quantile(_QUANTILES[stat], interpolation="linear")
-    return col.max() if stat == "max" else col.mean()
-
-
-def _task_latencies(ws_events: pl.DataFrame, events: pl.DataFrame | None, th: Threshold) -> pl.DataFrame:
-    done = (
-        ws_events.filter(
-            (pl.col("kind").cast(pl.String) == "message")
-            & (pl.col("status").cast(pl.String) == "completed")
-            & pl.col("task_id").is_not_null()
-            & pl.col("since_created_ns").is_not_null()
-        )
-        .sort("t")
-        .group_by("task_id", maintain_order=True)
-        .agg(
-            pl.first("since_created_ns"),
-            pl.first("task_type").cast(pl.String),
-            pl.first("phase").cast(pl.String).alias("msg_phase"),
-        )
-    )
-    if th.endpoint is not None:
-        done = done.filter(pl.col("task_type") == th.endpoint)
-    if th.phase is not None:
-        if events is not None and "task_id" in events.columns:
-            created = (
-                events.filter(pl.col("task_id").is_not_null())
-                .group_by("task_id")
-                .agg(pl.first("phase").cast(pl.String))
-            )
-            done = done.join(created, on="task_id", how="left").with_columns(
-                pl.coalesce("phase", "msg_phase").alias("msg_phase")
-            )
-        done = done.filter(pl.col("msg_phase") == th.phase)
-    return done
-
-
-def _measure(
-    th: Threshold, events: pl.DataFrame, ws_events: pl.DataFrame | None, duration_s: float | None
-) -> tuple[float | None, int, str | None]:
-    """(actual, rows in scope, note) for one threshold."""
-    m = th.metric
-    if m in _WS or m.startswith("task_latency."):
-        if ws_events is None:
-            return None, 0, "no WebSocket frame given"
-        if m.startswith("task_latency."):
-            done = _task_latencies(ws_events, events, th)
-            if done.height == 0:
-                return None, 0, "no completed tasks in scope"
-            ms = pl.col("since_created_ns").cast(pl.Float64) / 1e6
-            return done.select(_stat_expr(m.split(".", 1)[1], ms)).item(), done.height, None
-        rows = ws_events
-        if th.phase is not None:
-            rows = rows.filter(pl.col("phase").cast(pl.String) == th.phase)
-        col, want = (
-            ("kind", "connect_error")
-            if m == "ws.failed"
-            else ("kind", "reconnect")
-            if m == "ws.reconnects"
-            else (
-                "error",
-                {
-                    "ws.dropped": "dropped",
-                    "ws.rejected": "rejected",
-                    "ws.lost": "lost_subscription",
-                }[m],
-            )
-        )
-        n = rows.filter(pl.col(col).cast(pl.String) == want).height
-        return float(n), rows.height, None
-    rows = _scoped_http(events, th)
-    if rows.height == 0:
-        return None, 0, "no requests in scope"
-    if m == "error_rate":
-        return rows["error"].is_not_null().mean(), rows.height, None  # type: ignore[return-value]
-    if m == "rps":
-        if duration_s is None:
-            span = rows.select(pl.col("t_end").max() - pl.col("t_start").min()).item()
-            duration_s = (span or 0) / 1e9
-        if not duration_s or duration_s <= 0:
-            return None, rows.height, "duration unknown; pass duration_s="
-        return rows.height / duration_s, rows.height, None
-    start = "t_intended" if m.startswith("resp_") else "t_start"
-    stat = m.removeprefix("resp_")
-    ms = (pl.col("t_end") - pl.col(start)).cast(pl.Float64) / 1e6
-    return rows.select(_stat_expr(stat, ms)).item(), rows.height, None
-
-
-def _duration_for(th: Threshold, duration_s: float | None, plan: StressPlan | None) -> float | None:
-    if plan is not None and th.phase is not None:
-        for ph in plan.phases:
-            if ph.name == th.phase:
-                return ph.duration
-    if th.phase is None:
-        if duration_s is not None:
-            return duration_s
-        if plan is not None:
-            return plan.duration
-    return None
-
-
-def _coerce(thresholds: Iterable[Threshold | str] | Threshold | str) -> list[Threshold]:
-    if isinstance(thresholds, Threshold | str):
-        thresholds = [thresholds]
-    out = []
-    for t in thresholds:
-        if isinstance(t, str):
-            t = Threshold.parse(t)
-        if not isinstance(t, Threshold):
-            raise ThresholdError(f"thresholds must be Threshold objects or strings (got {type(t).__name__})")
-        out.append(t)
-    return out
-
-
-def evaluate(
-    thresholds: Iterable[Threshold | str] | Threshold | str,
-    events: pl.DataFrame,
-    ws_events: pl.DataFrame | None = None,
-    *,
-    duration_s: float | None = None,
-    plan: StressPlan | None = None,
-) -> pl.DataFrame:
-    """One row per threshold: threshold, metric, scope, actual, op, limit, unit, passed, rows,
-    abort_on_fail, note. A scope with no rows has a null actual, fails, and says why in ``note``.
-
-    ``duration_s`` is the run's load duration for run-wide ``rps``; with ``plan`` given, a
-    phase-scoped ``rps`` divides by the phase's planned duration.
-
-    >>> import polars as pl
-    >>> ev = pl.DataFrame({"t_intended": [0, 0], "t_start": [0, 0], "t_end": [10**8, 3 * 10**8],
-    ...                    "error": [None, None], "endpoint": ["GET /health"] * 2,
-    ...                    "phase": ["load"] * 2})
-    >>> evaluate(["max < 200ms"], ev)["passed"].to_list()
-    [False]
-    """
-    rows = []
-    for th in _coerce(thresholds):
-        actual, n, note = _measure(th, events, ws_events, _duration_for(th, duration_s, plan))
-        ok = th.check(actual)
-        rows.append(
-            {
-                "threshold": str(th),
-                "metric": th.metric,
-                "scope": th.scope,
-                "actual": None if actual is None else float(actual),
-                "op": th.op,
-                "limit": th.value,
-                "unit": th.unit,
-                "passed": ok,
-                "rows": n,
-                "abort_on_fail": th.abort_on_fail,
-                "note": note,
-            }
-        )
-    return pl.DataFrame(rows, schema=RESULT_SCHEMA)
-
-
-def passed(results: pl.DataFrame) -> bool:
-    """True when every threshold in an :func:`evaluate` result passed (and there was one)."""
-    return results.height > 0 and bool(results["passed"].all())
-
-
-class ThresholdWatch:
-    """Checks the ``abort_on_fail`` thresholds during a run (pure; call it about once a second).
-
-    A scope with fewer than ``min_rows`` rows is not judged yet (``ws.*`` counts always are).
-    Once a threshold breaches, the watch stays breached and :attr:`breach` holds its result row.
-
-    >>> watch = ThresholdWatch([Threshold.parse("error_rate < 10%", abort_on_fail=True)])
-    >>> watch.thresholds[0].metric
-    'error_rate'
-    """
-
-    def __init__(self, thresholds: Iterable[Threshold | str], *, min_rows: int = 1) -> None:
-        self.thresholds: tuple[Threshold, ...] = tuple(t for t in _coerce(thresholds) if t.abort_on_fail)
-        if not isinstance(min_rows, int) or min_rows < 1:
-            raise ThresholdError(f"ThresholdWatch: min_rows must be an integer >= 1 (got {min_rows!r})")
-        self.min_rows = min_rows
-        self.breached: Threshold | None = None
-        self.breach: dict[str, object] | None = None
-
-    def check(
-        self,
-        events_so_far: pl.DataFrame,
-        ws_so_far: pl.DataFrame | None = None,
-        *,
-        elapsed_s: float | None = None,
-        plan: StressPlan | None = None,
-    ) -> Threshold | None:
-        """The first breached abort-on-fail threshold, or None. ``elapsed_s`` is the load time
-        so far (for run-wide ``rps``)."""
-        if self.breached is not None:
-            return self.breached
-        for th in self.thresholds:
-            duration = elapsed_s if th.phase is None else _duration_for(th, None, plan)
-            actual, n, note = _measure(th, events_so_far, ws_so_far, duration)
-            if actual is None or (n < self.min_rows and th.metric not in _WS):
-                continue
-            if not th.check(actual):
-                self.breached = th
-                self.breach = {
-                    "threshold": str(th),
-                    "actual": actual,
-                    "limit": th.value,
-                    "rows": n,
-                    "note": note,
-                }
-                return th
-        return None
-
-
-def rescope(thresholds: Sequence[Threshold], phase: str) -> list[Threshold]:
-    """The thresholds that apply to ``phase`` (run-wide ones and those scoped to it), all
-    scoped to ``phase``; used to judge a run phase by phase."""
-    return [replace(t, phase=phase) for t in thresholds if t.phase in (None, phase)]

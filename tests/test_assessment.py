@@ -133,9 +133,7 @@ def test_threshold_failure_marks_the_breaking_point() -> None:
 
 
 def test_closed_phases_ws_and_phase_stats() -> None:
-    plan = StressPlan(
-        [Phase("warmup", 2, concurrency=2), Phase("peak", 2, concurrency=4, ramp=True)]
-    )
+    plan = StressPlan([Phase("warmup", 2, concurrency=2), Phase("peak", 2, concurrency=4, ramp=True)])
     rows = []
     for i in range(40):  # 10 req/s over 4 s
         t = int(i * 0.1 * NS)

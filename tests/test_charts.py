@@ -111,9 +111,7 @@ def test_throughput(big: pl.DataFrame) -> None:
 
 
 def test_ws_charts(ws: pl.DataFrame) -> None:
-    check(
-        C.task_latency_hist(ws), {"x": "start_s", "x2": "end_s", "y": "tasks", "color": "task_type"}
-    )
+    check(C.task_latency_hist(ws), {"x": "start_s", "x2": "end_s", "y": "tasks", "color": "task_type"})
     check(C.ws_connections(ws, window_s=0.1), {"x": "t_s", "y": "connections", "color": "series"})
 
 

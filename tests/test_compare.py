@@ -97,9 +97,7 @@ def test_improvement_is_reported() -> None:
     b = synthetic_events(100_000, seed=4, slowdown={"GET /health": 1.5})
     c = compare(b, synthetic_events(100_000, seed=5))
     t = c.table()
-    assert t.filter(pl.col("verdict") == "improved")["endpoint"].cast(str).to_list() == [
-        "GET /health"
-    ]
+    assert t.filter(pl.col("verdict") == "improved")["endpoint"].cast(str).to_list() == ["GET /health"]
     assert c.passed
 
 
@@ -179,9 +177,7 @@ def test_compare_series(base: pl.DataFrame) -> None:
     assert all(math.isfinite(x) for x in f["value_ms"])
     spec = tr.chart().to_dict()
     assert data_rows(spec) <= 5_000
-    assert compare_series([base, base], by=None).frame["run"].unique(
-        maintain_order=True
-    ).to_list() == [
+    assert compare_series([base, base], by=None).frame["run"].unique(maintain_order=True).to_list() == [
         "run0",
         "run1",
     ]

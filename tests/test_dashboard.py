@@ -56,9 +56,7 @@ def test_snapshot_html_shows_every_live_figure() -> None:
     assert "Open WebSocket connections" in html and ">50<" in html
     assert "3,900 / 1,234" in html  # tasks created / completed
     assert "Late starts" in html
-    empty = snapshot_html(
-        snap(errors={}, approx_p50_ms=None, approx_p95_ms=None, approx_p99_ms=None)
-    )
+    empty = snapshot_html(snap(errors={}, approx_p50_ms=None, approx_p95_ms=None, approx_p99_ms=None))
     assert "none" in empty and "– / – / – ms" in empty
 
 
@@ -142,9 +140,7 @@ print(quiet.meta["stopped"])
 def test_in_a_kernel_the_dashboard_ends_as_static_html(tmp_path: Path) -> None:
     """run_sync drives the dashboard from its own thread; the saved cell still ends up holding
     the static snapshot (no widget left), and live=False shows nothing."""
-    nb = nbformat.v4.new_notebook(
-        cells=[nbformat.v4.new_code_cell(src.strip()) for src in KERNEL_CELLS]
-    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(src.strip()) for src in KERNEL_CELLS])
     nb = execute_notebook(nb, cwd=tmp_path, timeout=80)
     sync_out, quiet_out = nb.cells[1].outputs, nb.cells[2].outputs
     data = [o.get("data", {}) for o in sync_out]

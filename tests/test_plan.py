@@ -159,9 +159,7 @@ def test_arrival_generator_is_fast() -> None:
         ("production", 200, 600, 60, 100),
     ],
 )
-def test_environment_presets(
-    name: str, conc: int, duration: float, warm: float, users: int
-) -> None:
+def test_environment_presets(name: str, conc: int, duration: float, warm: float, users: int) -> None:
     plan = StressPlan.preset(name)
     assert plan.duration == duration and plan.recommended_users == users == plan.users
     assert [p.name for p in plan.phases] == ["warmup", "ramp-up", "peak", "spike", "cool-down"]

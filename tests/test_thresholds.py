@@ -9,16 +9,14 @@ import pytest
 
 from taskforge_perf.plan import Phase, StressPlan
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA, empty_http_frame
+from taskforge_perf.threshold_eval import ThresholdWatch, evaluate, passed
 from taskforge_perf.thresholds import (
     Threshold,
     ThresholdError,
-    ThresholdWatch,
     error_rate,
-    evaluate,
     latency,
     p95,
     p99,
-    passed,
     response_time,
     rps,
     task_latency,
@@ -72,9 +70,7 @@ def ws_rows(rows: Sequence[dict[str, object]]) -> pl.DataFrame:
 EVENTS = pl.concat(
     [
         http([float(i) for i in range(1, 101)], endpoint="POST /tasks", phase="peak"),
-        http(
-            [5.0] * 10, endpoint="GET /health", phase="warmup", errors=["http_5xx"] * 2 + [None] * 8
-        ),
+        http([5.0] * 10, endpoint="GET /health", phase="warmup", errors=["http_5xx"] * 2 + [None] * 8),
         http([900.0] * 3, endpoint="POST /auth/login", phase="setup"),
     ]
 )
@@ -327,6 +323,4 @@ def test_watch_ws_breach_and_rps_with_elapsed() -> None:
     dropped = ws_rows([{"t": 1, "kind": "close", "error": "dropped", "phase": "peak"}])
     w2 = ThresholdWatch([Threshold("ws.dropped", "==", 0, abort_on_fail=True)])
     assert w2.check(empty_http_frame(), None) is None
-    assert w2.check(empty_http_frame(), dropped) == Threshold(
-        "ws.dropped", "==", 0, abort_on_fail=True
-    )
+    assert w2.check(empty_http_frame(), dropped) == Threshold("ws.dropped", "==", 0, abort_on_fail=True)

@@ -30,7 +30,8 @@ from taskforge_perf.errors import ConfigError, RunError, TargetError
 from taskforge_perf.mix import RequestMix
 from taskforge_perf.plan import StressPlan
 from taskforge_perf.results import Run, make_run_id
-from taskforge_perf.thresholds import Threshold, ThresholdWatch
+from taskforge_perf.threshold_eval import ThresholdWatch
+from taskforge_perf.thresholds import Threshold
 from taskforge_perf.users import Strategy, UserPool, random_assignment
 
 #: How often abort-on-fail thresholds are checked during a run.

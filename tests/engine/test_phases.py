@@ -106,9 +106,7 @@ async def test_abort_on_fail_stops_within_a_second_of_the_breach() -> None:
 
 async def test_breaking_point_found_on_a_capacity_limited_target() -> None:
     plan = tfp.StressPlan.steps(60, 240, 60, 2.0)  # 60, 120, 180, 240 req/s
-    async with tfp.ReferenceTarget(
-        seed=25, max_concurrency=1, service_time=0.007, **FAST
-    ) as target:
+    async with tfp.ReferenceTarget(seed=25, max_concurrency=1, service_time=0.007, **FAST) as target:
         # ~140 req/s of capacity: steps 1-2 hold, step 3 (180/s) falls behind.
         t = tfp.Target(target.base_url, request_timeout=30)
         tester = tfp.LoadTester(t, tfp.UserPool(count=1, email_prefix="steps"), HEALTH, seed=5)
@@ -123,6 +121,4 @@ async def test_breaking_point_found_on_a_capacity_limited_target() -> None:
 def test_bad_threshold_is_a_clear_error() -> None:
     tester = tfp.LoadTester("http://127.0.0.1:9", tfp.UserPool(count=1))
     with pytest.raises(tfp.ConfigError, match="phase 'nope' is not in the plan"):
-        tester.run_sync(
-            duration=1, concurrency=1, thresholds=[Threshold("p95", "<", 1, phase="nope")]
-        )
+        tester.run_sync(duration=1, concurrency=1, thresholds=[Threshold("p95", "<", 1, phase="nope")])

@@ -24,9 +24,7 @@ async def call(session: aiohttp.ClientSession, method: str, url: str, **kw: Any)
             return r.status, text
 
 
-async def signup(
-    session: aiohttp.ClientSession, base_url: str, address: str | None = None
-) -> dict[str, Any]:
+async def signup(session: aiohttp.ClientSession, base_url: str, address: str | None = None) -> dict[str, Any]:
     status, body = await call(
         session,
         "POST",

@@ -22,9 +22,7 @@ async def test_signup_201_then_409_and_400s(target: ReferenceTarget) -> None:
         claims = jwt.decode(body["accessToken"], options={"verify_signature": False})
         assert {"sub", "sid", "exp"} <= set(claims)
         assert claims["exp"] - claims["iat"] > 800  # default TTL 900 s
-        status, err = await call(
-            s, "POST", base + "/auth/signup", json={"email": addr, "password": PASSWORD}
-        )
+        status, err = await call(s, "POST", base + "/auth/signup", json={"email": addr, "password": PASSWORD})
         assert status == 409 and err["success"] is False and err["error"]["status"] == 409
         assert "stack" not in err["error"]
         for bad in ({"email": email()}, {"password": PASSWORD}, {}):
@@ -37,9 +35,7 @@ async def test_signup_201_then_409_and_400s(target: ReferenceTarget) -> None:
 async def test_login_404_401_and_revocation(target: ReferenceTarget) -> None:
     base = target.base_url
     async with aiohttp.ClientSession() as s:
-        status, _ = await call(
-            s, "POST", base + "/auth/login", json={"email": email(), "password": PASSWORD}
-        )
+        status, _ = await call(s, "POST", base + "/auth/login", json={"email": email(), "password": PASSWORD})
         assert status == 404
         addr = email()
         first = await signup(s, base, addr)
@@ -51,9 +47,7 @@ async def test_login_404_401_and_revocation(target: ReferenceTarget) -> None:
         assert (await create_task(s, base, first["accessToken"]))[0] == 401
         assert (await create_task(s, base, second["accessToken"]))[0] == 202
         # a wrong password answers 401 and revokes the user's sessions
-        status, _ = await call(
-            s, "POST", base + "/auth/login", json={"email": addr, "password": "wrong"}
-        )
+        status, _ = await call(s, "POST", base + "/auth/login", json={"email": addr, "password": "wrong"})
         assert status == 401
         status, body = await create_task(s, base, second["accessToken"])
         assert status == 401 and body == {"message": "Session revoked"}
@@ -76,9 +70,7 @@ async def test_refresh_rotation_and_reuse_detection(target: ReferenceTarget) -> 
         )
         assert status == 403 and err["error"]["message"] == "Token reuse detected"
         assert (await create_task(s, base, new["accessToken"]))[0] == 401
-        status, _ = await call(
-            s, "POST", base + "/auth/refresh", json={"refreshToken": new["refreshToken"]}
-        )
+        status, _ = await call(s, "POST", base + "/auth/refresh", json={"refreshToken": new["refreshToken"]})
         assert status == 401
         status, err = await call(s, "POST", base + "/auth/refresh", json={"refreshToken": "x.y"})
         assert status == 401 and err["error"]["message"] == "jwt malformed"
@@ -89,9 +81,7 @@ async def test_logout_200_revokes_session(target: ReferenceTarget) -> None:
     base = target.base_url
     async with aiohttp.ClientSession() as s:
         tokens = await signup(s, base)
-        status, body = await call(
-            s, "POST", base + "/auth/logout", headers=bearer(tokens["accessToken"])
-        )
+        status, body = await call(s, "POST", base + "/auth/logout", headers=bearer(tokens["accessToken"]))
         assert status == 200 and body["success"] is True
         assert (await create_task(s, base, tokens["accessToken"]))[0] == 401
         assert (await call(s, "POST", base + "/auth/logout"))[0] == 401

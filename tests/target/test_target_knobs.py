@@ -57,9 +57,7 @@ async def test_latency_knob_fixed_and_exponential() -> None:
     spec = "GET /health=30ms,POST /tasks=exp:20ms"
     async with ReferenceTarget(latency=spec, seed=3, hash_iterations=1000) as t:
         async with aiohttp.ClientSession() as s:
-            lat = [
-                b - a for a, b, _ in [await _timed(s, t.base_url + "/health") for _ in range(20)]
-            ]
+            lat = [b - a for a, b, _ in [await _timed(s, t.base_url + "/health") for _ in range(20)]]
             assert min(lat) >= 0.029
             token = (await signup(s, t.base_url))["accessToken"]
             samples = []
@@ -147,10 +145,7 @@ async def test_workers_queue_and_fail() -> None:
             token = (await signup(s, t.base_url))["accessToken"]
             async with connect(f"{t.ws_url}/?token={token}") as ws:
                 t0 = time.monotonic()
-                ids = [
-                    (await create_task(s, t.base_url, token, "etl-data"))[1]["taskId"]
-                    for _ in range(4)
-                ]
+                ids = [(await create_task(s, t.base_url, token, "etl-data"))[1]["taskId"] for _ in range(4)]
                 for task_id in ids:
                     await ws.send(f'{{"type":"subscribe","taskId":"{task_id}"}}')
                 seen: dict[str, float] = {}

@@ -32,9 +32,7 @@ async def test_http_quirks(quirks_target: ReferenceTarget) -> None:
     base = quirks_target.base_url
     async with aiohttp.ClientSession() as s:
         tokens = await signup(s, base)
-        status, err = await call(
-            s, "POST", base + "/auth/logout", headers=bearer(tokens["accessToken"])
-        )
+        status, err = await call(s, "POST", base + "/auth/logout", headers=bearer(tokens["accessToken"]))
         assert status == 401 and err["success"] is False and "stack" in err["error"]
         status, err = await call(s, "POST", base + "/auth/refresh", json={"refreshToken": "junk"})
         assert status == 500 and err["error"]["message"] == "jwt malformed"
@@ -124,10 +122,7 @@ async def test_outbox_batches_and_undispatched_types(quirks_target: ReferenceTar
         ws = await _ready(f"{t.ws_url}/?token={token}")
         try:
             t0 = time.monotonic()
-            ids = [
-                (await create_task(s, t.base_url, token, "compress-video"))[1]["taskId"]
-                for _ in range(7)
-            ]
+            ids = [(await create_task(s, t.base_url, token, "compress-video"))[1]["taskId"] for _ in range(7)]
             for _ in range(2):
                 await create_task(s, t.base_url, token, "etl-data")
             for task_id in ids:
