@@ -71,7 +71,16 @@ def _kernel_manager_class() -> Any:
         @property
         def kernel_spec(self) -> KernelSpec:
             return KernelSpec(
-                argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                # ERROR log level: the kernel's "running over TCP without encryption" warning is
+                # noise for a kernel on 127.0.0.1 that lives for one report.
+                argv=[
+                    sys.executable,
+                    "-m",
+                    "ipykernel_launcher",
+                    "-f",
+                    "{connection_file}",
+                    "--IPKernelApp.log_level=ERROR",
+                ],
                 display_name="Python 3 (taskforge-perf)",
                 language="python",
                 resource_dir="",
