@@ -84,7 +84,7 @@ WS_ERROR_KINDS: tuple[str, ...] = (
     "dropped",  # server closed an established socket
     "unparsable",  # a frame that is not JSON
     "unknown_shape",  # JSON of a shape we do not know
-    "lost_subscription",  # no message within the resubscribe window
+    "lost_subscription",  # a resubscribe answered at once with a cached status: the first was lost
     "server_error",  # the gateway answered {"type": "error", ...} (e.g. "Not your task")
     "auth",  # no token could be obtained for the connection's user
     "cancelled",  # the run was cancelled and the socket had to be aborted

@@ -8,15 +8,17 @@ got no answer, reconnects after server drops, and records every event as a ``WsR
 
 Rows (``kind``): ``connect`` (``handshake_ns``), ``connect_error`` (``error`` timeout / refused /
 rejected / auth / other; ``code`` the close code, or the HTTP status of a refused handshake),
-``subscribe`` / ``resubscribe`` (``status`` = the reason, see ``ws_conn.SUBSCRIBE_REASONS``;
-resubscribe rows carry ``error="lost_subscription"``), ``message`` (task id, status, progress,
-since_created_ns, since_subscribe_ns), ``isolation`` (an update for a task the receiving user did
-not create, isolation probe only), ``close`` (``code``; ``error`` null when we closed, "dropped"
-when the server closed an established socket, "rejected" for a 1008 policy close), ``reconnect``
-(a successful re-open after a drop), ``error`` (``unparsable`` frame, ``server_error`` for a
-``{"type": "error"}`` answer). A socket that closes with 1005/1006 and no message within 200 ms
-of opening, or with 1008 before any message, is a rejection: one ``connect_error`` row
-(``error="rejected"``) and no ``connect`` row. Tokens are never recorded.
+``subscribe`` / ``resubscribe`` (``status`` = the reason, see ``ws_conn.SUBSCRIBE_REASONS``; a
+resubscribe is sent when a tracked subscription got nothing within ``resubscribe_after``),
+``message`` (task id, status, progress, since_created_ns, since_subscribe_ns), ``isolation`` (an
+update for a task the receiving user did not create, isolation probe only), ``close`` (``code``;
+``error`` null when we closed, "dropped" when the server closed an established socket, "rejected"
+for a 1008 policy close), ``reconnect`` (a successful re-open after a drop), ``error``
+(``unparsable`` frame, ``server_error`` for a ``{"type": "error"}`` answer, ``lost_subscription``
+when the gateway answers a resubscribe at once with a cached status: the first subscription was
+lost). A socket that closes with 1005/1006 and no message within 200 ms of opening, or with 1008
+before any message, is a rejection: one ``connect_error`` row (``error="rejected"``) and no
+``connect`` row. Tokens are never recorded.
 """
 
 from __future__ import annotations
