@@ -41,6 +41,7 @@ class Run:
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
+        self._load: pl.DataFrame | None = None
 
     # --- frames --------------------------------------------------------------------------------
 
@@ -60,7 +61,9 @@ class Run:
 
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
-        return self.events.filter(~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED))
+        if self._load is None:  # every analysis starts here: filter the frame once
+            self._load = self.events.filter(~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED))
+        return self._load
 
     @property
     def name(self) -> str:

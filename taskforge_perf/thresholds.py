@@ -293,6 +293,11 @@ class MetricRef:
     __hash__ = None  # type: ignore[assignment]
 
 
+def _check_stat(builder: str, stat: str) -> None:
+    if stat not in _STATS:
+        raise ThresholdError(f"{builder}: stat {stat!r} is unknown; use one of {', '.join(_STATS)}")
+
+
 def latency(
     stat: str = "p95",
     endpoint: str | None = None,
@@ -301,8 +306,7 @@ def latency(
     abort_on_fail: bool = False,
 ) -> MetricRef:
     """Latency (``t_end - t_start``, ms): ``latency("max", "GET /health") < 1000``."""
-    if stat not in _STATS:
-        raise ThresholdError(f"latency: stat {stat!r} is unknown; use one of {', '.join(_STATS)}")
+    _check_stat("latency", stat)
     return MetricRef(stat, endpoint, phase, abort_on_fail)
 
 
@@ -314,8 +318,7 @@ def response_time(
     abort_on_fail: bool = False,
 ) -> MetricRef:
     """Response time (``t_end - t_intended``, ms): ``response_time("p99") < 500``."""
-    if stat not in _STATS:
-        raise ThresholdError(f"response_time: stat {stat!r} is unknown; use one of {', '.join(_STATS)}")
+    _check_stat("response_time", stat)
     return MetricRef(f"resp_{stat}", endpoint, phase, abort_on_fail)
 
 
@@ -364,8 +367,7 @@ def task_latency(
     abort_on_fail: bool = False,
 ) -> MetricRef:
     """Task created -> first completed message, ms: ``task_latency("p99") < 5000``."""
-    if stat not in _STATS:
-        raise ThresholdError(f"task_latency: stat {stat!r} is unknown; use one of {', '.join(_STATS)}")
+    _check_stat("task_latency", stat)
     return MetricRef(f"task_latency.{stat}", task_type, phase, abort_on_fail)
 
 
