@@ -59,9 +59,30 @@ ERROR_KINDS: tuple[str, ...] = (
     "bad_body",  # 2xx whose body could not be parsed where one was needed
     "auth",  # no valid token could be obtained for the user (refresh and login failed)
     "dropped",  # an open-model request that never started before the run ended
-    "cancelled",  # the run was cancelled while the request was in flight
+    "cancelled",  # the run ended (or was cancelled) while the request was in flight
+    "client",  # the request could not be built (payload builder raised, body not serialisable)
     "other",
 )
+
+# Outcome classes of HTTP rows (issue 11). Every analysis, threshold and comparison uses these.
+#: A row is *answered* when the target sent a complete response: any status, 4xx and 5xx included.
+ANSWERED_ERRORS: tuple[str, ...] = ("http_4xx", "http_5xx")
+#: The target failed to answer properly: these count as target errors.
+TARGET_FAILURE_KINDS: tuple[str, ...] = (
+    "refused",
+    "reset",
+    "timeout",
+    "dns",
+    "tls",
+    "protocol",
+    "bad_body",
+    "other",
+)
+#: The tester did not send the request, or cut it itself: counted and shown on their own, never as
+#: target errors, and never inside latency percentiles.
+TESTER_SIDE_KINDS: tuple[str, ...] = ("dropped", "cancelled", "auth", "client")
+#: Names of the outcome classes, in display order.
+OUTCOME_CLASSES: tuple[str, ...] = ("answered", "target_failure", "tester_side")
 
 #: Kinds of WebSocket rows.
 WS_KINDS: tuple[str, ...] = (
@@ -93,6 +114,29 @@ WS_ERROR_KINDS: tuple[str, ...] = (
 
 #: Values of ``status`` on subscribe / resubscribe rows: why the subscribe was sent.
 WS_SUBSCRIBE_REASONS: tuple[str, ...] = ("own", "sample", "random", "probe", "restore")
+
+
+def outcome_expr(error: str = "error") -> pl.Expr:
+    """The outcome class of each HTTP row (``OUTCOME_CLASSES``) as a String expression."""
+    err = pl.col(error).cast(pl.String)
+    return (
+        pl.when(err.is_null() | err.is_in(ANSWERED_ERRORS))
+        .then(pl.lit("answered"))
+        .when(err.is_in(TESTER_SIDE_KINDS))
+        .then(pl.lit("tester_side"))
+        .otherwise(pl.lit("target_failure"))
+    )
+
+
+def answered_expr(error: str = "error") -> pl.Expr:
+    """True for rows the target answered (any status): the rows latency percentiles cover."""
+    err = pl.col(error).cast(pl.String)
+    return err.is_null() | err.is_in(ANSWERED_ERRORS)
+
+
+def sent_expr(error: str = "error") -> pl.Expr:
+    """True for rows the target saw (answered or a target failure): the denominator of error rates."""
+    return ~pl.col(error).cast(pl.String).is_in(TESTER_SIDE_KINDS).fill_null(False)
 
 
 def empty_http_frame() -> pl.DataFrame:
