@@ -1,8 +1,11 @@
-"""Columnar event buffers flushed in chunks to Polars (and optionally spilled to Parquet parts).
+"""Columnar event buffers flushed in chunks to Polars, streamed to Parquet part files.
 
 The hot path appends plain Python values to one list per column: no dict and no frame per event.
-Every ``flush_rows`` events (``FLUSH_ROWS``) the lists become one Polars chunk; with ``spill_dir``
-each chunk is written as its own Parquet part file (crash-safe, bounded memory) instead of kept.
+The lists become one Polars chunk every ``flush_rows`` events (``FLUSH_ROWS``) or every
+``FLUSH_INTERVAL_S`` seconds (``autoflush``), whichever comes first. With ``spill_dir`` (a run
+folder's ``parts/``, the default for ``LoadTester`` runs) each chunk is written as its own Parquet
+part file (atomically: a crash loses at most the rows of the last interval) and dropped from memory,
+so memory stays flat however long the run; without it the chunks stay in memory.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.store import write_part
 
 #: Rows per chunk. Inside a running event loop a full buffer is converted one column per loop turn
 #: (~0.1-0.3 ms each here) instead of in one ~3 ms block, so flushing never shows up as loop lag or
 #: start lateness.
 FLUSH_ROWS = 8_192
+#: Seconds between time-based flushes while a run goes (``autoflush``): the most a crash can lose.
+FLUSH_INTERVAL_S = 2.0
 
 
 class _Batch:
@@ -104,6 +110,11 @@ class ColumnBuffer:
         for batch in list(self._converting):
             self._finish(batch)
 
+    def flush_pending(self) -> None:
+        """Start converting the buffered rows now (time-based flush); no-op when empty."""
+        if self.columns[0]:
+            self._flush_soon()
+
     def flush(self) -> None:
         """Turn every buffered row into chunks now (or Parquet parts)."""
         self._finish_all()
@@ -113,7 +124,7 @@ class ColumnBuffer:
     def _store(self, chunk: pl.DataFrame) -> None:
         if self.spill_dir is not None:
             path = self.spill_dir / f"{self.prefix}-{len(self._parts):05d}.parquet"
-            chunk.write_parquet(path)
+            write_part(chunk, path)
             self._parts.append(path)
         else:
             self._chunks.append(chunk)
@@ -252,6 +263,14 @@ class WsRecorder(ColumnBuffer):
         self.rows += 1
         if len(self.columns[0]) >= self.flush_rows:
             self._flush_soon()
+
+
+async def autoflush(buffers: tuple[ColumnBuffer, ...], interval: float = FLUSH_INTERVAL_S) -> None:
+    """Flush every buffer every ``interval`` seconds until cancelled (rows reach disk promptly)."""
+    while True:
+        await asyncio.sleep(interval)
+        for buf in buffers:
+            buf.flush_pending()
 
 
 @dataclass
