@@ -4,11 +4,50 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 Runner = Callable[[argparse.Namespace], int]
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM while a load runs (the signal number decides the exit code, 128 + n)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGINT and SIGTERM become ``Interrupted`` in the main thread while installed.
+
+    The first one stops the run (sockets closed, users logged out, partial run saved); a second one
+    leaves at once (rows already written to the run folder are kept). Exit code 130 / 143.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        raise Interrupted(signum)
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the first signal received, or None."""
+        return 128 + self.received[0] if self.received else None
 
 
 def _add_target(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -169,7 +208,6 @@ def _plan(args: argparse.Namespace) -> Any:
 
 
 def _load(args: argparse.Namespace, target: Any) -> int:
-    from taskforge_perf.analysis import HEADLINE_COLUMNS
     from taskforge_perf.engine.tester import LoadTester
     from taskforge_perf.live import TerminalProgress
     from taskforge_perf.mix import RequestMix
@@ -183,6 +221,7 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         password=os.environ.get(args.password_env) or "testpassword123",
     )
     progress = [] if args.quiet else [TerminalProgress()]
+    kwargs: dict[str, Any] = {"save_dir": None} if args.no_save else {}
     tester = LoadTester(
         target,
         users,
@@ -191,6 +230,7 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         max_in_flight=args.max_in_flight,
         listeners=progress,
         websockets=args.websockets or 0,
+        **kwargs,
     )
     print(
         f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.base_url} "
@@ -200,9 +240,28 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     from taskforge_perf.thresholds import Threshold
 
     checks = [Threshold.parse(t, abort_on_fail=args.abort_on_fail) for t in args.threshold]
-    run = tester.run_sync(plan, name=args.name, thresholds=checks)
-    for p in progress:
-        p.close()
+    with _Signals() as signals:
+        try:
+            run = tester.run_sync(
+                plan, name=args.name, thresholds=checks, save_to=None if args.no_save else args.save
+            )
+        except Interrupted:  # a second signal: leave now; the run folder keeps the flushed rows
+            print(
+                "taskforge-perf: left the run unfinished; the rows already written stay in its folder "
+                "(tfp.load_run reads it)",
+                file=sys.stderr,
+            )
+            return signals.exit_code or 130
+        for p in progress:
+            p.close()
+        code = _report(args, run, checks)
+        return signals.exit_code or code
+
+
+def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
+    """Print the summary, save the run (already streamed unless --no-save), write the HTML report."""
+    from taskforge_perf.analysis import HEADLINE_COLUMNS
+
     summary = run.summary()
     _print_table(summary.select([c for c in HEADLINE_COLUMNS if c in summary.columns]))
     c = run.meta["counters"]
@@ -222,7 +281,9 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     if not args.no_save:
         path = run.save(args.save)
         print(f"saved the run to {path}/ (load it with tfp.load_run({str(path)!r}))")
-        if getattr(args, "html_report", False):
+        if run.meta.get("stopped") == "interrupted":
+            print("the run was interrupted: no HTML report (taskforge-perf report RUN_DIR writes one)")
+        elif getattr(args, "html_report", False):
             from taskforge_perf.report import report
 
             html = report(path, output=path / "report.html", progress=not args.quiet)
@@ -277,5 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskforgePerfError as exc:
         print(f"taskforge-perf: error: {exc}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130

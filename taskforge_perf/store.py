@@ -138,6 +138,7 @@ class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.parts = path / PARTS
+        self.writer = writer_stamp()
 
     @classmethod
     def create(cls, path: str | Path, meta: dict[str, Any], *, field: str = "save_dir") -> RunFolder:
@@ -150,7 +151,7 @@ class RunFolder:
         try:
             (folder / PARTS).mkdir(parents=True, exist_ok=True)
             out = cls(folder)
-            out.write_meta({**meta, "stopped": "running", "writer": writer_stamp()})
+            out.write_meta({**meta, "stopped": "running"})
         except OSError as exc:
             raise ConfigError(
                 f"{field}: cannot write the run folder {str(folder)!r} ({exc.strerror or exc}); give a "
@@ -159,7 +160,10 @@ class RunFolder:
         return out
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        """Replace meta.json atomically (credentials in URLs redacted)."""
+        """Replace meta.json atomically (credentials in URLs redacted); a running run's meta names
+        its writer process, so a reader can tell a crashed run from a live one."""
+        if meta.get("stopped") == "running":
+            meta = {**meta, "writer": self.writer}
         write_meta(self.path, meta)
 
     def part(self, frame: str, index: int) -> Path:
