@@ -61,6 +61,8 @@ class ColumnBuffer:
         self._parts: list[Path] = []
         self._converting: list[_Batch] = []
         self.rows = 0  # rows recorded so far, flushed or not
+        self._seen: pl.DataFrame | None = None  # part files read by snapshot()
+        self._seen_parts = 0
         if spill_dir is not None:
             spill_dir.mkdir(parents=True, exist_ok=True)
 
@@ -130,9 +132,17 @@ class ColumnBuffer:
             self._chunks.append(chunk)
 
     def snapshot(self) -> pl.DataFrame:
-        """Every row recorded so far, without flushing (for checks while a run goes)."""
+        """Every row recorded so far, without flushing (for checks while a run goes).
+
+        Part files already read are kept (appended to, never re-read): the abort-on-fail watch
+        calls this a few times a second, and re-reading hundreds of parts would stall the loop.
+        """
         self._finish_all()
-        frames = [pl.read_parquet(p) for p in self._parts] + list(self._chunks)
+        if len(self._parts) > self._seen_parts:
+            new = [pl.read_parquet(p) for p in self._parts[self._seen_parts :]]
+            self._seen = pl.concat(([self._seen] if self._seen is not None else []) + new, how="vertical")
+            self._seen_parts = len(self._parts)
+        frames = ([self._seen] if self._seen is not None else []) + list(self._chunks)
         if self.columns[0]:
             names, schema = self.names, self.schema
             frames.append(

@@ -50,7 +50,9 @@ from taskforge_perf.users import User, round_robin_assignment
 
 __all__ = ["WsDriver", "WsOptions"]
 
-_TASKS_MAX = 200_000  # created tasks remembered (FIFO eviction)
+# Created tasks remembered (FIFO eviction). ~330 B each (TaskInfo, id, ints, dict slot): 50k = ~16 MB,
+# 3 minutes of history at 270 tasks/s; 200k held ~65 MB and broke the soak's +50 MB bound (issue 12).
+_TASKS_MAX = 50_000
 #: A resubscribe answered within this time carries the gateway's cached status: the task had a status
 #: the first subscription never delivered, so that subscription was lost. No quick answer means the
 #: task simply had no status yet (still queued): not counted as lost.
