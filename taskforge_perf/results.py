@@ -245,7 +245,8 @@ class Run:
         """Write ``events.parquet``, ``ws_events.parquet`` and ``meta.json`` to a folder; returns it.
 
         A run that streamed to its folder (the default) is already saved there: ``save()`` (or
-        ``save(run.path)``) only rewrites its meta. Another path gets a copy (frames streamed from
+        ``save(run.path)``) only rewrites its meta (and compacts the part files of a crashed or
+        interrupted run loaded with ``load_run``). Another path gets a copy (frames streamed from
         the saved Parquet, never two copies in memory); ``run.path`` keeps pointing at the original.
         Without a path a memory-only run goes to ``data/runs/<run_id>/``. A folder holding a
         different run (or unrelated files) is refused with a ConfigError, never overwritten.
@@ -254,10 +255,17 @@ class Run:
             folder = self.path if self.path is not None else default_store() / self.run_id
         else:
             folder = Path(path)
-        if self.path is not None and folder.resolve() == self.path.resolve():
+        same = self.path is not None and folder.resolve() == self.path.resolve()
+        if same and self.meta.get("stopped") == "running":
+            raise ConfigError(
+                f"run {self.run_id!r} is still being recorded in {str(folder)!r}; save it to another "
+                "path (run.save('other/folder')) or load it again once it has ended"
+            )
+        if same and (folder / "events.parquet").is_file():
             write_meta(folder, self.meta)
             return folder
-        check_destination(folder, self.run_id)
+        if not same:
+            check_destination(folder, self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
         for name, frame in (("events", self._events), ("ws_events", self._ws)):
             tmp = folder / f".{name}.parquet.tmp"
@@ -266,6 +274,9 @@ class Run:
             else:
                 frame.write_parquet(tmp)
             tmp.replace(folder / f"{name}.parquet")
+            if same:  # a crashed or interrupted run's parts, now compacted
+                for part in part_paths(folder, name):
+                    part.unlink()
         write_meta(folder, self.meta)
         if self.path is None:
             self.path = folder

@@ -126,3 +126,18 @@ def test_load_run_reports_a_dead_writer_as_crashed_and_reads_its_parts(tmp_path:
     run = tfp.load_run(folder.path)
     assert run.meta["stopped"] == "crashed" and run.events.height == 10
     assert run.duration_s == pytest.approx(9.0, abs=0.01)  # from the rows that reached disk
+
+
+def test_saving_a_crashed_run_in_place_compacts_its_parts(tmp_path: Path) -> None:
+    folder = RunFolder.create(tmp_path / "x", {"run_id": "x-1", "name": "x", "load_start_ns": 0})
+    rec = HttpRecorder(spill_dir=folder.parts, flush_rows=4)
+    for i in range(8):
+        _row(rec, i)
+    live = tfp.load_run(folder.path)
+    with pytest.raises(ConfigError, match="still being recorded"):
+        live.save()
+    live.meta["stopped"] = "crashed"
+    assert live.save() == folder.path
+    assert not part_paths(folder.path, "events") and (folder.path / "events.parquet").is_file()
+    again = tfp.load_run(folder.path)
+    assert again.meta["stopped"] == "crashed" and again.events["t_intended"].to_list() == list(range(8))
