@@ -9,8 +9,9 @@ One LoadTester process runs the default TaskForge mix, open model at ``--rate`` 
   60 s, or a quarter of the run when shorter); goal (issue 12): at most +50 MB over 10 minutes;
 - slope: a least-squares line through the samples of the load's second half, in MB/min, and the
   bytes held per recorded row it amounts to (slope / row rate);
-- the end: RSS after the run returns (frames compacted and read back lazily), after ``run.events``
-  is collected, and after ``run.save()`` to another folder.
+- the end: RSS after the run returns (frames compacted, read back lazily), after ``run.save()``
+  to another folder, after ``run.events`` and ``run.ws_events`` are collected, and ``--settle``
+  seconds after the Run is dropped.
 
 ``--mode stream`` (default) is the default run: rows streamed to the run folder; ``--mode memory``
 is ``save_dir=None`` (every row kept in memory), the behaviour before streaming.
@@ -105,13 +106,14 @@ async def soak(args: argparse.Namespace, store: Path) -> dict:
                 pass
         rss_load_end = samples[-1]["rss_mb"]
         run = run_task.result()
+        del run_task
+        tester.last_run = None
         gc.collect()
-        rss_after_run = rss_mb()
-        height = run.events.height
-        ws_height = run.ws_events.height
-        rss_collected = rss_mb()
+        rss_after_run = rss_mb()  # the frames compacted on disk, not read yet
         copy = run.save(store / "copy-of-soak") if args.mode == "stream" else run.save(store / "soak")
-        rss_saved = rss_mb()
+        rss_saved = rss_mb()  # a streamed run is copied Parquet to Parquet
+        height, ws_height = run.events.height, run.ws_events.height
+        rss_collected = rss_mb()  # both frames in memory, as an analysis would have them
         stopped = run.meta["stopped"]
         del run
         gc.collect()
@@ -171,6 +173,11 @@ def markdown(r: dict) -> str:
         f"| {s['t']:.0f} | {s['rss_mb']:.1f} | {s['http_rows']:,} | {s['ws_msgs']:,} |" for s in shown
     )
     full = "" if r["duration_s"] >= 600 else f" (**{r['duration_s'] / 60:.1f} min, not the full 10**)"
+    built = (
+        "frames compacted on disk, not read yet"
+        if r["mode"] == "stream"
+        else "frames built in memory: save_dir=None, the behaviour before streaming"
+    )
     machine = f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     cmd = f"benchmarks/bench_soak.py --duration {r['duration_s']:.0f} --mode {r['mode']}"
     return "\n".join(
@@ -191,11 +198,11 @@ def markdown(r: dict) -> str:
             f"- slope over the second half: **{r['slope_mb_per_min']:+.2f} MB/min** = "
             f"{r['bytes_per_row']:.1f} B per recorded row ({r['rows_per_s']:.0f} rows/s); before "
             "streaming: ~188 B/row, 79 -> 149 MB over 5 min",
-            f"- end of run: {r['rss_after_run_mb']:.1f} MB after the run returned (frames compacted on "
-            f"disk, read lazily), {r['rss_collected_mb']:.1f} MB with `run.events` collected "
-            f"({r['http_rows']:,} HTTP rows, {r['ws_rows']:,} ws rows), {r['rss_saved_mb']:.1f} MB after "
-            f"`run.save()` elsewhere, {r['rss_settled_mb']:.1f} MB {r['settle_s']:.0f} s later with the "
-            f"Run dropped (the allocator's freed pages returned); stopped: {r['stopped']}",
+            f"- end of run: {r['rss_after_run_mb']:.1f} MB after the run returned ({built}), "
+            f"{r['rss_saved_mb']:.1f} MB after `run.save()` to another folder, "
+            f"{r['rss_collected_mb']:.1f} MB with `run.events` and `run.ws_events` collected "
+            f"({r['http_rows']:,} HTTP rows, {r['ws_rows']:,} ws rows), {r['rss_settled_mb']:.1f} MB "
+            f"{r['settle_s']:.0f} s after the Run was dropped; stopped: {r['stopped']}",
             "",
         ]
     )

@@ -118,7 +118,7 @@ def test_signal_saves_the_partial_run_logs_out_and_exits_128_plus_n(
     target: tfp.ReferenceTarget, tmp_path: Path, sig: signal.Signals, code: int
 ) -> None:
     before_logouts, before_tasks = logouts(target), tasks_created(target)
-    cli = Cli(target, tmp_path / "run")
+    cli = Cli(target, tmp_path / "run", "--ws-url", target.ws_url, "--websockets", "4")
     cli.wait_for("the load to start", cli.load_started)
     cli.wait_for("tasks at the target", lambda: tasks_created(target) > before_tasks + 20)
     cli.proc.send_signal(sig)
@@ -130,7 +130,11 @@ def test_signal_saves_the_partial_run_logs_out_and_exits_128_plus_n(
     assert run.load_events().height > 20
     assert (tmp_path / "run" / "events.parquet").is_file()  # compacted at the end
     assert not part_paths(tmp_path / "run", "events")
-    # Every user was logged out before the process left.
+    # Every socket was closed with a close frame and every user logged out before the process left.
+    ws = run.ws_events
+    closes = ws.filter(pl.col("kind") == "close")
+    assert ws.filter(pl.col("kind") == "connect").height == closes.height == 4
+    assert closes["code"].to_list() == [1000] * 4
     assert logouts(target) == before_logouts + USERS
 
 
