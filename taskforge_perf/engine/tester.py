@@ -279,7 +279,6 @@ class LoadTester:
         parts = folder.parts if folder is not None else None
         recorder = HttpRecorder(worker=worker, spill_dir=parts)
         ws_recorder = WsRecorder(worker=worker, spill_dir=parts)
-        flusher = asyncio.ensure_future(autoflush((recorder, ws_recorder))) if folder is not None else None
         rng = random.Random(self.seed)
         max_conc = max((p.concurrency or 0) for p in plan.phases)
         limit = self.connections or (max_conc + (self.max_in_flight if plan.model != "closed" else 0)) or 100
@@ -362,6 +361,9 @@ class LoadTester:
                 phase_remaining=remaining,
             )
             monitor_task = asyncio.ensure_future(monitor.run()) if self.listeners else None
+            flusher = (
+                asyncio.ensure_future(autoflush((recorder, ws_recorder))) if folder is not None else None
+            )
             abort = asyncio.Event()
             breach: list[Threshold] = []
             watched = [t for t in checks if t.abort_on_fail]
