@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,7 +43,8 @@ class Run:
     """One run: ``events`` (a row per HTTP request), ``ws_events`` and ``meta``.
 
     Frames given lazily (a loaded run, or one that streamed to its folder) are read on first
-    access. ``path`` is the folder the run lives in on disk (None for a memory-only run).
+    access. ``path`` is the folder the run lives in on disk, its frames' source (None for a
+    memory-only run).
     """
 
     def __init__(
@@ -246,8 +248,8 @@ class Run:
 
         A run that streamed to its folder (the default) is already saved there: ``save()`` (or
         ``save(run.path)``) only rewrites its meta (and compacts the part files of a crashed or
-        interrupted run loaded with ``load_run``). Another path gets a copy (frames streamed from
-        the saved Parquet, never two copies in memory); ``run.path`` keeps pointing at the original.
+        interrupted run loaded with ``load_run``). Another path gets a copy (a file copy of the
+        Parquet the frames were read from: no memory); ``run.path`` keeps pointing at the original.
         Without a path a memory-only run goes to ``data/runs/<run_id>/``. A folder holding a
         different run (or unrelated files) is refused with a ConfigError, never overwritten.
         """
@@ -269,7 +271,10 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         for name, frame in (("events", self._events), ("ws_events", self._ws)):
             tmp = folder / f".{name}.parquet.tmp"
-            if isinstance(frame, pl.LazyFrame):
+            src = self.path / f"{name}.parquet" if self.path is not None and not same else None
+            if src is not None and src.is_file():
+                shutil.copyfile(src, tmp)  # the frames came from there: a file copy, no memory
+            elif isinstance(frame, pl.LazyFrame):
                 frame.sink_parquet(tmp)
             else:
                 frame.write_parquet(tmp)
