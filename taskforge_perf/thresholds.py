@@ -174,15 +174,18 @@ class Threshold:
         }[self.op]
 
     def __str__(self) -> str:
-        args = [a for a in (self.endpoint, f"phase={self.phase}" if self.phase else None) if a]
+        """The threshold as text that :meth:`parse` reads back to an equal threshold.
+
+        Names holding ``( ) , = " '`` (``StressPlan.steps`` phases such as ``step 1 (100/s)``)
+        or edge spaces are written as double-quoted strings.
+        """
+        args = []
+        if self.endpoint is not None:
+            args.append(_quote(self.endpoint))
+        if self.phase is not None:
+            args.append(f"phase={_quote(self.phase)}")
         scope = f"({', '.join(args)})" if args else ""
-        if self.unit == "ms":
-            value = f"{_fmt(self.value)}ms"
-        elif self.unit == "ratio":
-            value = f"{_fmt(self.value * 100)}%"
-        else:
-            value = _fmt(self.value)
-        return f"{self.metric}{scope} {self.op} {value}"
+        return f"{self.metric}{scope} {self.op} {_value_text(self.metric, self.value)}"
 
     def __repr__(self) -> str:
         extra = "".join(
@@ -198,31 +201,39 @@ class Threshold:
         ``"task_latency.p99 < 5s"``, ``"ws.dropped == 0"``, ``"rps >= 100"``.
 
         Inside the parentheses: an endpoint (or a task type for ``task_latency``) and/or
-        ``phase=NAME``. Units: ``us``/``ms``/``s`` for times (default ms), ``%`` for error_rate.
+        ``phase=NAME``; a name holding ``,`` ``=`` or unbalanced parentheses is written in
+        quotes: ``p95(phase="step 1 (100/s)") < 300ms``. Units: ``us``/``ms``/``s`` for times
+        (default ms). ``error_rate`` takes a percent (``1%``) or a fraction below 1 (``0.01``);
+        a bare ``1`` or more is refused as ambiguous (``error_rate < 1`` meant 100%).
         """
         if not isinstance(text, str):
             raise ThresholdError(f"Threshold.parse expects a string (got {type(text).__name__})")
-        m = _PATTERN.match(text)
+        hint = (
+            "write METRIC[(ENDPOINT, phase=NAME)] OP VALUE[UNIT], e.g. 'p95(POST /tasks) < 300ms'; "
+            'quote names holding , = or parentheses: p95(phase="step 1 (100/s)") < 300ms'
+        )
+        head = _HEAD.match(text)
+        if not head:
+            raise ThresholdError(f"cannot parse threshold {text!r}; {hint}")
+        pos = head.end()
+        args: list[tuple[str | None, str]] = []
+        if pos < len(text) and text[pos] == "(":
+            args, pos = _scan_args(text, pos + 1, hint)
+        m = _TAIL.match(text, pos)
         if not m:
-            raise ThresholdError(
-                f"cannot parse threshold {text!r}; write METRIC[(ENDPOINT, "
-                "phase=NAME)] OP VALUE[UNIT], e.g. 'p95(POST /tasks) < 300ms'"
-            )
-        metric = _ALIASES.get(m["metric"], m["metric"])
+            raise ThresholdError(f"cannot parse threshold {text!r}; {hint}")
+        metric = _ALIASES.get(head["metric"], head["metric"])
         endpoint = phase = None
-        for arg in (a.strip() for a in (m["args"] or "").split(",")):
-            if not arg:
-                continue
-            key, eq, val = arg.partition("=")
-            if eq and key.strip() == "phase":
-                phase = val.strip()
-            elif eq and key.strip() in ("endpoint", "type", "task_type"):
-                endpoint = val.strip()
-            elif not eq and endpoint is None:
-                endpoint = arg
+        for key, val in args:
+            if key == "phase" and phase is None:
+                phase = val
+            elif key in ("endpoint", "type", "task_type", None) and endpoint is None:
+                endpoint = val
             else:
+                shown = val if key is None else f"{key}={val}"
                 raise ThresholdError(
-                    f"threshold {text!r}: cannot read scope {arg!r}; use (ENDPOINT) and/or (phase=NAME)"
+                    f"threshold {text!r}: cannot read scope {shown!r}; use (ENDPOINT) and/or "
+                    "(phase=NAME), quoting names that hold , = or parentheses"
                 )
         value = float(m["num"])
         unit = (m["unit"] or "").strip()
@@ -237,7 +248,7 @@ class Threshold:
             else:
                 fix = {
                     "ms": "use us, ms or s",
-                    "ratio": "write a fraction (0.01) or a percent (1%)",
+                    "ratio": "write a percent (1%) or a fraction below 1 (0.01)",
                     "req/s": "write a number of requests/s",
                     "count": "write a plain count",
                 }
@@ -245,14 +256,94 @@ class Threshold:
                     f"threshold {text!r}: unit {unit!r} does not apply to "
                     f"{metric}; {fix.get(kind or '', 'drop the unit')}"
                 )
+        elif kind == "ratio" and value >= 1:
+            raise ThresholdError(
+                f"threshold {text!r}: {metric} {m['num']} is ambiguous (percent or fraction?); "
+                f"write a percent such as '{m['num']}%', or a fraction below 1 such as 0.01"
+            )
         return cls(metric, m["op"], value, endpoint=endpoint, phase=phase, abort_on_fail=abort_on_fail)
 
 
 _TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
-_PATTERN = re.compile(
-    r"^\s*(?P<metric>[A-Za-z_][\w.]*)\s*(?:\((?P<args>[^)]*)\))?\s*(?P<op><=|>=|==|<|>)\s*"
+_HEAD = re.compile(r"\s*(?P<metric>[A-Za-z_][\w.]*)\s*")
+_TAIL = re.compile(
+    r"\s*(?P<op><=|>=|==|<|>)\s*"
     r"(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[A-Za-zµ%/]*)\s*$"
 )
+_KEY = re.compile(r"\s*(?P<key>phase|endpoint|type|task_type)\s*=\s*")
+_SPECIAL = frozenset("(),=\"'\\")
+
+
+def _quote(name: str) -> str:
+    """``name`` as written in a threshold's scope: bare when that reads back, else quoted."""
+    if name == name.strip() and not any(c in _SPECIAL for c in name):
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _scan_args(text: str, i: int, hint: str) -> tuple[list[tuple[str | None, str]], int]:
+    """Read the scope after ``(`` up to its ``)``: ``[(key or None, value)]`` and the index after.
+
+    Values are quoted strings (``"..."``/``'...'`` with backslash escapes) or bare text, which
+    may hold balanced parentheses (so ``phase=step 1 (100/s)`` written before quoting reads too)
+    but no comma.
+    """
+    out: list[tuple[str | None, str]] = []
+    n = len(text)
+    while True:
+        km = _KEY.match(text, i)
+        key = km["key"] if km else None
+        j = km.end() if km else i
+        while j < n and text[j].isspace():
+            j += 1
+        if j < n and text[j] in "\"'":
+            q, j, buf = text[j], j + 1, []
+            while j < n and text[j] != q:
+                if text[j] == "\\" and j + 1 < n:
+                    j += 1
+                buf.append(text[j])
+                j += 1
+            if j >= n:
+                raise ThresholdError(f"threshold {text!r}: a quoted name is not closed; {hint}")
+            value, j = "".join(buf), j + 1
+            while j < n and text[j].isspace():
+                j += 1
+        else:
+            start, depth = j, 0
+            while j < n and not (depth == 0 and text[j] in ",)"):
+                depth += {"(": 1, ")": -1}.get(text[j], 0)
+                j += 1
+            value = text[start:j].strip()
+        if j >= n:
+            raise ThresholdError(f"threshold {text!r}: the scope's '(' is not closed; {hint}")
+        if value or key is not None:
+            if not value:
+                raise ThresholdError(f"threshold {text!r}: {key}= needs a name; {hint}")
+            out.append((key, value))
+        if text[j] == ")":
+            return out, j + 1
+        if text[j] != ",":
+            raise ThresholdError(f"threshold {text!r}: expected ',' or ')' after {value!r}; {hint}")
+        i = j + 1
+
+
+def _num_text(x: float) -> str:
+    """``x`` short (12 significant digits) when that reads back exactly, else in full."""
+    short = _fmt(x)
+    return short if float(short) == x else repr(x)
+
+
+def _value_text(metric: str, value: float) -> str:
+    """A value with its unit, written so that :meth:`Threshold.parse` gives back the same float."""
+    unit = _unit(metric)
+    if unit == "ms":
+        return f"{_num_text(value)}ms"
+    if unit == "ratio":
+        pct = _num_text(value * 100)
+        if float(pct) / 100 == value:
+            return f"{pct}%"
+        return repr(value)  # a fraction below 1 (error_rate is 0..1): exact, and parse reads it
+    return _num_text(value)
 
 
 # -- builder objects ----------------------------------------------------------------------
@@ -266,6 +357,11 @@ class MetricRef:
     abort_on_fail: bool = False
 
     def _t(self, op: str, value: float) -> Threshold:
+        if self.metric == "error_rate" and value == 1 and not isinstance(value, bool):
+            raise ThresholdError(
+                "error_rate() compares with a fraction 0..1, so 1 means 100%; write 0.01 for one "
+                "percent (or Threshold.parse('error_rate < 1%'))"
+            )
         return Threshold(
             self.metric,
             op,

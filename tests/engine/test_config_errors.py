@@ -36,7 +36,7 @@ def test_empty_mix() -> None:
 
 
 def test_negative_weight_names_endpoint_and_fix() -> None:
-    with pytest.raises(tfp.ConfigError, match=r"Endpoint 'GET /x': weight must be a number >= 0 .*-1"):
+    with pytest.raises(tfp.ConfigError, match=r"Endpoint 'GET /x': weight must be a finite number >= 0 .*-1"):
         Endpoint("GET /x", "GET", "/x", weight=-1)
 
 
