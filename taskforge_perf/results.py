@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
+from taskforge_perf.redact import redact
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
 
 #: Where runs are saved when no directory is given (relative to the working directory).
@@ -234,7 +235,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self.events.write_parquet(folder / "events.parquet")
         self.ws_events.write_parquet(folder / "ws_events.parquet")
-        (folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+        # Masked again on the way out: credentials or tokens in any text of meta never reach disk.
+        (folder / "meta.json").write_text(json.dumps(redact(self.meta), indent=2, default=str))
         return folder
 
 
