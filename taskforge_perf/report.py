@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from taskforge_perf.errors import ConfigError, RunError
+from taskforge_perf.redact import redact_text
 
 __all__ = ["execute_notebook", "export_html", "inject_parameters", "report"]
 
@@ -234,12 +235,15 @@ def report(
             nb = execute_notebook(_template(), params, cwd=tmp, timeout=timeout, progress=say)
         except CellExecutionError as exc:
             raise RunError(
-                f"the report notebook failed on {params['RUN_DIR']}: {exc.ename}: {exc.evalue}"
+                f"the report notebook failed on {params['RUN_DIR']}: {exc.ename}: {redact_text(exc.evalue)}"
             ) from exc
         if say:
             say("exporting HTML ...")
         name = Path(params["RUN_DIR"]).name
         page = export_html(nb, title=title or f"taskforge-perf report: {name}")
+    # A report is shared: URL credentials or tokens that reached any output (a run saved by an
+    # older version, a message printed by a cell) are masked in the page as well.
+    page = redact_text(page)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     if say:
