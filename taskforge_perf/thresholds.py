@@ -223,6 +223,10 @@ class Threshold:
         if not m:
             raise ThresholdError(f"cannot parse threshold {text!r}; {hint}")
         metric = _ALIASES.get(head["metric"], head["metric"])
+        if metric not in METRICS:
+            raise ThresholdError(
+                f"threshold {text!r}: metric {head['metric']!r} is unknown; use one of {', '.join(METRICS)}"
+            )
         endpoint = phase = None
         for key, val in args:
             if key == "phase" and phase is None:
@@ -237,7 +241,7 @@ class Threshold:
                 )
         value = float(m["num"])
         unit = (m["unit"] or "").strip()
-        kind = _unit(metric) if metric in METRICS else None
+        kind = _unit(metric)
         if unit:
             if kind == "ms" and unit in _TIME_UNITS:
                 value *= _TIME_UNITS[unit]
@@ -254,7 +258,7 @@ class Threshold:
                 }
                 raise ThresholdError(
                     f"threshold {text!r}: unit {unit!r} does not apply to "
-                    f"{metric}; {fix.get(kind or '', 'drop the unit')}"
+                    f"{metric}; {fix.get(kind, 'drop the unit')}"
                 )
         elif kind == "ratio" and value >= 1:
             raise ThresholdError(
