@@ -185,6 +185,8 @@ BAD: list[tuple[str, object, str]] = [
     ("ws-batch", lambda: tfp.WsOptions(batch_size=0), "WsOptions.batch_size must be an integer >= 1"),
     ("ws-interval", lambda: tfp.WsOptions(subscribe_interval=0), "WsOptions.subscribe_interval must be"),
     ("ws-timeout-nan", lambda: tfp.WsOptions(connect_timeout=NAN), "WsOptions.connect_timeout must be"),
+    ("ws-timeout-inf", lambda: tfp.WsOptions(connect_timeout=INF), "connect_timeout must be a finite"),
+    ("ws-backoff-inf", lambda: tfp.WsOptions(backoff_max=INF), "backoff_max must be a finite"),
     # LoadTester
     ("seed-list", lambda: _tester(seed=[1]), r"seed must be an integer .*\[1\]"),
     ("seed-float", lambda: _tester(seed=1.5), "seed must be an integer"),
