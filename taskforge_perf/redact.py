@@ -61,7 +61,7 @@ _QUERY = re.compile(
 )
 # An Authorization header's credentials; a bare "Bearer X" only when X looks like a token (not prose).
 _AUTH_HEADER = re.compile(
-    r"(?P<key>\bAuthorization['\"]?\s*[:=,]\s*['\"]?(?:Bearer|Basic|Token)?\s*)(?P<val>[A-Za-z0-9._~+/=-]+)"
+    r"(?P<key>\bAuthorization['\"]?\s*[:=,]\s*['\"]?(?:Bearer|Basic|Token)?\s*)(?P<val>[A-Za-z0-9._~+/=*-]+)"
     r"|(?P<key2>\bBearer\s+)(?P<val2>[A-Za-z0-9._~+/=-]{16,})",
     re.IGNORECASE,
 )
