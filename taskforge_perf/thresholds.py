@@ -10,7 +10,8 @@ Threshold('error_rate', '<', 0.01)
 5000.0
 
 Units: latency and response-time metrics (``p50`` ... ``max``, ``mean``, ``resp_*``) and
-``task_latency.*`` are in milliseconds; ``error_rate`` is a fraction 0..1; ``rps`` is requests/s;
+``task_latency.*`` are in milliseconds; ``error_rate`` is a fraction 0..1 (in text: a percent
+``1%`` or a fraction below 1 ``0.01``; a bare ``1`` is refused as ambiguous); ``rps`` is requests/s;
 ``ws.*`` are counts of WebSocket rows.
 
 What the metrics read:
