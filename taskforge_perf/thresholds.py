@@ -35,11 +35,18 @@ end of the run, not by the target) are always left out.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING
 
-from taskforge_perf.errors import ConfigError
+from taskforge_perf.threshold_text import (
+    HEAD,
+    TAIL,
+    TIME_UNITS,
+    ThresholdError,
+    number_text,
+    quote_name,
+    scan_scope,
+)
 
 if TYPE_CHECKING:
     pass
@@ -80,10 +87,6 @@ _ALIASES = {
 }
 OPS: tuple[str, ...] = ("<", "<=", ">", ">=", "==")
 _NON_LOAD_PHASES = ("setup", "teardown")
-
-
-class ThresholdError(ConfigError):
-    """An invalid threshold; the message names the field and the fix."""
 
 
 def _unit(metric: str) -> str:
@@ -182,9 +185,9 @@ class Threshold:
         """
         args = []
         if self.endpoint is not None:
-            args.append(_quote(self.endpoint))
+            args.append(quote_name(self.endpoint))
         if self.phase is not None:
-            args.append(f"phase={_quote(self.phase)}")
+            args.append(f"phase={quote_name(self.phase)}")
         scope = f"({', '.join(args)})" if args else ""
         return f"{self.metric}{scope} {self.op} {_value_text(self.metric, self.value)}"
 
@@ -213,14 +216,14 @@ class Threshold:
             "write METRIC[(ENDPOINT, phase=NAME)] OP VALUE[UNIT], e.g. 'p95(POST /tasks) < 300ms'; "
             'quote names holding , = or parentheses: p95(phase="step 1 (100/s)") < 300ms'
         )
-        head = _HEAD.match(text)
+        head = HEAD.match(text)
         if not head:
             raise ThresholdError(f"cannot parse threshold {text!r}; {hint}")
         pos = head.end()
         args: list[tuple[str | None, str]] = []
         if pos < len(text) and text[pos] == "(":
-            args, pos = _scan_args(text, pos + 1, hint)
-        m = _TAIL.match(text, pos)
+            args, pos = scan_scope(text, pos + 1, hint)
+        m = TAIL.match(text, pos)
         if not m:
             raise ThresholdError(f"cannot parse threshold {text!r}; {hint}")
         metric = _ALIASES.get(head["metric"], head["metric"])
@@ -244,8 +247,8 @@ class Threshold:
         unit = (m["unit"] or "").strip()
         kind = _unit(metric)
         if unit:
-            if kind == "ms" and unit in _TIME_UNITS:
-                value *= _TIME_UNITS[unit]
+            if kind == "ms" and unit in TIME_UNITS:
+                value *= TIME_UNITS[unit]
             elif kind == "ratio" and unit == "%":
                 value /= 100
             elif kind == "req/s" and unit in ("/s", "rps", "req/s"):
@@ -269,86 +272,17 @@ class Threshold:
         return cls(metric, m["op"], value, endpoint=endpoint, phase=phase, abort_on_fail=abort_on_fail)
 
 
-_TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
-_HEAD = re.compile(r"\s*(?P<metric>[A-Za-z_][\w.]*)\s*")
-_TAIL = re.compile(
-    r"\s*(?P<op><=|>=|==|<|>)\s*"
-    r"(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[A-Za-zµ%/]*)\s*$"
-)
-_KEY = re.compile(r"\s*(?P<key>phase|endpoint|type|task_type)\s*=\s*")
-_SPECIAL = frozenset("(),=\"'\\")
-
-
-def _quote(name: str) -> str:
-    """``name`` as written in a threshold's scope: bare when that reads back, else quoted."""
-    if name == name.strip() and not any(c in _SPECIAL for c in name):
-        return name
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _scan_args(text: str, i: int, hint: str) -> tuple[list[tuple[str | None, str]], int]:
-    """Read the scope after ``(`` up to its ``)``: ``[(key or None, value)]`` and the index after.
-
-    Values are quoted strings (``"..."``/``'...'`` with backslash escapes) or bare text, which
-    may hold balanced parentheses (so ``phase=step 1 (100/s)`` written before quoting reads too)
-    but no comma.
-    """
-    out: list[tuple[str | None, str]] = []
-    n = len(text)
-    while True:
-        km = _KEY.match(text, i)
-        key = km["key"] if km else None
-        j = km.end() if km else i
-        while j < n and text[j].isspace():
-            j += 1
-        if j < n and text[j] in "\"'":
-            q, j, buf = text[j], j + 1, []
-            while j < n and text[j] != q:
-                if text[j] == "\\" and j + 1 < n:
-                    j += 1
-                buf.append(text[j])
-                j += 1
-            if j >= n:
-                raise ThresholdError(f"threshold {text!r}: a quoted name is not closed; {hint}")
-            value, j = "".join(buf), j + 1
-            while j < n and text[j].isspace():
-                j += 1
-        else:
-            start, depth = j, 0
-            while j < n and not (depth == 0 and text[j] in ",)"):
-                depth += {"(": 1, ")": -1}.get(text[j], 0)
-                j += 1
-            value = text[start:j].strip()
-        if j >= n:
-            raise ThresholdError(f"threshold {text!r}: the scope's '(' is not closed; {hint}")
-        if value or key is not None:
-            if not value:
-                raise ThresholdError(f"threshold {text!r}: {key}= needs a name; {hint}")
-            out.append((key, value))
-        if text[j] == ")":
-            return out, j + 1
-        if text[j] != ",":
-            raise ThresholdError(f"threshold {text!r}: expected ',' or ')' after {value!r}; {hint}")
-        i = j + 1
-
-
-def _num_text(x: float) -> str:
-    """``x`` short (12 significant digits) when that reads back exactly, else in full."""
-    short = _fmt(x)
-    return short if float(short) == x else repr(x)
-
-
 def _value_text(metric: str, value: float) -> str:
     """A value with its unit, written so that :meth:`Threshold.parse` gives back the same float."""
     unit = _unit(metric)
     if unit == "ms":
-        return f"{_num_text(value)}ms"
+        return f"{number_text(value)}ms"
     if unit == "ratio":
-        pct = _num_text(value * 100)
+        pct = number_text(value * 100)
         if float(pct) / 100 == value:
             return f"{pct}%"
         return repr(value)  # a fraction below 1 (error_rate is 0..1): exact, and parse reads it
-    return _num_text(value)
+    return number_text(value)
 
 
 # -- builder objects ----------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import math
 import platform
 import random
 import ssl
@@ -19,6 +18,7 @@ import polars as pl
 from taskforge_perf import __version__
 from taskforge_perf.config import Target, as_target
 from taskforge_perf.engine.auth import AuthClient
+from taskforge_perf.engine.checks import check_options
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.fastclient import FastClient
@@ -101,7 +101,7 @@ class LoadTester:
             isinstance(connections, bool) or not isinstance(connections, int) or connections < 1
         ):
             raise ConfigError(f"connections must be an integer >= 1 or None (got {connections!r})")
-        _check_options(seed, recent_tasks, monitor_interval, assignment, setup_progress, listeners, live)
+        check_options(seed, recent_tasks, monitor_interval, assignment, setup_progress, listeners, live)
         self.max_in_flight = max_in_flight
         self.connections = connections
         self.seed = seed
@@ -612,45 +612,6 @@ async def _freeze_survivors() -> None:
     while True:
         await asyncio.sleep(FREEZE_EVERY_S)
         gc.freeze()
-
-
-def _check_options(
-    seed: Any,
-    recent_tasks: Any,
-    monitor_interval: Any,
-    assignment: Any,
-    setup_progress: Any,
-    listeners: Any,
-    live: Any,
-) -> None:
-    """Constructor checks of LoadTester's plain options (one message per field and fix)."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | str | bytes)):
-        raise ConfigError(f"seed must be an integer (or None for a random one) (got {seed!r}); e.g. seed=1")
-    if isinstance(recent_tasks, bool) or not isinstance(recent_tasks, int) or recent_tasks < 1:
-        raise ConfigError(
-            f"recent_tasks must be an integer >= 1: how many recent task ids WebSocket "
-            f"subscriptions draw from (got {recent_tasks!r}); the default is 100"
-        )
-    m = monitor_interval
-    if isinstance(m, bool) or not isinstance(m, int | float) or not 0.01 <= m < math.inf:
-        raise ConfigError(
-            f"monitor_interval must be a finite number of seconds >= 0.01 (got {m!r}); "
-            "the default 0.5 s suits the live view"
-        )
-    if not callable(assignment):
-        raise ConfigError(
-            "assignment must be a strategy (users, rng) -> picker such as "
-            f"taskforge_perf.users.random_assignment (got {assignment!r})"
-        )
-    if setup_progress is not None and not callable(setup_progress):
-        raise ConfigError(f"setup_progress must be a callable (done, total) or None (got {setup_progress!r})")
-    if isinstance(listeners, str | bytes) or not isinstance(listeners, Sequence | tuple | list):
-        raise ConfigError(f"listeners must be a list of callables (got {type(listeners).__name__})")
-    for f in listeners:
-        if not callable(f):
-            raise ConfigError(f"listeners: each listener must be a callable (Snapshot) -> None (got {f!r})")
-    if live is not None and not isinstance(live, bool):
-        raise ConfigError(f"live must be True, False or None (automatic) (got {live!r})")
 
 
 def _resolve_plan(
