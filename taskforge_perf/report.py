@@ -15,6 +15,7 @@ PosixPath('report.html')
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import tempfile
 import time
@@ -215,6 +216,11 @@ def report(
     ...            output="candidate.html")                       # doctest: +SKIP
     """
     say: Progress | None = _stderr if progress is True else (progress or None)
+    m = max_p95_regression
+    if isinstance(m, bool) or not isinstance(m, int | float) or not 0 <= m < math.inf:
+        raise ConfigError(f"max_p95_regression must be a finite fraction >= 0 (got {m!r}); e.g. 0.10 for 10%")
+    if not isinstance(output, str | Path) or not str(output).strip():
+        raise ConfigError(f"output must be an .html file path (got {output!r}), e.g. 'report.html'")
     out = Path(output)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"output must be an .html file (got {str(out)!r}), e.g. -o report.html")

@@ -97,6 +97,12 @@ class UserSpec:
     email: str
     password: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.email, str) or "@" not in self.email:
+            raise ConfigError(f"UserSpec.email must be an e-mail address with '@' (got {self.email!r})")
+        if not isinstance(self.password, str) or not self.password:
+            raise ConfigError(f"UserSpec.password of {self.email!r} must be a non-empty string")
+
     def __repr__(self) -> str:
         return f"UserSpec(email={self.email!r}, password='***')"
 

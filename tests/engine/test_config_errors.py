@@ -206,6 +206,16 @@ BAD: list[tuple[str, object, str]] = [
     ("progress", lambda: _tester(setup_progress=1), "setup_progress must be a callable"),
     ("users-type", lambda: tfp.LoadTester("http://h:1", users=3), "users must be a UserPool"),
     ("mix-type", lambda: tfp.LoadTester("http://h:1", mix=[_EP]), "mix must be a RequestMix"),
+    # UserSpec, Run, load_run, runs, report
+    ("userspec-email", lambda: tfp.UserSpec(email=5, password="pw"), "UserSpec.email must be an e-mail"),
+    ("userspec-pw", lambda: tfp.UserSpec(email="a@b.c", password=""), "UserSpec.password of 'a@b.c'"),
+    ("run-events", lambda: tfp.Run(None, None, {}), r"Run\(events=...\) must be a Polars DataFrame"),
+    ("run-ws", lambda: tfp.Run(__import__("polars").DataFrame(), 5, {}), "ws_events=.... must be a Pol"),
+    ("run-meta", lambda: tfp.Run(__import__("polars").DataFrame(), None, None), r"meta=...\) must be a dict"),
+    ("load-run-int", lambda: tfp.load_run(5), r"load_run\(path\) must be a folder path"),
+    ("runs-int", lambda: tfp.runs(5), r"runs\(root\) must be a folder path"),
+    ("report-nan", lambda: tfp.report("x", max_p95_regression=NAN), "max_p95_regression must be a finite"),
+    ("report-output", lambda: tfp.report("x", output=None), "output must be an .html file path"),
     # Threshold
     ("th-error-rate-1", lambda: tfp.Threshold.parse("error_rate < 1"), "error_rate 1 is ambiguous"),
     ("th-error-rate-5", lambda: tfp.Threshold.parse("error_rate < 5"), "ambiguous.*'5%'"),
