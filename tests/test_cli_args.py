@@ -62,3 +62,18 @@ def test_config_errors_are_one_redacted_line(
     assert main(args) == 2
     err = capsys.readouterr().err
     assert needle in err and "hunter2" not in err and "Traceback" not in err
+
+
+def test_demo_defaults_give_way_to_explicit_shape() -> None:
+    from taskforge_perf.cli import _check_conflicts, _plan, build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["demo", "--concurrency", "5"])
+    _check_conflicts(parser, args)
+    assert args.rate is None and _plan(args).phases[0].concurrency == 5
+    args = parser.parse_args(["demo", "--preset", "dev"])
+    _check_conflicts(parser, args)
+    assert _plan(args) == __import__("taskforge_perf").StressPlan.preset("dev")
+    args = parser.parse_args(["demo"])
+    _check_conflicts(parser, args)
+    assert _plan(args).phases[0].rate == 100.0 and _plan(args).duration == 20.0
