@@ -55,7 +55,7 @@ LOGGERS: tuple[str, ...] = (
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<info>[^/?#@\s'\"]+)@")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _QUERY = re.compile(
-    r"(?P<key>[?&;](?:access_?token|refresh_?token|token|password|passwd|pwd|secret|api_?key)=)"
+    r"(?P<key>[?&](?:access_?token|refresh_?token|token|password|passwd|pwd|secret|api_?key)=)"
     r"(?P<val>[^&#\s'\"]+)",
     re.IGNORECASE,
 )
