@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
+from taskforge_perf.redact import redact
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
 
 #: Where runs are saved when no directory is given (relative to the working directory).
@@ -38,6 +39,7 @@ class Run:
         ws_events: pl.DataFrame | pl.LazyFrame | None,
         meta: dict[str, Any],
     ) -> None:
+        _check_run_args(events, ws_events, meta)
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
@@ -234,7 +236,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self.events.write_parquet(folder / "events.parquet")
         self.ws_events.write_parquet(folder / "ws_events.parquet")
-        (folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
+        # Masked again on the way out: credentials or tokens in any text of meta never reach disk.
+        (folder / "meta.json").write_text(json.dumps(redact(self.meta), indent=2, default=str))
         return folder
 
 
@@ -283,7 +286,7 @@ class RunCharts:
 
 def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     """Load a saved run folder; frames are read lazily unless ``lazy=False``."""
-    folder = Path(path)
+    folder = Path(_check_path("load_run(path)", path))
     meta_path = folder / "meta.json"
     if not meta_path.is_file():
         raise ConfigError(f"{folder} is not a saved run: it has no meta.json (save one with run.save())")
@@ -302,7 +305,7 @@ def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFram
 def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
     """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path."""
     rows = []
-    for meta_path in sorted(Path(root).glob("*/meta.json")):
+    for meta_path in sorted(Path(_check_path("runs(root)", root)).glob("*/meta.json")):
         try:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError):
@@ -332,3 +335,21 @@ def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
     }
     frame = pl.DataFrame(rows, schema=schema)
     return frame.with_columns(pl.from_epoch("started", time_unit="ns").alias("started")).sort("started")
+
+
+def _check_run_args(events: Any, ws_events: Any, meta: Any) -> None:
+    frames = (pl.DataFrame, pl.LazyFrame)
+    if not isinstance(events, frames):
+        raise ConfigError(f"Run(events=...) must be a Polars DataFrame (got {type(events).__name__})")
+    if ws_events is not None and not isinstance(ws_events, frames):
+        raise ConfigError(
+            f"Run(ws_events=...) must be a Polars DataFrame or None (got {type(ws_events).__name__})"
+        )
+    if not isinstance(meta, dict):
+        raise ConfigError(f"Run(meta=...) must be a dict (use {{}} for none) (got {type(meta).__name__})")
+
+
+def _check_path(field: str, path: Any) -> str | Path:
+    if not isinstance(path, str | Path) or not str(path).strip():
+        raise ConfigError(f"{field} must be a folder path (str or Path) (got {path!r})")
+    return path

@@ -147,9 +147,16 @@ def _duration_for(th: Threshold, duration_s: float | None, plan: StressPlan | No
     return None
 
 
-def _coerce(thresholds: Iterable[Threshold | str] | Threshold | str) -> list[Threshold]:
+def _coerce(thresholds: Iterable[Threshold | str] | Threshold | str | None) -> list[Threshold]:
+    if thresholds is None:
+        return []
     if isinstance(thresholds, Threshold | str):
         thresholds = [thresholds]
+    if not isinstance(thresholds, Iterable):
+        raise ThresholdError(
+            f"thresholds must be a list of Threshold objects or strings such as 'p95 < 300ms' "
+            f"(got {type(thresholds).__name__})"
+        )
     out = []
     for t in thresholds:
         if isinstance(t, str):

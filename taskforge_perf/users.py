@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -96,6 +97,12 @@ class UserSpec:
     email: str
     password: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.email, str) or "@" not in self.email:
+            raise ConfigError(f"UserSpec.email must be an e-mail address with '@' (got {self.email!r})")
+        if not isinstance(self.password, str) or not self.password:
+            raise ConfigError(f"UserSpec.password of {self.email!r} must be a non-empty string")
+
     def __repr__(self) -> str:
         return f"UserSpec(email={self.email!r}, password='***')"
 
@@ -123,21 +130,34 @@ class UserPool:
         if users is None:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ConfigError(f"UserPool.count must be an integer >= 1 (got {count!r})")
-            if not email_prefix or "@" in email_prefix:
+            if not isinstance(email_prefix, str) or not email_prefix.strip() or "@" in email_prefix:
                 raise ConfigError(
                     f"UserPool.email_prefix must be non-empty without '@' (got {email_prefix!r})"
                 )
-            if not domain or "@" in domain or "." not in domain:
+            if not isinstance(domain, str) or not domain or "@" in domain or "." not in domain:
                 raise ConfigError(f"UserPool.domain must be a domain such as 'example.com' (got {domain!r})")
             if not isinstance(password, str) or not password:
                 raise ConfigError("UserPool.password must be a non-empty string")
             specs = [(f"{email_prefix}{i}@{domain}", password) for i in range(1, count + 1)]
         else:
             specs = []
+            if isinstance(users, str | bytes) or not isinstance(users, Sequence):
+                raise ConfigError(
+                    "UserPool.users must be a list of UserSpec(email=..., password=...) or "
+                    f"(email, password) pairs (got {type(users).__name__})"
+                )
             for u in users:
-                email, pw = (u.email, u.password) if isinstance(u, UserSpec) else tuple(u)
+                pair = (u.email, u.password) if isinstance(u, UserSpec) else u
+                if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+                    raise ConfigError(
+                        "UserPool.users: each user must be a UserSpec or an (email, password) pair "
+                        f"(got a {type(u).__name__})"
+                    )
+                email, pw = pair
                 if not isinstance(email, str) or "@" not in email:
                     raise ConfigError(f"UserPool.users: each user needs an email with '@' (got {email!r})")
+                if not isinstance(pw, str) or not pw:
+                    raise ConfigError(f"UserPool.users: the password of {email!r} must be a non-empty string")
                 specs.append((email, pw))
             if not specs:
                 raise ConfigError("UserPool.users is empty; give at least one user or use count=")
@@ -149,8 +169,11 @@ class UserPool:
             raise ConfigError(
                 f"UserPool.signup_concurrency must be an integer >= 1 (got {signup_concurrency!r})"
             )
-        if not isinstance(token_ttl, int | float) or token_ttl <= 0:
-            raise ConfigError(f"UserPool.token_ttl must be seconds > 0 (got {token_ttl!r})")
+        ttl = token_ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+            raise ConfigError(f"UserPool.token_ttl must be a finite number of seconds > 0 (got {ttl!r})")
+        if not isinstance(signup, bool):
+            raise ConfigError(f"UserPool.signup must be True or False (got {signup!r})")
         emails = [e for e, _ in specs]
         if len(set(emails)) != len(emails):
             raise ConfigError("UserPool.users: emails must be unique")

@@ -124,7 +124,7 @@ def test_threshold_failure_marks_the_breaking_point() -> None:
     assert breaking_point(scoped) == "step 2 (200/s)"
     assert scoped["thresholds_failed"].to_list() == [
         [],
-        ["p99(phase=step 2 (200/s)) < 0.5ms"],
+        ['p99(phase="step 2 (200/s)") < 0.5ms'],  # names with parentheses are quoted
         [],
         [],
     ]

@@ -18,6 +18,7 @@ import polars as pl
 from taskforge_perf import __version__
 from taskforge_perf.config import Target, as_target
 from taskforge_perf.engine.auth import AuthClient
+from taskforge_perf.engine.checks import check_options
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.fastclient import FastClient
@@ -29,8 +30,10 @@ from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
 from taskforge_perf.mix import RequestMix
 from taskforge_perf.plan import StressPlan
+from taskforge_perf.redact import log_redaction, redact_text
 from taskforge_perf.results import Run, make_run_id
 from taskforge_perf.threshold_eval import ThresholdWatch
+from taskforge_perf.threshold_eval import _coerce as _coerce_thresholds
 from taskforge_perf.thresholds import Threshold
 from taskforge_perf.users import Strategy, UserPool, random_assignment
 
@@ -94,8 +97,11 @@ class LoadTester:
             raise ConfigError(f"mix must be a RequestMix (got {type(self.mix).__name__})")
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be an integer >= 1 (got {max_in_flight!r})")
-        if connections is not None and (not isinstance(connections, int) or connections < 1):
+        if connections is not None and (
+            isinstance(connections, bool) or not isinstance(connections, int) or connections < 1
+        ):
             raise ConfigError(f"connections must be an integer >= 1 or None (got {connections!r})")
+        check_options(seed, recent_tasks, monitor_interval, assignment, setup_progress, listeners, live)
         self.max_in_flight = max_in_flight
         self.connections = connections
         self.seed = seed
@@ -120,7 +126,9 @@ class LoadTester:
         self._ws_driver: WsDriver | None = None
 
     def __repr__(self) -> str:
-        return f"LoadTester(target={self.target.base_url!r}, users={len(self.users)}, mix={self.mix!r})"
+        return (
+            f"LoadTester(target={self.target.display_base_url!r}, users={len(self.users)}, mix={self.mix!r})"
+        )
 
     # --- public entry points -------------------------------------------------------------------
 
@@ -133,7 +141,7 @@ class LoadTester:
         rate: float | None = None,
         think_time: float = 0.0,
         name: str = "run",
-        thresholds: Sequence[Threshold | str] = (),
+        thresholds: Sequence[Threshold | str] | Threshold | str | None = (),
     ) -> Run:
         """Run a plan (or one phase given by duration + concurrency | rate); returns the Run.
 
@@ -151,7 +159,11 @@ class LoadTester:
                 "Target.ws_url is None; give the status gateway's URL, e.g. "
                 "Target('http://127.0.0.1:3000', 'ws://127.0.0.1:4000'), or set websockets=0"
             )
-        checks = tuple(t if isinstance(t, Threshold) else Threshold.parse(t) for t in thresholds)
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(
+                f"run(name=...) must be a non-empty string (got {name!r}); e.g. name='baseline'"
+            )
+        checks = tuple(_coerce_thresholds(thresholds))
         phase_names = {p.name for p in plan.phases} | {"setup", "teardown"}
         for t in checks:
             if t.phase is not None and t.phase not in phase_names:
@@ -166,7 +178,10 @@ class LoadTester:
         if view is not None:
             self.listeners.append(view)
         try:
-            run = await self._run(plan, name, checks)
+            # The tester's and its libraries' log records lose tokens and passwords while it runs
+            # (websockets logs every handshake, ?token=<access JWT> included, at DEBUG).
+            with log_redaction(secrets=[u.password for u in self.users]):
+                run = await self._run(plan, name, checks)
         except BaseException as exc:
             if view is not None:
                 view.finish(self.last_run, error=exc)
@@ -187,7 +202,7 @@ class LoadTester:
         from taskforge_perf.live import live_view
 
         return live_view(
-            f"{name} on {self.target.base_url}",
+            f"{name} on {self.target.display_base_url}",
             plan.duration,
             interval_s=self.monitor_interval,
             force=self.live is True,
@@ -306,7 +321,7 @@ class LoadTester:
                 ready = await auth.setup(self.setup_progress)
                 if ready == 0:
                     raise TargetError(
-                        f"no user could sign up or log in at {self.target.base_url} "
+                        f"no user could sign up or log in at {self.target.display_base_url} "
                         f"({len(self.users)} tried; errors: {counters.errors}); check the target's "
                         "auth endpoints and the UserPool's email/password"
                     )
@@ -526,7 +541,8 @@ class LoadTester:
             self.counters.requests += 1
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TargetError(
-                f"cannot reach the target at {self.target.base_url} ({type(exc).__name__}: {exc}); "
+                f"cannot reach the target at {self.target.display_base_url} "
+                f"({type(exc).__name__}: {redact_text(str(exc))}); "
                 "is it running, and are Target.base_url's host and port right?"
             ) from None
 

@@ -28,11 +28,11 @@ def _num(name: str, v: Any, *, lo: float, strict: bool = False, fix: str = "") -
     if (
         isinstance(v, bool)
         or not isinstance(v, int | float)
-        or math.isnan(v)
+        or not math.isfinite(v)
         or (v <= lo if strict else v < lo)
     ):
         op = ">" if strict else ">="
-        raise ConfigError(f"WsOptions.{name} must be a number {op} {lo:g} (got {v!r}){fix}")
+        raise ConfigError(f"WsOptions.{name} must be a finite number {op} {lo:g} (got {v!r}){fix}")
     return float(v)
 
 
