@@ -13,7 +13,8 @@ open model (``--rate`` req/s for ``--duration`` s) with ``--sockets`` WebSocket 
   ``wait_for_tasks`` seconds after the load).
 
     .venv/bin/python benchmarks/bench_ws_truth.py --duration 30
-    .venv/bin/python benchmarks/bench_ws_truth.py --duration 10 --outbox 0.5 --wait 20
+    .venv/bin/python benchmarks/bench_ws_truth.py --duration 30 --keep-up
+    .venv/bin/python benchmarks/bench_ws_truth.py --duration 10 --keep-up --wait 30
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ async def main(a: argparse.Namespace) -> None:
     knobs: dict = {"real_quirks": not a.plain, "hash_iterations": 1000, "seed": 7}
     if a.outbox is not None:
         knobs["outbox_interval"] = a.outbox
+    if a.keep_up:  # the outbox dispatches everything each pass and workers keep up
+        knobs.update(outbox_batch=2000, worker_concurrency=64)
     async with tfp.ReferenceTarget(**knobs) as target:
         kw = {}
         if a.wait and "wait_for_tasks" in inspect.signature(tfp.LoadTester.run).parameters:
@@ -92,6 +95,7 @@ if __name__ == "__main__":
     p.add_argument("--sockets", type=int, default=50)
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--outbox", type=float, default=None, help="outbox interval (s); default 5 s")
+    p.add_argument("--keep-up", action="store_true", help="outbox_batch=2000, worker_concurrency=64")
     p.add_argument("--wait", type=float, default=0.0, help="wait_for_tasks (s)")
     p.add_argument("--cross", action="store_true", help="WsOptions(sample_from='all')")
     p.add_argument("--plain", action="store_true", help="without real_quirks")
