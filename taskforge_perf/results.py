@@ -214,10 +214,11 @@ class Run:
         return report_json(self.plan, self.assessment(), overall[0] if overall else {}, config)
 
     def task_latency(self) -> pl.DataFrame:
-        """End-to-end task latency per task type and status (created -> status, as clients saw it)."""
+        """End-to-end task latency per task type and status (created -> status, as clients saw it),
+        with per type the tasks created, those never subscribed and those unfinished at the end."""
         from taskforge_perf import analysis
 
-        return analysis.task_latency(self.ws_events)
+        return analysis.task_latency(self.ws_events, events=self.load_events())
 
     def ws_summary(self) -> pl.DataFrame:
         """The WebSocket side of the run in one row: opened, failed, dropped, reconnected, messages/s..."""

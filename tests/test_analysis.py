@@ -191,9 +191,9 @@ def test_task_latency_by_hand() -> None:
     assert rows[("generate-pdf", "completed")]["p99_ms"] == pytest.approx(2000.0)
     assert rows[("resize-image", "failed")]["count"] == 1
     # b never completed; a completed; c failed (final)
-    assert pdf_proc["tasks"] == 2 and pdf_proc["never_completed"] == 1
-    assert rows[("resize-image", "failed")]["never_completed"] == 0
-    # a task created over HTTP but never seen on the WebSocket counts as never completed
+    assert pdf_proc["tasks"] == 2 and pdf_proc["unfinished_at_end"] == 1 and pdf_proc["untracked"] == 0
+    assert rows[("resize-image", "failed")]["unfinished_at_end"] == 0
+    # a task created over HTTP but never subscribed is untracked, not unfinished
     http = synthetic_events(0).vstack(
         pl.DataFrame({"task_id": ["z"]}).select(
             (pl.col(c) if c == "task_id" else pl.lit(None)).cast(t).alias(c) for c, t in HTTP_SCHEMA.items()
@@ -201,15 +201,21 @@ def test_task_latency_by_hand() -> None:
     )
     with_http = A.task_latency(hand_ws(), events=http)
     unknown = with_http.filter(pl.col("task_type").is_null())
-    assert unknown["tasks"].to_list() == [1] and unknown["never_completed"].to_list() == [1]
-    assert with_http.filter(pl.col("task_type") == "generate-pdf")["never_completed"][0] == 1
+    assert unknown["tasks"].to_list() == [1] and unknown["untracked"].to_list() == [1]
+    assert unknown["unfinished_at_end"].to_list() == [0]
+    assert with_http.filter(pl.col("task_type") == "generate-pdf")["unfinished_at_end"][0] == 1
 
 
 def test_ws_summary_by_hand() -> None:
     s = A.ws_summary(hand_ws()).row(0, named=True)
     assert s["opened"] == 2 and s["failed"] == 1 and s["dropped"] == 1 and s["reconnected"] == 1
     assert s["messages"] == 6 and s["subscriptions"] == 3 and s["resubscriptions"] == 1
-    assert s["lost_subscriptions"] == 1 and s["isolation_findings"] == 1
+    assert s["lost_subscriptions"] == 1 and s["isolation_findings"] == 1 and s["isolation_expected"] == 0
+    expected = hand_ws().with_columns(
+        error=pl.when(pl.col("kind") == "isolation").then(pl.lit("expected")).otherwise(pl.col("error"))
+    )
+    e = A.ws_summary(expected).row(0, named=True)
+    assert e["isolation_findings"] == 0 and e["isolation_expected"] == 1
     assert s["duration_s"] == pytest.approx(10.0)
     assert s["messages_per_s"] == pytest.approx(0.6)
     assert A.ws_summary(hand_ws(), duration_s=60)["messages_per_s"].item() == pytest.approx(0.1)

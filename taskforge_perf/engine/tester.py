@@ -142,6 +142,7 @@ class LoadTester:
         think_time: float = 0.0,
         name: str = "run",
         thresholds: Sequence[Threshold | str] | Threshold | str | None = (),
+        wait_for_tasks: float = 0.0,
     ) -> Run:
         """Run a plan (or one phase given by duration + concurrency | rate); returns the Run.
 
@@ -151,8 +152,27 @@ class LoadTester:
         ``thresholds`` (``Threshold`` objects or strings such as ``"p95(POST /tasks) < 300ms"``)
         are evaluated at the end (``run.thresholds()``, ``run.passed``); those marked
         ``abort_on_fail`` are also watched during the run, which stops within a second of a breach.
+
+        ``wait_for_tasks`` (seconds, WebSockets only): after the load, keep the sockets open without
+        sending any request until every tracked task got its completed/failed message or this
+        time passed, so the task table counts tasks the pipeline finishes late; rows of the wait
+        are in phase "teardown", and the load's duration leaves the wait out.
         """
         plan = _resolve_plan(plan, duration, concurrency, rate, think_time)
+        if (
+            isinstance(wait_for_tasks, bool)
+            or not isinstance(wait_for_tasks, int | float)
+            or not 0 <= wait_for_tasks < float("inf")
+        ):
+            raise ConfigError(
+                f"wait_for_tasks must be a number of seconds >= 0 (got {wait_for_tasks!r}); "
+                "e.g. 60 to let the task pipeline finish after the load, 0 to stop at once"
+            )
+        if wait_for_tasks and not self._wants_ws(plan):
+            raise ConfigError(
+                "wait_for_tasks needs WebSocket connections to see tasks finish; "
+                "set websockets= (or a phase's websockets) or wait_for_tasks=0"
+            )
         if self._wants_ws(plan) and self.target.ws_url is None:
             raise ConfigError(
                 "WebSocket connections were asked for (websockets= or a phase's websockets) but "
@@ -181,7 +201,7 @@ class LoadTester:
             # The tester's and its libraries' log records lose tokens and passwords while it runs
             # (websockets logs every handshake, ?token=<access JWT> included, at DEBUG).
             with log_redaction(secrets=[u.password for u in self.users]):
-                run = await self._run(plan, name, checks)
+                run = await self._run(plan, name, checks, float(wait_for_tasks))
         except BaseException as exc:
             if view is not None:
                 view.finish(self.last_run, error=exc)
@@ -224,7 +244,9 @@ class LoadTester:
 
     # --- the run -------------------------------------------------------------------------------
 
-    async def _run(self, plan: StressPlan, name: str, checks: tuple[Threshold, ...] = ()) -> Run:
+    async def _run(
+        self, plan: StressPlan, name: str, checks: tuple[Threshold, ...] = (), wait_for_tasks: float = 0.0
+    ) -> Run:
         clock = Clock()
         counters = self.counters = LiveCounters()
         worker = 0
@@ -364,6 +386,9 @@ class LoadTester:
 
                 await driver.drain(self.target.request_timeout)
                 load_end_ns = clock.now()
+                if wait_for_tasks and self._ws_driver is not None and not breach:
+                    state.phase = "teardown"  # no request is sent; the sockets stay open
+                    await self._ws_driver.wait_for_tasks(wait_for_tasks)
             except asyncio.CancelledError:
                 cancelled, stopped = True, "cancelled"
                 load_end_ns = load_end_ns or clock.now()

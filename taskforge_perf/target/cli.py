@@ -133,8 +133,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--token-check-delay",
         type=_dur,
-        default=0.050,
-        help="with --real-quirks, the async token check that loses early subscribes (50ms)",
+        default=0.002,
+        help="with --real-quirks, the async token check that loses early subscribes (2ms, as the "
+        "real gateway's 0-2 ms)",
     )
     a(
         "--task-duration",
