@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, WS_SCHEMA
 
 #: Where runs are saved when no directory is given (relative to the working directory).
 DEFAULT_STORE = Path("data/runs")
@@ -37,10 +37,13 @@ class Run:
         events: pl.DataFrame | pl.LazyFrame,
         ws_events: pl.DataFrame | pl.LazyFrame | None,
         meta: dict[str, Any],
+        *,
+        health: pl.DataFrame | pl.LazyFrame | None = None,
     ) -> None:
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
+        self._health = health
         self._load: pl.DataFrame | None = None
 
     # --- frames --------------------------------------------------------------------------------
@@ -58,6 +61,22 @@ class Run:
         if isinstance(self._ws, pl.LazyFrame):
             self._ws = self._ws.collect()
         return self._ws
+
+    @property
+    def health(self) -> pl.DataFrame:
+        """The generator's own health per monitor interval (engine.health.HEALTH_SCHEMA):
+        event-loop lag, CPU share, open-model start lateness. Empty for runs without it."""
+        if self._health is None:
+            self._health = pl.DataFrame(schema=HEALTH_SCHEMA)
+        elif isinstance(self._health, pl.LazyFrame):
+            self._health = self._health.collect()
+        return self._health
+
+    @property
+    def generator_saturated(self) -> bool:
+        """True when the tester itself was past its limits (``meta["generator"]["reasons"]``):
+        its latencies include the tester's own queueing."""
+        return bool((self.meta.get("generator") or {}).get("saturated"))
 
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
@@ -234,6 +253,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self.events.write_parquet(folder / "events.parquet")
         self.ws_events.write_parquet(folder / "ws_events.parquet")
+        if self._health is not None:
+            self.health.write_parquet(folder / "health.parquet")
         (folder / "meta.json").write_text(json.dumps(self.meta, indent=2, default=str))
         return folder
 
@@ -290,7 +311,9 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     meta = json.loads(meta_path.read_text())
     events = _read(folder / "events.parquet", HTTP_SCHEMA, lazy)
     ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
-    return Run(events, ws, meta)
+    health_path = folder / "health.parquet"
+    health = pl.read_parquet(health_path) if health_path.is_file() else None
+    return Run(events, ws, meta, health=health)
 
 
 def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:

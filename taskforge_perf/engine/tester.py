@@ -21,6 +21,7 @@ from taskforge_perf.engine.auth import AuthClient
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.fastclient import FastClient
+from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
@@ -52,6 +53,11 @@ class LoadTester:
     everything through the aiohttp session. Auth, setup and redirects always use aiohttp.
     ``ssl_context`` applies to both for https targets: an ``ssl.SSLContext`` (e.g. one that
     trusts a self-signed certificate), ``False`` (no certificate check) or None (the defaults).
+
+    The plan's end is the end: no request starts after it; requests still in flight get
+    ``drain_grace`` seconds (default: the target's request timeout) and are then cancelled
+    (``cancelled`` rows), and open-model arrivals that never started become ``dropped`` rows.
+    A run's load never lasts longer than the plan plus the grace.
     """
 
     def __init__(
@@ -74,8 +80,20 @@ class LoadTester:
         live: bool | None = None,
         http_client: str = "fast",
         ssl_context: ssl.SSLContext | bool | None = None,
+        drain_grace: float | None = None,
     ) -> None:
         self.target: Target = as_target(target)
+        if drain_grace is not None and (
+            isinstance(drain_grace, bool)
+            or not isinstance(drain_grace, int | float)
+            or not 0 <= drain_grace < float("inf")
+        ):
+            raise ConfigError(
+                f"drain_grace must be a number of seconds >= 0, or None for the target's request "
+                f"timeout (got {drain_grace!r})"
+            )
+        #: Seconds requests in flight at the plan's end may take before they are cancelled.
+        self.drain_grace = float(drain_grace) if drain_grace is not None else None
         if http_client not in ("fast", "aiohttp"):
             raise ConfigError(f"http_client must be 'fast' or 'aiohttp' (got {http_client!r})")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext | bool):
@@ -285,6 +303,13 @@ class LoadTester:
                 lvl = plan.at(min(max(elapsed, 0.0), plan.duration - 1e-9))
                 return lvl.remaining_in_phase if lvl is not None else 0.0
 
+            health = HealthProbe(
+                clock,
+                driver.lateness,
+                interval=self.monitor_interval,
+                phase=lambda: state.phase,
+                in_flight=lambda: counters.in_flight,
+            )
             monitor = Monitor(
                 list(self.listeners),
                 clock,
@@ -295,6 +320,7 @@ class LoadTester:
                 planned_s=plan.duration,
                 load_start=lambda: starts[0] if starts else None,
                 phase_remaining=remaining,
+                health=health,
             )
             monitor_task = asyncio.ensure_future(monitor.run()) if self.listeners else None
             abort = asyncio.Event()
@@ -322,6 +348,8 @@ class LoadTester:
                 gc_keeper = asyncio.ensure_future(_freeze_survivors())
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
+                driver.end_ns = load_start_ns + int(plan.duration * 1e9)
+                health.start()
                 watch_task = (
                     asyncio.ensure_future(
                         self._watch(
@@ -347,13 +375,16 @@ class LoadTester:
                 if breach:
                     stopped = f"aborted: {breach[0]}"
 
-                await driver.drain(self.target.request_timeout)
+                # The grace runs from the plan's end (the loop may reach this point late).
+                grace = self.drain_grace if self.drain_grace is not None else self.target.request_timeout
+                await driver.drain(min(driver.end_ns, clock.now()) / 1e9 + grace - clock.seconds())
                 load_end_ns = clock.now()
             except asyncio.CancelledError:
                 cancelled, stopped = True, "cancelled"
                 load_end_ns = load_end_ns or clock.now()
                 await asyncio.shield(driver.drain(0.5))
             finally:
+                await health.stop()
                 state.phase = "teardown"
                 if gc_keeper is not None:
                     gc_keeper.cancel()
@@ -382,7 +413,8 @@ class LoadTester:
         meta = self._meta(
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
-        run = Run(recorder.frame(), ws_recorder.frame(), meta)
+        meta["generator"] = health.summary()
+        run = Run(recorder.frame(), ws_recorder.frame(), meta, health=health.frame())
         if checks:
             results = run.evaluate(checks)
             meta["thresholds"] = results.to_dicts()
