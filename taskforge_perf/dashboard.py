@@ -274,6 +274,9 @@ def static_html(run: Any, *, title: str = "") -> str:
     if ws:
         head += f", WebSocket: {counters.get('ws_completed', 0):,} tasks completed"
     head += "</p>"
+    warning = getattr(run, "generator_warning", lambda: None)()
+    if warning:
+        head += f"<p style='color:#b45309'><b>{_esc(warning)}</b></p>"
     summary = run.summary()
     cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
     table = _table(summary.select(cols).to_dicts(), cols) if summary.height else "<p>no requests</p>"

@@ -78,6 +78,16 @@ class Run:
         its latencies include the tester's own queueing."""
         return bool((self.meta.get("generator") or {}).get("saturated"))
 
+    def generator_warning(self) -> str | None:
+        """The caption shown beside a saturated run's figures (CLI, dashboard, report), or None."""
+        g = self.meta.get("generator") or {}
+        if not g.get("saturated"):
+            return None
+        return (
+            "WARNING: the load generator was saturated; these numbers include the tester's own "
+            "queueing (" + "; ".join(g.get("reasons") or ()) + ")"
+        )
+
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
         if self._load is None:  # every analysis starts here: filter the frame once
@@ -185,6 +195,7 @@ class Run:
             self.ws_events,
             duration_s=self.duration_s or None,
             plan=self.plan,
+            generator=self.meta.get("generator"),
         )
 
     def thresholds(self) -> pl.DataFrame:

@@ -158,7 +158,9 @@ HEALTH_SCHEMA: dict[str, pl.DataType] = {
     "lag_p50_ms": pl.Float64(),
     "lag_p99_ms": pl.Float64(),
     "lag_max_ms": pl.Float64(),
+    "own_lag_p99_ms": pl.Float64(),  # the lag minus the time spent waiting for a CPU
     "cpu": pl.Float64(),
+    "cpu_wait": pl.Float64(),  # share of the interval runnable but not running (machine busy)
     "starts": pl.Int64(),
     "lateness_p99_ms": pl.Float64(),
     "lateness_max_ms": pl.Float64(),

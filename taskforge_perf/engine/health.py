@@ -4,19 +4,25 @@ A load tester that runs short of CPU or whose event loop is busy reports its own
 target's latency. While a run goes, ``HealthProbe`` measures, per interval (the monitor's):
 
 - **event-loop lag**: a timer asks to wake every ``TICK_S``; how late it wakes (the overshoot)
-  is the time any callback (a response, a scheduled start) waits behind other work;
+  is the time any callback (a response, a scheduled start) waits. On Linux the overshoot is split
+  with the loop thread's run-queue wait (``/proc/thread-self/schedstat``): the part spent waiting
+  for a CPU is the *machine's* doing (other processes), the rest (``own_lag``) is the tester's own
+  work (callbacks ahead of the timer: responses, WebSocket messages, flushes);
 - **CPU share**: process CPU time (``time.process_time``, all threads) over wall time: 1.0 is
   one core busy all the time;
 - **start lateness** (open model): ``t_start - t_intended`` of the requests the schedule started
   itself (not those queued behind the in-flight cap: that wait is the target's doing).
 
 Past the documented limits below the run is *generator saturated*: its latencies include the
-tester's own queueing. The rows go to ``run.health``, the summary to ``meta["generator"]``.
+tester's own queueing. Each reason names its cause: ``"tester"`` (own lag, CPU share, or
+lateness while the own lag was over its limit) or ``"machine"`` (lag or lateness while the
+tester was waiting for a CPU). The rows go to ``run.health``, the summary to ``meta["generator"]``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +48,21 @@ LATENESS_BUCKET_NS = 100_000
 
 def _q(sorted_values: list[Any], q: float) -> Any:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+def _open_schedstat() -> int | None:
+    """A descriptor on the calling thread's scheduler stats (Linux), or None."""
+    try:
+        fd = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+        _wait_ns(fd)
+        return fd
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _wait_ns(fd: int) -> int:
+    """Nanoseconds the thread has spent runnable but not running (waiting for a CPU)."""
+    return int(os.pread(fd, 128, 0).split()[1])
 
 
 class HealthProbe:
@@ -72,6 +93,10 @@ class HealthProbe:
         self._late_hist: dict[int, int] = {}
         self._late_n = 0
         self._lags: list[float] = []
+        self._own: list[float] = []  # the overshoot minus the run-queue wait, ms
+        self._own_run: list[float] = []
+        self._fd: int | None = None
+        self._wait_last = 0
         self._task: asyncio.Task[None] | None = None
         self._t0 = self._t_last = 0
         self._cpu_last = 0.0
@@ -82,6 +107,8 @@ class HealthProbe:
         """Start measuring now (the load's start)."""
         self._t0 = self._t_last = self.clock.now()
         self._cpu_last = self.process_time()
+        self._fd = _open_schedstat()  # on the loop's thread: the thread whose waits count
+        self._wait_last = _wait_ns(self._fd) if self._fd is not None else 0
         self.lateness.clear()
         self._task = asyncio.ensure_future(self._ticker())
 
@@ -93,16 +120,27 @@ class HealthProbe:
         await asyncio.gather(self._task, return_exceptions=True)
         self._task = None
         self._close_interval(self.clock.now())
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     async def _ticker(self) -> None:
-        clock, lags, tick = self.clock, self._lags, TICK_S
+        clock, lags, own, tick, fd = self.clock, self._lags, self._own, TICK_S, self._fd
         every = int(self.interval * 1e9)
         want = int(tick * 1e9)
+        wait = self._wait_last
         while True:
             t = clock.now()
             await asyncio.sleep(tick)
             now = clock.now()
-            lags.append(max(now - t - want, 0) / 1e6)
+            over = max(now - t - want, 0)
+            lags.append(over / 1e6)
+            if fd is not None:
+                w = _wait_ns(fd)
+                own.append(max(over - (w - wait), 0) / 1e6)
+                wait = w
+            else:
+                own.append(over / 1e6)
             if now - self._t_last >= every:
                 self._close_interval(now)
 
@@ -116,6 +154,14 @@ class HealthProbe:
         lags = sorted(self._lags)
         self._lags_run.extend(self._lags)
         self._lags.clear()
+        own = sorted(self._own)
+        self._own_run.extend(self._own)
+        self._own.clear()
+        wait_share = None
+        if self._fd is not None:
+            w = _wait_ns(self._fd)
+            wait_share = (w - self._wait_last) / 1e9 / dt
+            self._wait_last = w
         late = sorted(self.lateness)
         self.lateness.clear()
         hist = self._late_hist
@@ -132,7 +178,9 @@ class HealthProbe:
                 "lag_p50_ms": _q(lags, 0.5) if lags else None,
                 "lag_p99_ms": _q(lags, 0.99) if lags else None,
                 "lag_max_ms": lags[-1] if lags else None,
+                "own_lag_p99_ms": _q(own, 0.99) if own else None,
                 "cpu": cpu,
+                "cpu_wait": wait_share,
                 "starts": len(late),
                 "lateness_p99_ms": _q(late, 0.99) / 1e6 if late else None,
                 "lateness_max_ms": late[-1] / 1e6 if late else None,
@@ -154,6 +202,9 @@ class HealthProbe:
         """Run-wide figures, the limits, ``saturated`` and the reasons (JSON-safe; meta["generator"])."""
         lags = sorted(self._lags_run + self._lags)
         lag_p99 = _q(lags, 0.99) if lags else None
+        own = sorted(self._own_run + self._own)
+        own_p99 = _q(own, 0.99) if own else None
+        waits = [r["cpu_wait"] for r in self.rows if r["cpu_wait"] is not None]
         cpus = [r["cpu"] for r in self.rows if r["interval_s"] >= MIN_CPU_INTERVAL_S]
         cpu_max = max(cpus) if cpus else None
         lateness_p99 = None
@@ -164,22 +215,45 @@ class HealthProbe:
                 if seen > rank:
                     lateness_p99 = (b + 1) * LATENESS_BUCKET_NS / 1e6  # the bucket's upper edge
                     break
-        reasons = []
-        if lag_p99 is not None and lag_p99 > LAG_LIMIT_MS:
-            reasons.append(f"event-loop lag p99 {lag_p99:.1f} ms > {LAG_LIMIT_MS:g} ms")
-        if cpu_max is not None and cpu_max > CPU_LIMIT:
-            reasons.append(f"process CPU {cpu_max:.0%} of a core > {CPU_LIMIT:.0%} in an interval")
+        reasons: list[str] = []
+        causes: set[str] = set()
+
+        def flag(cause: str, text: str) -> None:
+            causes.add(cause)
+            reasons.append(f"{cause}: {text}")
+
+        own_over = own_p99 is not None and own_p99 > LAG_LIMIT_MS
+        cpu_over = cpu_max is not None and cpu_max > CPU_LIMIT
+        if own_over:
+            flag(
+                "tester",
+                f"event loop busy with the tester's own work: lag p99 {own_p99:.1f} ms > {LAG_LIMIT_MS:g} ms",
+            )
+        if cpu_over:
+            flag("tester", f"process CPU {cpu_max:.0%} of a core > {CPU_LIMIT:.0%} in an interval")
+        if lag_p99 is not None and lag_p99 > LAG_LIMIT_MS and not own_over:
+            flag(
+                "machine",
+                f"waiting for a CPU (machine busy): event-loop lag p99 {lag_p99:.1f} ms > "
+                f"{LAG_LIMIT_MS:g} ms while the tester's own part stayed under it",
+            )
         if lateness_p99 is not None and lateness_p99 > LATENESS_LIMIT_MS:
-            reasons.append(f"open-model start lateness p99 {lateness_p99:.1f} ms > {LATENESS_LIMIT_MS:g} ms")
+            flag(
+                "tester" if own_over or cpu_over else "machine",
+                f"open-model start lateness p99 {lateness_p99:.1f} ms > {LATENESS_LIMIT_MS:g} ms",
+            )
         return {
             "lag_p99_ms": lag_p99,
             "lag_max_ms": lags[-1] if lags else None,
+            "own_lag_p99_ms": own_p99,
+            "cpu_wait_max": max(waits) if waits else None,
             "cpu_max": cpu_max,
             "cpu_mean": sum(cpus) / len(cpus) if cpus else None,
             "lateness_p99_ms": lateness_p99,
             "starts": self._late_n,
             "ticks": len(lags),
             "saturated": bool(reasons),
+            "causes": sorted(causes),
             "reasons": reasons,
             "limits": {
                 "lag_p99_ms": LAG_LIMIT_MS,

@@ -361,6 +361,7 @@ class LoadTester:
                             load_start_ns,
                             abort,
                             breach,
+                            health,
                         )
                     )
                     if watched
@@ -434,15 +435,25 @@ class LoadTester:
         t0_ns: int,
         abort: asyncio.Event,
         breach: list[Threshold],
+        health: HealthProbe | None = None,
     ) -> None:
-        """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach."""
+        """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach.
+
+        Incremental: each check reads only the rows recorded since the last one.
+        """
         watch = ThresholdWatch(watched)
+        seen = seen_ws = 0
         while not abort.is_set():
             await asyncio.sleep(WATCH_INTERVAL_S)
-            events = recorder.snapshot()
-            events = events.filter(pl.col("t_start") >= t0_ns)
-            hit = watch.check(
-                events, ws_recorder.snapshot(), elapsed_s=(clock.now() - t0_ns) / 1e9, plan=plan
+            events = recorder.since(seen)
+            ws_new = ws_recorder.since(seen_ws)
+            seen += events.height
+            seen_ws += ws_new.height
+            watch.add(events.filter(pl.col("t_start") >= t0_ns), ws_new)
+            hit = watch.poll(
+                elapsed_s=(clock.now() - t0_ns) / 1e9,
+                plan=plan,
+                generator=health.summary() if watch.needs_generator and health is not None else None,
             )
             if hit is not None:
                 breach.append(hit)

@@ -3,13 +3,17 @@ and the generator's own saturation is measured and flagged. Real reference targe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
 import taskforge_perf as tfp
+from taskforge_perf.engine import health
 from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.live import format_snapshot
 from taskforge_perf.mix import Endpoint, task_endpoint
+from taskforge_perf.schema import HEALTH_SCHEMA
 
 FAST = {"hash_iterations": 1000}
 SLACK_NS = 2_000_000  # engine.http.END_SLACK_NS
@@ -67,3 +71,40 @@ def test_drain_grace_is_validated() -> None:
     for bad in (-1, float("nan"), float("inf"), "5", True):
         with pytest.raises(tfp.ConfigError, match="drain_grace"):
             tfp.LoadTester("http://127.0.0.1:9", tfp.UserPool(count=1), drain_grace=bad)  # type: ignore[arg-type]
+
+
+HEALTH = tfp.RequestMix([Endpoint("GET /health", "GET", "/health", auth=False)])
+
+
+async def test_websocket_flood_makes_the_run_generator_saturated() -> None:
+    # Every 1 ms each of 40 sockets gets two frames the client must read and parse: tens of
+    # thousands of messages a second on the tester's one event loop.
+    async with tfp.ReferenceTarget(seed=32, ws_garbage_every=0.001, **FAST) as target:
+        tester = tfp.LoadTester(
+            target, tfp.UserPool(count=4, email_prefix="flood"), HEALTH, seed=32, websockets=40
+        )
+        run = await tester.run(duration=3, rate=20)
+    g = run.meta["generator"]
+    assert run.generator_saturated and g["saturated"], g
+    assert "tester" in g["causes"], g
+    assert any("tester's own work" in r for r in g["reasons"]), g
+    assert g["own_lag_p99_ms"] > health.LAG_LIMIT_MS
+    assert run.health.height >= 2
+    assert run.health["lag_max_ms"].max() > health.LAG_LIMIT_MS  # type: ignore[operator]
+
+
+async def test_a_quiet_run_is_not_flagged_for_the_tester(tmp_path: Path) -> None:
+    async with tfp.ReferenceTarget(seed=33, **FAST) as target:
+        tester = tfp.LoadTester(target, tfp.UserPool(count=2, email_prefix="quiet"), HEALTH, seed=33)
+        run = await tester.run(duration=2, rate=20)
+    g = run.meta["generator"]
+    # The tester's own work stays far inside the limits. Other processes on a busy machine can
+    # still delay it (cause "machine", reported as such): that is not the tester's saturation.
+    assert "tester" not in g["causes"], g
+    assert g["own_lag_p99_ms"] < health.LAG_LIMIT_MS and g["cpu_max"] < health.CPU_LIMIT, g
+    assert run.generator_saturated == bool(g["causes"])
+    stats = run.meta["phases"]["load"]
+    assert stats["planned"] == 40 and g["starts"] == 40 - stats["dropped"] and g["ticks"] > 50, g
+    assert set(run.health.columns) == set(HEALTH_SCHEMA) and run.health.height >= 3
+    back = tfp.load_run(run.save(tmp_path / "quiet"))
+    assert back.health.equals(run.health) and back.meta["generator"] == g
