@@ -7,6 +7,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import taskforge_perf as tfp
 from taskforge_perf.dashboard import snapshot_html, static_html, status_text
 from taskforge_perf.live import format_snapshot
@@ -68,3 +70,15 @@ def test_a_saturated_run_carries_the_warning_in_its_views() -> None:
     assert "lag p99 274.3 ms" in warning
     assert "tester&#x27;s own queueing" in static_html(hot) or "tester's own queueing" in static_html(hot)
     assert hot.health.height == 0  # a run without health rows still has the frame (empty)
+
+
+@pytest.mark.timeout(170)
+def test_the_report_of_a_saturated_run_says_so(tmp_path: Path) -> None:
+    from taskforge_perf.report import report
+
+    run = tfp.load_run(SAMPLES / "baseline")
+    meta = copy.deepcopy(run.meta)
+    meta["generator"] = SATURATED
+    folder = tfp.Run(run.events, run.ws_events, meta).save(tmp_path / "hot")
+    html = Path(report(folder, output=tmp_path / "hot.html", progress=False)).read_text(encoding="utf-8")
+    assert "these numbers include the tester" in html and "lag p99 274.3 ms" in html
