@@ -237,6 +237,8 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
         f"run {run.meta['stopped']}"
     )
+    if run.generator_warning():
+        print(run.generator_warning())
     if run.ws_events.height:
         print("WebSocket status gateway:")
         _print_table(run.ws_summary(), precision=1)

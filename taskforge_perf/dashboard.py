@@ -77,6 +77,8 @@ def snapshot_html(s: Snapshot, *, interval_s: float = 0.5) -> str:
     ]
     if s.late:
         rows.append(("Late starts (behind schedule)", f"{s.late:,}"))
+    if s.saturated:
+        rows.append(("Tester saturated (numbers include its own queueing)", _esc(s.saturated)))
     body = "".join(
         f"<tr><th style='text-align:left;padding:1px 12px 1px 0;font-weight:normal'>{_esc(k)}</th>"
         f"<td style='text-align:right;font-variant-numeric:tabular-nums'>{v}</td></tr>"
@@ -91,6 +93,11 @@ def status_text(s: Snapshot) -> str:
         return "setting up users (signup / login) ..."
     if s.phase == "teardown":
         return f"finishing: {s.elapsed_s:.0f} s of load done, logging users out ..."
+    if s.draining:
+        return (
+            f"plan done ({_dur(s.planned_s)}): draining {s.draining:,} in flight "
+            "(cancelled when the grace runs out) ..."
+        )
     left = max(s.planned_s - s.elapsed_s, 0.0)
     return (
         f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · "
@@ -267,6 +274,9 @@ def static_html(run: Any, *, title: str = "") -> str:
     if ws:
         head += f", WebSocket: {counters.get('ws_completed', 0):,} tasks completed"
     head += "</p>"
+    warning = getattr(run, "generator_warning", lambda: None)()
+    if warning:
+        head += f"<p style='color:#b45309'><b>{_esc(warning)}</b></p>"
     summary = run.summary()
     cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
     table = _table(summary.select(cols).to_dicts(), cols) if summary.height else "<p>no requests</p>"

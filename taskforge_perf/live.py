@@ -35,6 +35,10 @@ def format_snapshot(s: Snapshot) -> str:
         parts.append(f"{s.ws_open} ws, {s.ws_completed} done")
     if s.late:
         parts.append(f"{s.late} late")
+    if s.draining:
+        parts[1] = f"plan done, draining {s.draining} in flight"
+    if s.saturated:
+        parts.append(f"TESTER SATURATED ({s.saturated})")
     return " | ".join(parts)
 
 

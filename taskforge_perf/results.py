@@ -13,7 +13,7 @@ import polars as pl
 
 from taskforge_perf.errors import ConfigError
 from taskforge_perf.redact import redact
-from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, WS_SCHEMA
 
 #: Where runs are saved when no directory is given (relative to the working directory).
 DEFAULT_STORE = Path("data/runs")
@@ -38,11 +38,14 @@ class Run:
         events: pl.DataFrame | pl.LazyFrame,
         ws_events: pl.DataFrame | pl.LazyFrame | None,
         meta: dict[str, Any],
+        *,
+        health: pl.DataFrame | pl.LazyFrame | None = None,
     ) -> None:
         _check_run_args(events, ws_events, meta)
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
+        self._health = health
         self._load: pl.DataFrame | None = None
 
     # --- frames --------------------------------------------------------------------------------
@@ -60,6 +63,32 @@ class Run:
         if isinstance(self._ws, pl.LazyFrame):
             self._ws = self._ws.collect()
         return self._ws
+
+    @property
+    def health(self) -> pl.DataFrame:
+        """The generator's own health per monitor interval (engine.health.HEALTH_SCHEMA):
+        event-loop lag, CPU share, open-model start lateness. Empty for runs without it."""
+        if self._health is None:
+            self._health = pl.DataFrame(schema=HEALTH_SCHEMA)
+        elif isinstance(self._health, pl.LazyFrame):
+            self._health = self._health.collect()
+        return self._health
+
+    @property
+    def generator_saturated(self) -> bool:
+        """True when the tester itself was past its limits (``meta["generator"]["reasons"]``):
+        its latencies include the tester's own queueing."""
+        return bool((self.meta.get("generator") or {}).get("saturated"))
+
+    def generator_warning(self) -> str | None:
+        """The caption shown beside a saturated run's figures (CLI, dashboard, report), or None."""
+        g = self.meta.get("generator") or {}
+        if not g.get("saturated"):
+            return None
+        return (
+            "WARNING: the load generator was saturated; these numbers include the tester's own "
+            "queueing (" + "; ".join(g.get("reasons") or ()) + ")"
+        )
 
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
@@ -168,6 +197,7 @@ class Run:
             self.ws_events,
             duration_s=self.duration_s or None,
             plan=self.plan,
+            generator=self.meta.get("generator"),
         )
 
     def thresholds(self) -> pl.DataFrame:
@@ -237,6 +267,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self.events.write_parquet(folder / "events.parquet")
         self.ws_events.write_parquet(folder / "ws_events.parquet")
+        if self._health is not None:
+            self.health.write_parquet(folder / "health.parquet")
         # Masked again on the way out: credentials or tokens in any text of meta never reach disk.
         (folder / "meta.json").write_text(json.dumps(redact(self.meta), indent=2, default=str))
         return folder
@@ -294,7 +326,9 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     meta = json.loads(meta_path.read_text())
     events = _read(folder / "events.parquet", HTTP_SCHEMA, lazy)
     ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
-    return Run(events, ws, meta)
+    health_path = folder / "health.parquet"
+    health = pl.read_parquet(health_path) if health_path.is_file() else None
+    return Run(events, ws, meta, health=health)
 
 
 def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:

@@ -148,3 +148,22 @@ def empty_http_frame() -> pl.DataFrame:
 def empty_ws_frame() -> pl.DataFrame:
     """An empty frame with the WebSocket schema."""
     return pl.DataFrame(schema=WS_SCHEMA)
+
+
+#: ``run.health``: the generator's own health per monitor interval (``engine.health``).
+HEALTH_SCHEMA: dict[str, pl.DataType] = {
+    "t_s": pl.Float64(),  # end of the interval, seconds since the load started
+    "interval_s": pl.Float64(),
+    "phase": pl.String(),
+    "ticks": pl.Int64(),
+    "lag_p50_ms": pl.Float64(),
+    "lag_p99_ms": pl.Float64(),
+    "lag_max_ms": pl.Float64(),
+    "own_lag_p99_ms": pl.Float64(),  # the lag minus the time spent waiting for a CPU
+    "cpu": pl.Float64(),
+    "cpu_wait": pl.Float64(),  # share of the interval runnable but not running (machine busy)
+    "starts": pl.Int64(),
+    "lateness_p99_ms": pl.Float64(),
+    "lateness_max_ms": pl.Float64(),
+    "in_flight": pl.Int64(),
+}

@@ -6,13 +6,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from taskforge_perf.thresholds import _NON_LOAD_PHASES, _QUANTILES, _WS, Threshold, ThresholdError
+from taskforge_perf.threshold_stream import LatencyHistogram
+from taskforge_perf.thresholds import _GEN, _NON_LOAD_PHASES, _QUANTILES, _WS, Threshold, ThresholdError
 
 if TYPE_CHECKING:
     from taskforge_perf.plan import StressPlan
@@ -84,10 +85,16 @@ def _task_latencies(ws_events: pl.DataFrame, events: pl.DataFrame | None, th: Th
 
 
 def _measure(
-    th: Threshold, events: pl.DataFrame, ws_events: pl.DataFrame | None, duration_s: float | None
+    th: Threshold,
+    events: pl.DataFrame,
+    ws_events: pl.DataFrame | None,
+    duration_s: float | None,
+    generator: Mapping[str, Any] | None = None,
 ) -> tuple[float | None, int, str | None]:
     """(actual, rows in scope, note) for one threshold."""
     m = th.metric
+    if m in _GEN:
+        return _measure_generator(m, generator)
     if m in _WS or m.startswith("task_latency."):
         if ws_events is None:
             return None, 0, "no WebSocket frame given"
@@ -134,6 +141,15 @@ def _measure(
     return rows.select(_stat_expr(stat, ms)).item(), rows.height, None
 
 
+def _measure_generator(m: str, generator: Mapping[str, Any] | None) -> tuple[float | None, int, str | None]:
+    """A ``generator.*`` metric from the run's ``meta["generator"]`` (rows: the lag timer's ticks)."""
+    if not generator:
+        return None, 0, "no generator health (meta['generator']) given"
+    v = generator.get(_GEN[m])
+    n = int(generator.get("ticks") or 0)
+    return (None, n, "not measured in this run") if v is None else (float(v), n, None)
+
+
 def _duration_for(th: Threshold, duration_s: float | None, plan: StressPlan | None) -> float | None:
     if plan is not None and th.phase is not None:
         for ph in plan.phases:
@@ -174,12 +190,14 @@ def evaluate(
     *,
     duration_s: float | None = None,
     plan: StressPlan | None = None,
+    generator: Mapping[str, Any] | None = None,
 ) -> pl.DataFrame:
     """One row per threshold: threshold, metric, scope, actual, op, limit, unit, passed, rows,
     abort_on_fail, note. A scope with no rows has a null actual, fails, and says why in ``note``.
 
     ``duration_s`` is the run's load duration for run-wide ``rps``; with ``plan`` given, a
-    phase-scoped ``rps`` divides by the phase's planned duration.
+    phase-scoped ``rps`` divides by the phase's planned duration. ``generator`` is the run's
+    ``meta["generator"]`` (for ``generator.*`` metrics).
 
     >>> import polars as pl
     >>> ev = pl.DataFrame({"t_intended": [0, 0], "t_start": [0, 0], "t_end": [10**8, 3 * 10**8],
@@ -190,7 +208,7 @@ def evaluate(
     """
     rows = []
     for th in _coerce(thresholds):
-        actual, n, note = _measure(th, events, ws_events, _duration_for(th, duration_s, plan))
+        actual, n, note = _measure(th, events, ws_events, _duration_for(th, duration_s, plan), generator)
         ok = th.check(actual)
         rows.append(
             {
@@ -218,6 +236,12 @@ def passed(results: pl.DataFrame) -> bool:
 class ThresholdWatch:
     """Checks the ``abort_on_fail`` thresholds during a run (pure; call it about once a second).
 
+    Two ways to feed it: ``check(rows_so_far)`` measures the frames it is given (every row, each
+    time); the engine uses ``add(new_rows)`` then ``poll()``, whose cost per call is proportional
+    to the rows added since the last call (percentiles from a histogram within ±0.5 %, see
+    ``threshold_stream``; error rates, rps, max and mean exact). The final evaluation after the
+    run (``evaluate``) is always exact.
+
     A scope with fewer than ``min_rows`` rows is not judged yet (``ws.*`` counts always are).
     Once a threshold breaches, the watch stays breached and :attr:`breach` holds its result row.
 
@@ -233,6 +257,13 @@ class ThresholdWatch:
         self.min_rows = min_rows
         self.breached: Threshold | None = None
         self.breach: dict[str, object] | None = None
+        # Incremental state (add / poll).
+        self._acc: list[_Running] | None = None
+        self._ws: list[pl.DataFrame] = []
+        self._tasks: list[pl.DataFrame] = []
+        self._keep_tasks = any(t.metric.startswith("task_latency.") and t.phase for t in self.thresholds)
+        #: True when a ``generator.*`` threshold is watched (``poll`` then wants ``generator=``).
+        self.needs_generator = any(t.metric in _GEN for t in self.thresholds)
 
     def check(
         self,
@@ -241,6 +272,7 @@ class ThresholdWatch:
         *,
         elapsed_s: float | None = None,
         plan: StressPlan | None = None,
+        generator: Mapping[str, Any] | None = None,
     ) -> Threshold | None:
         """The first breached abort-on-fail threshold, or None. ``elapsed_s`` is the load time
         so far (for run-wide ``rps``)."""
@@ -248,23 +280,111 @@ class ThresholdWatch:
             return self.breached
         for th in self.thresholds:
             duration = elapsed_s if th.phase is None else _duration_for(th, None, plan)
-            actual, n, note = _measure(th, events_so_far, ws_so_far, duration)
-            if actual is None or (n < self.min_rows and th.metric not in _WS):
-                continue
-            if not th.check(actual):
-                self.breached = th
-                self.breach = {
-                    "threshold": str(th),
-                    "actual": actual,
-                    "limit": th.value,
-                    "rows": n,
-                    "note": note,
-                }
+            actual, n, note = _measure(th, events_so_far, ws_so_far, duration, generator)
+            if self._judge(th, actual, n, note):
                 return th
         return None
+
+    # --- incremental: the engine's path (cost per call proportional to the new rows) -----------
+
+    def add(self, new_events: pl.DataFrame, new_ws: pl.DataFrame | None = None) -> None:
+        """Take in the rows recorded since the last ``add`` (HTTP and WebSocket).
+
+        HTTP metrics keep running counts, sums, maxima and a latency histogram per threshold
+        (``threshold_stream``: percentiles within ±0.5 %, the rest exact); WebSocket metrics
+        (rare rows) are measured on the WebSocket rows kept so far.
+        """
+        if self._acc is None:
+            self._acc = [_Running(th) for th in self.thresholds]
+        if new_events.height:
+            for acc in self._acc:
+                acc.add(new_events)
+            if self._keep_tasks:
+                self._tasks.append(new_events.filter(pl.col("task_id").is_not_null()))
+        if new_ws is not None and new_ws.height:
+            self._ws.append(new_ws)
+
+    def poll(
+        self,
+        *,
+        elapsed_s: float | None = None,
+        plan: StressPlan | None = None,
+        generator: Mapping[str, Any] | None = None,
+    ) -> Threshold | None:
+        """``check`` over every row given to ``add`` so far: the first breached threshold, or None."""
+        if self.breached is not None:
+            return self.breached
+        if self._acc is None:
+            self.add(pl.DataFrame())
+        assert self._acc is not None
+        ws = tasks = None
+        for th, acc in zip(self.thresholds, self._acc, strict=True):
+            duration = elapsed_s if th.phase is None else _duration_for(th, None, plan)
+            if acc.incremental:
+                actual, n, note = acc.value(duration)
+            else:
+                if ws is None:
+                    ws = self._ws = [pl.concat(self._ws)] if self._ws else []
+                    tasks = self._tasks = [pl.concat(self._tasks)] if self._tasks else []
+                frame = tasks[0] if tasks else pl.DataFrame()
+                actual, n, note = _measure(th, frame, ws[0] if ws else None, duration, generator)
+            if self._judge(th, actual, n, note):
+                return th
+        return None
+
+    def _judge(self, th: Threshold, actual: float | None, n: int, note: str | None) -> bool:
+        if actual is None or (n < self.min_rows and th.metric not in _WS and th.metric not in _GEN):
+            return False
+        if th.check(actual):
+            return False
+        self.breached = th
+        self.breach = {"threshold": str(th), "actual": actual, "limit": th.value, "rows": n, "note": note}
+        return True
+
+
+class _Running:
+    """One HTTP threshold's running measure (counts, sum, max, histogram) over scoped rows."""
+
+    def __init__(self, th: Threshold) -> None:
+        self.th = th
+        m = th.metric
+        self.incremental = m not in _WS and m not in _GEN and not m.startswith("task_latency.")
+        self.n = 0
+        self.errors = 0
+        self.hist = LatencyHistogram() if self.incremental and m not in ("error_rate", "rps") else None
+
+    def add(self, events: pl.DataFrame) -> None:
+        if not self.incremental:
+            return
+        rows = _scoped_http(events, self.th)
+        self.n += rows.height
+        m = self.th.metric
+        if m == "error_rate":
+            self.errors += int(rows["error"].is_not_null().sum())
+        elif self.hist is not None and rows.height:
+            start = "t_intended" if m.startswith("resp_") else "t_start"
+            self.hist.add(rows.select((pl.col("t_end") - pl.col(start)).cast(pl.Float64) / 1e6).to_series())
+
+    def value(self, duration_s: float | None) -> tuple[float | None, int, str | None]:
+        if self.n == 0:
+            return None, 0, "no requests in scope"
+        m = self.th.metric
+        if m == "error_rate":
+            return self.errors / self.n, self.n, None
+        if m == "rps":
+            if not duration_s or duration_s <= 0:
+                return None, self.n, "duration unknown; pass duration_s="
+            return self.n / duration_s, self.n, None
+        assert self.hist is not None
+        stat = m.removeprefix("resp_")
+        if stat == "max":
+            return self.hist.max, self.n, None
+        if stat == "mean":
+            return self.hist.mean(), self.n, None
+        return self.hist.quantile(_QUANTILES[stat]), self.n, "streaming estimate (±0.5 %)"
 
 
 def rescope(thresholds: Sequence[Threshold], phase: str) -> list[Threshold]:
     """The thresholds that apply to ``phase`` (run-wide ones and those scoped to it), all
     scoped to ``phase``; used to judge a run phase by phase."""
-    return [replace(t, phase=phase) for t in thresholds if t.phase in (None, phase)]
+    return [replace(t, phase=phase) for t in thresholds if t.phase in (None, phase) and t.metric not in _GEN]

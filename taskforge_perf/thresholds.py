@@ -26,6 +26,8 @@ What the metrics read:
 - ``ws.dropped`` / ``ws.rejected`` / ``ws.lost`` count rows whose error is ``dropped`` /
   ``rejected`` / ``lost_subscription``; ``ws.failed`` counts ``connect_error`` rows;
   ``ws.reconnects`` counts ``reconnect`` rows.
+- ``generator.lag_p99`` / ``generator.lateness_p99`` (ms) and ``generator.cpu_max`` (0..1): the
+  tester's own health (``meta["generator"]``, see ``engine.health``): ``generator.lag_p99 < 5ms``.
 
 Rows of the ``setup`` and ``teardown`` phases (sign-up, login, logout) are left out of run-wide
 scopes (name them with ``phase=`` to check them), and rows with error ``cancelled`` (cut by the
@@ -71,6 +73,12 @@ __all__ = [
 _STATS = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean")
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
 _WS = {"ws.dropped", "ws.failed", "ws.lost", "ws.rejected", "ws.reconnects"}
+#: The generator's own health (engine.health, ``meta["generator"]``), run-wide only.
+_GEN = {
+    "generator.lag_p99": "lag_p99_ms",
+    "generator.lateness_p99": "lateness_p99_ms",
+    "generator.cpu_max": "cpu_max",
+}
 METRICS: tuple[str, ...] = (
     *_STATS,
     *(f"resp_{s}" for s in _STATS),
@@ -78,6 +86,7 @@ METRICS: tuple[str, ...] = (
     "rps",
     *(f"task_latency.{s}" for s in _STATS),
     *sorted(_WS),
+    *_GEN,
 )
 _ALIASES = {
     **{f"latency.{s}": s for s in _STATS},
@@ -90,7 +99,7 @@ _NON_LOAD_PHASES = ("setup", "teardown")
 
 
 def _unit(metric: str) -> str:
-    if metric == "error_rate":
+    if metric in ("error_rate", "generator.cpu_max"):
         return "ratio"
     if metric == "rps":
         return "req/s"
@@ -145,6 +154,10 @@ class Threshold:
         if self.endpoint is not None and metric in _WS:
             raise ThresholdError(
                 f"Threshold {metric}: endpoint= does not apply to WebSocket counts; drop it (phase= works)"
+            )
+        if metric in _GEN and (self.endpoint is not None or self.phase is not None):
+            raise ThresholdError(
+                f"Threshold {metric}: the generator's health is run-wide; drop endpoint=/phase="
             )
         if not isinstance(self.abort_on_fail, bool):
             raise ThresholdError(f"Threshold {metric}: abort_on_fail must be True or False")

@@ -30,6 +30,10 @@ from taskforge_perf.users import User
 LATE_AFTER_NS = 2_000_000
 #: uvloop turns shorter sleeps into busy polling (FACTS.md); wake-ups are batched instead.
 MIN_SLEEP_S = 0.001
+#: The plan's end is the end: no request starts later than this after it (the slack covers the
+#: timer's own granularity; an arrival whose turn comes later is recorded as "dropped").
+END_SLACK_NS = LATE_AFTER_NS
+_NEVER = 1 << 62
 
 TaskListener = Callable[[str, "str | None", User, int], None]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -70,6 +74,8 @@ class DriverState:
     level: int = 0  # closed model: wanted virtual users
     think_time: float = 0.0
     stopping: bool = False
+    #: True while requests in flight finish after the plan's end (within the drain grace).
+    draining: bool = False
     phase_stats: dict[str, PhaseStats] = field(default_factory=dict)
 
     def stats(self, phase: str | None = None) -> PhaseStats:
@@ -120,8 +126,15 @@ class HttpDriver:
         self.recent_tasks: collections.deque[str] = collections.deque(maxlen=recent_tasks)
         self.task_listeners: list[TaskListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending: collections.deque[tuple[int, str]] = collections.deque()
+        # Open-model arrivals waiting for the in-flight cap, with the endpoint and user planned
+        # for them (so a dropped row names what would have been sent).
+        self._pending: collections.deque[tuple[int, str, Endpoint, User]] = collections.deque()
         self._open_active = 0
+        #: Clock ns of the plan's end: no request starts after it (+ END_SLACK_NS).
+        self.end_ns = _NEVER
+        #: Scheduler lateness (ns) of open-model starts since the health probe last took them:
+        #: one append per start, read once per monitor interval (engine.health).
+        self.lateness: list[int] = []
         # The open model's schedule, shared by its timer and the completions (see _start_due).
         self._nxt: float | None = None
         self._arrivals: Iterator[float] = iter(())
@@ -365,7 +378,7 @@ class HttpDriver:
         state, clock, pick, mix, rng = self.state, self.clock, self.pick_user, self.mix, self.rng
         send = self._send
         intended = clock.now()
-        while index < state.level and not state.stopping:
+        while index < state.level and not state.stopping and intended <= self.end_ns:
             await send(mix.pick(rng), pick(), intended, True, None)
             think = state.think_time
             if think > 0:
@@ -417,19 +430,23 @@ class HttpDriver:
         state, counters, arrivals, end_s = self.state, self.counters, self._arrivals, self._end_s
         nxt = self._nxt
         phase_end, phase = self._phase_end, self._phase
+        now_ns = int(now * 1e9)
         while nxt is not None and nxt <= now and nxt < end_s:
             while nxt >= phase_end:
                 phase_end, phase = next(self._bounds, (float("inf"), phase))
             stats = state.stats(phase)
             stats.planned += 1
             ti = int(nxt * 1e9)
-            if self._open_active < self.max_in_flight:
+            if now_ns > self.end_ns + END_SLACK_NS:
+                # The loop reached this arrival only after the plan's end: it is never sent.
+                self._drop(ti, phase, self.mix.pick(self.rng), self.pick_user(), now_ns)
+            elif self._open_active < self.max_in_flight:
                 self._open_active += 1
                 self._spawn(self._open_request(ti, phase))
             else:
                 stats.cap_hits += 1
                 counters.cap_hits += 1
-                self._pending.append((ti, phase))
+                self._pending.append((ti, phase, self.mix.pick(self.rng), self.pick_user()))
             nxt = next(arrivals, None)
         self._nxt = nxt
         self._phase_end, self._phase = phase_end, phase
@@ -442,34 +459,45 @@ class HttpDriver:
 
     async def _open_chain(self, ti: int, phase: str) -> None:
         clock, state, counters = self.clock, self.state, self.counters
+        # The first request is started by the schedule itself: its lateness is the generator's
+        # own (health); queued ones after it are late because of the in-flight cap.
+        now = clock.now()
+        self.lateness.append(now - ti)
+        ep, user = self.mix.pick(self.rng), self.pick_user()
         while True:
-            late = clock.now() - ti > LATE_AFTER_NS
             stats = state.stats(phase)
-            if late:
+            if now - ti > LATE_AFTER_NS:
                 stats.late += 1
                 counters.late += 1
             else:
                 stats.on_time += 1
-            await self._send(self.mix.pick(self.rng), self.pick_user(), ti, True, phase)
+            await self._send(ep, user, ti, True, phase)
             nxt = self._nxt
             if nxt is not None and not state.stopping:
-                now = clock.seconds()
-                if nxt <= now:
-                    self._start_due(now)
-            # Queued arrivals keep starting (late) after the schedule ends, until drain's timeout.
-            if not self._pending:
+                secs = clock.seconds()
+                if nxt <= secs:
+                    self._start_due(secs)
+            # Queued arrivals keep starting (late) until the plan's end, never after it: those
+            # left are dropped by drain().
+            if not self._pending or state.stopping:
                 return
-            ti, phase = self._pending.popleft()
+            now = clock.now()
+            if now > self.end_ns + END_SLACK_NS:
+                return
+            ti, phase, ep, user = self._pending.popleft()
+
+    def _drop(self, ti: int, phase: str, ep: Endpoint, user: User, now: int) -> None:
+        self.state.stats(phase).dropped += 1
+        self.counters.dropped += 1
+        self._record(ti, now, now, 0, "dropped", 0, 0, ep, user, None, phase)
 
     def drop_pending(self) -> None:
-        """Record every open-model request that never started as a 'dropped' row."""
+        """Record every open-model request that never started as a 'dropped' row (with the
+        endpoint and user it was planned for)."""
         now = self.clock.now()
         while self._pending:
-            ti, phase = self._pending.popleft()
-            ep, user = self.mix.pick(self.rng), self.pick_user()
-            self.state.stats(phase).dropped += 1
-            self.counters.dropped += 1
-            self._record(ti, now, now, 0, "dropped", 0, 0, ep, user, None, phase)
+            ti, phase, ep, user = self._pending.popleft()
+            self._drop(ti, phase, ep, user, now)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -480,15 +508,20 @@ class HttpDriver:
         return task
 
     async def drain(self, timeout: float) -> None:
-        """Wait for requests in flight to finish; cancel what is left after ``timeout``."""
+        """Wait for requests in flight to finish; cancel what is left after ``timeout`` (each
+        cancelled request becomes a 'cancelled' row); queued arrivals become 'dropped' rows."""
         self.state.stopping = True
-        if self._tasks:
-            _, left = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for t in left:
-                t.cancel()
-            if left:
-                await asyncio.gather(*left, return_exceptions=True)
-        self.drop_pending()
+        self.state.draining = True
+        try:
+            if self._tasks:
+                _, left = await asyncio.wait(set(self._tasks), timeout=max(timeout, 0.0))
+                for t in left:
+                    t.cancel()
+                if left:
+                    await asyncio.gather(*left, return_exceptions=True)
+            self.drop_pending()
+        finally:
+            self.state.draining = False
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

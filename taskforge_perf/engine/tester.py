@@ -22,6 +22,7 @@ from taskforge_perf.engine.checks import check_options
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.fastclient import FastClient
+from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
@@ -55,6 +56,11 @@ class LoadTester:
     everything through the aiohttp session. Auth, setup and redirects always use aiohttp.
     ``ssl_context`` applies to both for https targets: an ``ssl.SSLContext`` (e.g. one that
     trusts a self-signed certificate), ``False`` (no certificate check) or None (the defaults).
+
+    The plan's end is the end: no request starts after it; requests still in flight get
+    ``drain_grace`` seconds (default: the target's request timeout) and are then cancelled
+    (``cancelled`` rows), and open-model arrivals that never started become ``dropped`` rows.
+    A run's load never lasts longer than the plan plus the grace.
     """
 
     def __init__(
@@ -77,8 +83,20 @@ class LoadTester:
         live: bool | None = None,
         http_client: str = "fast",
         ssl_context: ssl.SSLContext | bool | None = None,
+        drain_grace: float | None = None,
     ) -> None:
         self.target: Target = as_target(target)
+        if drain_grace is not None and (
+            isinstance(drain_grace, bool)
+            or not isinstance(drain_grace, int | float)
+            or not 0 <= drain_grace < float("inf")
+        ):
+            raise ConfigError(
+                f"drain_grace must be a number of seconds >= 0, or None for the target's request "
+                f"timeout (got {drain_grace!r})"
+            )
+        #: Seconds requests in flight at the plan's end may take before they are cancelled.
+        self.drain_grace = float(drain_grace) if drain_grace is not None else None
         if http_client not in ("fast", "aiohttp"):
             raise ConfigError(f"http_client must be 'fast' or 'aiohttp' (got {http_client!r})")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext | bool):
@@ -322,6 +340,13 @@ class LoadTester:
                 lvl = plan.at(min(max(elapsed, 0.0), plan.duration - 1e-9))
                 return lvl.remaining_in_phase if lvl is not None else 0.0
 
+            health = HealthProbe(
+                clock,
+                driver.lateness,
+                interval=self.monitor_interval,
+                phase=lambda: state.phase,
+                in_flight=lambda: counters.in_flight,
+            )
             monitor = Monitor(
                 list(self.listeners),
                 clock,
@@ -332,6 +357,7 @@ class LoadTester:
                 planned_s=plan.duration,
                 load_start=lambda: starts[0] if starts else None,
                 phase_remaining=remaining,
+                health=health,
             )
             monitor_task = asyncio.ensure_future(monitor.run()) if self.listeners else None
             abort = asyncio.Event()
@@ -359,6 +385,8 @@ class LoadTester:
                 gc_keeper = asyncio.ensure_future(_freeze_survivors())
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
+                driver.end_ns = load_start_ns + int(plan.duration * 1e9)
+                health.start()
                 watch_task = (
                     asyncio.ensure_future(
                         self._watch(
@@ -370,6 +398,7 @@ class LoadTester:
                             load_start_ns,
                             abort,
                             breach,
+                            health,
                         )
                     )
                     if watched
@@ -384,7 +413,9 @@ class LoadTester:
                 if breach:
                     stopped = f"aborted: {breach[0]}"
 
-                await driver.drain(self.target.request_timeout)
+                # The grace runs from the plan's end (the loop may reach this point late).
+                grace = self.drain_grace if self.drain_grace is not None else self.target.request_timeout
+                await driver.drain(min(driver.end_ns, clock.now()) / 1e9 + grace - clock.seconds())
                 load_end_ns = clock.now()
                 if wait_for_tasks and self._ws_driver is not None and not breach:
                     state.phase = "teardown"  # no request is sent; the sockets stay open
@@ -394,6 +425,7 @@ class LoadTester:
                 load_end_ns = load_end_ns or clock.now()
                 await asyncio.shield(driver.drain(0.5))
             finally:
+                await health.stop()
                 state.phase = "teardown"
                 if gc_keeper is not None:
                     gc_keeper.cancel()
@@ -422,7 +454,8 @@ class LoadTester:
         meta = self._meta(
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
-        run = Run(recorder.frame(), ws_recorder.frame(), meta)
+        meta["generator"] = health.summary()
+        run = Run(recorder.frame(), ws_recorder.frame(), meta, health=health.frame())
         if checks:
             results = run.evaluate(checks)
             meta["thresholds"] = results.to_dicts()
@@ -442,15 +475,25 @@ class LoadTester:
         t0_ns: int,
         abort: asyncio.Event,
         breach: list[Threshold],
+        health: HealthProbe | None = None,
     ) -> None:
-        """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach."""
+        """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach.
+
+        Incremental: each check reads only the rows recorded since the last one.
+        """
         watch = ThresholdWatch(watched)
+        seen = seen_ws = 0
         while not abort.is_set():
             await asyncio.sleep(WATCH_INTERVAL_S)
-            events = recorder.snapshot()
-            events = events.filter(pl.col("t_start") >= t0_ns)
-            hit = watch.check(
-                events, ws_recorder.snapshot(), elapsed_s=(clock.now() - t0_ns) / 1e9, plan=plan
+            events = recorder.since(seen)
+            ws_new = ws_recorder.since(seen_ws)
+            seen += events.height
+            seen_ws += ws_new.height
+            watch.add(events.filter(pl.col("t_start") >= t0_ns), ws_new)
+            hit = watch.poll(
+                elapsed_s=(clock.now() - t0_ns) / 1e9,
+                plan=plan,
+                generator=health.summary() if watch.needs_generator and health is not None else None,
             )
             if hit is not None:
                 breach.append(hit)

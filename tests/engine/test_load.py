@@ -112,7 +112,9 @@ async def test_open_model_in_flight_cap_records_late_starts() -> None:
     load = load_rows(run)
     stats = run.meta["phases"]["load"]
     assert stats["planned"] == 200 == load.height  # never silently thinned
-    assert stats["cap_hits"] > 100 and stats["late"] > 100
+    # The plan's end is the end: ~50 start (5 at a time, 100 ms each) late behind the cap, the
+    # rest never start and are dropped.
+    assert stats["cap_hits"] > 100 and stats["late"] > 30 and stats["dropped"] > 100
     assert stats["late"] + stats["on_time"] + stats["dropped"] == 200
     late = load.filter(pl.col("t_start") - pl.col("t_intended") > 50_000_000)
     assert late.height > 50  # response time shows the queueing that latency hides
