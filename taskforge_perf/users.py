@@ -41,6 +41,8 @@ class User:
         "refresh_at",
         "expires_at",
         "renewing",
+        "auth_failures",
+        "retry_at",
     )
 
     def __init__(self, email: str, password: str, index: int = 0) -> None:
@@ -52,6 +54,8 @@ class User:
         self.refresh_at = 0.0  # monotonic seconds: renew proactively from here on
         self.expires_at = 0.0  # monotonic seconds: the access token is dead from here on
         self.renewing: Any = None  # the single renewal in flight (an asyncio.Task), if any
+        self.auth_failures = 0  # consecutive failed renewals (engine.backoff)
+        self.retry_at = 0.0  # monotonic seconds: no renewal is tried before this
 
     @property
     def password(self) -> str:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import errno
 import ssl
+import time
 
 import aiohttp
 
@@ -48,3 +50,30 @@ def status_error(status: int) -> str | None:
     if status < 400:
         return None
     return "http_4xx" if status < 500 else "http_5xx"
+
+
+def retry_after_s(value: str | bytes | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header value asks for: delay-seconds or an HTTP-date.
+
+    None when absent or unreadable; a date in the past gives 0.0.
+
+    >>> retry_after_s("3"), retry_after_s(b"0.5"), retry_after_s("soon")
+    (3.0, 0.5, None)
+    """
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip()
+    try:
+        secs = float(text)  # RFC 9110 says an integer; a fraction is accepted
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        secs = when.timestamp() - (time.time() if now is None else now)
+    if secs != secs or secs == float("inf"):
+        return None
+    return max(secs, 0.0)

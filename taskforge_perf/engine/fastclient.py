@@ -376,8 +376,8 @@ class FastClient:
         self._busy.discard(conn)
         if conn.error is not None:
             return conn.status, conn.body, conn.error
-        if 300 <= conn.status < 400:
-            self.last_head = conn.head  # read by the caller at once (redirects)
+        if 300 <= conn.status < 400 or conn.status == 429 or conn.status == 503:
+            self.last_head = conn.head  # read by the caller at once (redirects, Retry-After)
         if conn.keep and not conn.closed and not self._closed:
             idle.append(conn)
         elif not conn.closed:  # "Connection: close" (or we are shutting down): close gracefully
@@ -400,17 +400,23 @@ class FastClient:
         self._busy.clear()
 
 
+def header_value(head: bytes, name: bytes) -> bytes | None:
+    """A header's value (``name`` in lower case) from a response's first chunk, or None."""
+    end = head.find(b"\r\n\r\n")
+    lines = (head[:end] if end >= 0 else head).split(b"\r\n")[1:]
+    for line in lines:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
 def redirect_location(status: int, head: bytes) -> str | None:
     """The Location of a redirect response from its first chunk (None if not a redirect)."""
     if status not in _REDIRECTS:
         return None
-    end = head.find(b"\r\n\r\n")
-    lines = (head[:end] if end >= 0 else head).split(b"\r\n")[1:]
-    for line in lines:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"location":
-            return value.strip().decode("latin-1")
-    return None
+    value = header_value(head, b"location")
+    return value.decode("latin-1") if value is not None else None
 
 
 def task_id(raw: bytes) -> str | None:

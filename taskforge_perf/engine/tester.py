@@ -24,6 +24,7 @@ from taskforge_perf.engine.fastclient import FastClient
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
+from taskforge_perf.engine.run_warnings import add_fault_meta
 from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
@@ -74,6 +75,7 @@ class LoadTester:
         live: bool | None = None,
         http_client: str = "fast",
         ssl_context: ssl.SSLContext | bool | None = None,
+        honor_retry_after: bool = True,
     ) -> None:
         self.target: Target = as_target(target)
         if http_client not in ("fast", "aiohttp"):
@@ -86,6 +88,10 @@ class LoadTester:
         #: "fast": load traffic on engine.fastclient; "aiohttp": everything on the aiohttp session.
         self.http_client = http_client
         self.ssl_context = ssl_context
+        if not isinstance(honor_retry_after, bool):
+            raise ConfigError(f"honor_retry_after must be True or False (got {honor_retry_after!r})")
+        #: Closed model: a 429/503 with Retry-After pauses the virtual user that got it.
+        self.honor_retry_after = honor_retry_after
         self.users = users if users is not None else UserPool()
         if not isinstance(self.users, UserPool):
             raise ConfigError(f"users must be a UserPool (got {type(self.users).__name__})")
@@ -241,6 +247,7 @@ class LoadTester:
         gc_keeper: asyncio.Future[None] | None = None
         cancelled = False
         setup_s = 0.0
+        ready: int | None = None
         load_start_ns = load_end_ns = 0
         async with aiohttp.ClientSession(
             connector=connector,
@@ -276,6 +283,7 @@ class LoadTester:
                 recent_tasks=self.recent_tasks,
                 state=state,
                 fast=fast,
+                honor_retry_after=self.honor_retry_after,
             )
             self._driver = driver
             self._ws_driver = None
@@ -382,6 +390,7 @@ class LoadTester:
         meta = self._meta(
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
+        add_fault_meta(meta, driver, auth, ready)
         run = Run(recorder.frame(), ws_recorder.frame(), meta)
         if checks:
             results = run.evaluate(checks)
