@@ -14,6 +14,11 @@ anything a template cannot express. TLS is asyncio's (``create_connection(ssl=..
 Failures are error kinds, never exceptions, and there is no silent retry: a kept-alive
 connection that the peer closed under a request is a "reset" row (aiohttp retries an idempotent
 request once in that case).
+
+Bodies are gathered as a list of chunks joined once (linear: a 100 MB body in about the time
+aiohttp takes; appending bytes to bytes was quadratic, 32.7 s). A body larger than
+``FastClient.max_body`` (``MAX_BODY_BYTES``, 256 MiB, by default) is not kept: the request ends
+as a "protocol" row and the connection is closed.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 #: Header names the template owns; an endpoint that sets one of these goes through aiohttp.
 _OWNED = frozenset({"host", "content-length", "transfer-encoding", "connection", "expect"})
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Default largest response body the fast client keeps (bytes); bigger: a "protocol" row.
+MAX_BODY_BYTES = 256 * 1024 * 1024
 
 
 def connect_error(exc: BaseException) -> str:
@@ -139,6 +146,8 @@ class _Conn(asyncio.Protocol):
         "waiter",
         "status",
         "body",
+        "parts",
+        "size",
         "error",
         "timer",
         "deadline",
@@ -154,6 +163,8 @@ class _Conn(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
         self.status = 0
         self.body = b""
+        self.parts: list[bytes] | None = None  # the chunks of a body that came in several
+        self.size = 0
         self.error: str | None = None
         # One timer per connection, re-armed lazily: a request only stores its deadline (a
         # TimerHandle per request cost ~6% of the CPU); the timer fires at most once per
@@ -193,6 +204,7 @@ class _Conn(asyncio.Protocol):
             if exc is None and self._framed_by_eof():
                 self.status = self.parser.get_status_code()
                 self.keep = False
+                self._join()
                 self._finish(None)
             elif exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError):
                 self._finish("reset")
@@ -214,16 +226,33 @@ class _Conn(asyncio.Protocol):
     # --- httptools callbacks -------------------------------------------------------------------
 
     def on_body(self, chunk: bytes) -> None:
-        if self.body:
-            self.body += chunk
-        else:
+        if self.waiter is None:
+            return  # already finished (a body over the limit): ignore the rest
+        self.size += len(chunk)
+        if self.size > self.client.max_body:
+            self.body, self.parts = b"", None
+            self._finish("protocol", close=True)
+            return
+        if not self.body:
             self.body = chunk
+        elif self.parts is None:  # a second chunk: gather, join once at the end (linear)
+            self.parts = [self.body, chunk]
+        else:
+            self.parts.append(chunk)
+
+    def _join(self) -> None:
+        if self.parts is not None:
+            self.body = b"".join(self.parts)
+            self.parts = None
 
     def on_message_complete(self) -> None:
+        if self.waiter is None:
+            return
         status = self.parser.get_status_code()
         if status < 200 and status != 101:  # an interim answer (103 Early Hints): keep waiting
-            self.body = b""
+            self.body, self.parts, self.size = b"", None, 0
             return
+        self._join()
         self.status = status
         self.keep = self.parser.should_keep_alive()
         self._finish(None)
@@ -282,8 +311,11 @@ class FastClient:
         timeout: float,
         connect_timeout: float | None = None,
         ssl_context: ssl.SSLContext | bool | None = None,
+        max_body: int = MAX_BODY_BYTES,
     ) -> None:
         self.origin = Origin(base_url)
+        #: Largest response body kept (bytes); a bigger one ends the request as "protocol".
+        self.max_body = max_body
         self.timeout = timeout
         self.connect_timeout = connect_timeout if connect_timeout is not None else timeout
         self.ssl: ssl.SSLContext | None = None
@@ -356,6 +388,7 @@ class FastClient:
         conn.waiter = fut
         conn.status = 0
         conn.body = conn.head = b""
+        conn.parts, conn.size = None, 0
         conn.error = None
         conn.deadline = deadline
         if conn.timer is None:

@@ -318,6 +318,13 @@ class LoadTester:
                         f"({len(self.users)} tried; errors: {counters.errors}); check the target's "
                         "auth endpoints and the UserPool's email/password"
                     )
+                if ready < self.users.min_ready:
+                    raise TargetError(
+                        f"only {ready} of {len(self.users)} users could sign up or log in at "
+                        f"{self.target.base_url}, below UserPool.min_ready={self.users.min_ready} "
+                        f"(errors: {counters.errors}); check the target's auth endpoints and the "
+                        "users' passwords, or lower min_ready"
+                    )
                 setup_s = clock.seconds()
                 logged_in = [u for u in self.users if u.access is not None]
                 driver.pick_user = self.assignment(logged_in, rng)
