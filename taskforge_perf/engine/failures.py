@@ -7,6 +7,8 @@ import email.utils
 import errno
 import ssl
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
@@ -77,3 +79,16 @@ def retry_after_s(value: str | bytes | None, now: float | None = None) -> float 
     if secs != secs or secs == float("inf"):
         return None
     return max(secs, 0.0)
+
+
+def check_headers(endpoint: str, headers: Mapping[Any, Any]) -> None:
+    """Raise TypeError/ValueError for headers no client can send (non-str, CR or LF): such a
+    request cannot be built and becomes a "client" row."""
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(
+                f"header {k!r} of endpoint {endpoint!r}: names and values must be str "
+                f"(got {type(k).__name__}: {type(v).__name__})"
+            )
+        if any(c in k + v for c in "\r\n"):
+            raise ValueError(f"header {k!r} of endpoint {endpoint!r} contains CR or LF")

@@ -19,7 +19,7 @@ import aiohttp
 
 from taskforge_perf.engine.auth import AuthClient, AuthFailed
 from taskforge_perf.engine.clock import Clock
-from taskforge_perf.engine.failures import classify, retry_after_s, status_error
+from taskforge_perf.engine.failures import check_headers, classify, retry_after_s, status_error
 from taskforge_perf.engine.fastclient import (
     FastClient,
     RequestTemplate,
@@ -193,15 +193,8 @@ class HttpDriver:
         return CLIENT_ERROR_PAUSE_S
 
     def _check_headers(self, ep: Endpoint) -> None:
-        """Raise TypeError/ValueError for headers no client can send (once per endpoint)."""
-        for k, v in ep.headers.items():
-            if not isinstance(k, str) or not isinstance(v, str):
-                raise TypeError(
-                    f"header {k!r} of endpoint {ep.name!r}: names and values must be str "
-                    f"(got {type(k).__name__}: {type(v).__name__})"
-                )
-            if any(c in k + v for c in "\r\n"):
-                raise ValueError(f"header {k!r} of endpoint {ep.name!r} contains CR or LF")
+        """Raise for headers no client can send (checked once per endpoint): client rows."""
+        check_headers(ep.name, ep.headers)
         self._checked.add(id(ep))
         self._keep.append(ep)  # ids stay unique while the endpoint is alive
 

@@ -53,6 +53,10 @@ class LoadTester:
     everything through the aiohttp session. Auth, setup and redirects always use aiohttp.
     ``ssl_context`` applies to both for https targets: an ``ssl.SSLContext`` (e.g. one that
     trusts a self-signed certificate), ``False`` (no certificate check) or None (the defaults).
+
+    ``honor_retry_after`` (default True): a 429 or 503 answer with a ``Retry-After`` header makes
+    the closed-model virtual user that got it wait that long (at most until the run ends); the
+    open model records such answers and keeps its schedule. Counts in ``meta["retry_after"]``.
     """
 
     def __init__(
