@@ -187,7 +187,11 @@ class HttpDriver:
         """Record a request that could not be built (error "client", status 0; the message once
         per endpoint in ``client_errors``); returns the closed model's pause."""
         if ep.name not in self.client_errors:
-            self.client_errors[ep.name] = f"{type(exc).__name__}: {exc}"[:500]
+            msg = f"{type(exc).__name__}: {exc}"
+            for secret in (user.access, user.refresh, user.password):
+                if secret:  # a builder's message may quote what it was given: never keep it
+                    msg = msg.replace(secret, "***")
+            self.client_errors[ep.name] = msg[:500]
         now = self.clock.now()
         self._record(t_intended, now, now, 0, "client", 0, 0, ep, user, None, phase)
         return CLIENT_ERROR_PAUSE_S

@@ -88,3 +88,20 @@ async def test_open_model_keeps_a_row_per_planned_request(client: str) -> None:
     assert run.meta["stopped"] == "completed"
     _check_meta(run, "raises")
     assert server.hits["/ok"] == 0
+
+
+async def test_client_error_message_never_keeps_a_secret() -> None:
+    seen: list[str] = []
+
+    def leaky(user: str, token: str | None, rng: random.Random) -> dict[str, Any]:
+        assert token is not None
+        seen.append(token)
+        raise RuntimeError(f"cannot use token {token} with password pw-secret-42")
+
+    mix = tfp.RequestMix([Endpoint("POST /ok leaky", "POST", "/ok", build=leaky)])
+    async with FaultServer() as server:
+        pool = tfp.UserPool(count=1, password="pw-secret-42")
+        run = await tfp.LoadTester(server.url, pool, mix, seed=3).run(duration=0.3, concurrency=1)
+    msg = run.meta["client_errors"]["POST /ok leaky"]
+    assert seen and msg == "RuntimeError: cannot use token *** with password ***"
+    assert all(tok not in str(run.meta) for tok in seen)
