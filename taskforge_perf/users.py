@@ -42,6 +42,8 @@ class User:
         "refresh_at",
         "expires_at",
         "renewing",
+        "auth_failures",
+        "retry_at",
     )
 
     def __init__(self, email: str, password: str, index: int = 0) -> None:
@@ -53,6 +55,8 @@ class User:
         self.refresh_at = 0.0  # monotonic seconds: renew proactively from here on
         self.expires_at = 0.0  # monotonic seconds: the access token is dead from here on
         self.renewing: Any = None  # the single renewal in flight (an asyncio.Task), if any
+        self.auth_failures = 0  # consecutive failed renewals (engine.backoff)
+        self.retry_at = 0.0  # monotonic seconds: no renewal is tried before this
 
     @property
     def password(self) -> str:
@@ -113,6 +117,11 @@ class UserPool:
     >>> pool = UserPool(count=3, email_prefix="loadtest", domain="example.com")
     >>> [u.email for u in pool]
     ['loadtest1@example.com', 'loadtest2@example.com', 'loadtest3@example.com']
+
+    ``min_ready``: how many users must have signed up or logged in after set-up (an int, or a
+    fraction of the pool such as 0.8, rounded up; default 1); below it the run fails fast with a
+    ``TargetError``. Above it a partial set-up goes on, reported as ``meta["users"]["ready"]``
+    and a warning.
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class UserPool:
         signup: bool = True,
         signup_concurrency: int = 10,
         token_ttl: float = 900.0,
+        min_ready: int | float | None = None,
     ) -> None:
         if users is None:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -178,6 +188,9 @@ class UserPool:
         if len(set(emails)) != len(emails):
             raise ConfigError("UserPool.users: emails must be unique")
         self.users: tuple[User, ...] = tuple(User(e, p, i) for i, (e, p) in enumerate(specs))
+        #: Users that must be signed up / logged in after set-up, else the run fails fast.
+        self.min_ready = _min_ready(min_ready, len(self.users))
+        self._min_ready_arg = min_ready
         self.signup = signup
         self.signup_concurrency = signup_concurrency
         self.token_ttl = float(token_ttl)
@@ -203,7 +216,33 @@ class UserPool:
             "email_prefix": self.email_prefix,
             "domain": self.domain,
             "signup": self.signup,
+            "min_ready": self._min_ready_arg,
         }
+
+
+def _min_ready(value: int | float | None, count: int) -> int:
+    """``UserPool.min_ready`` as a number of users: None -> 1, an int as is, a fraction of the pool
+    (0 < f <= 1) rounded up; anything else is a ConfigError naming the field."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"UserPool.min_ready must be a number of users (int) or a fraction of the pool "
+            f"(0 < f <= 1), e.g. min_ready=15 or min_ready=0.8 (got {value!r})"
+        )
+    if isinstance(value, int):
+        if not 1 <= value <= count:
+            raise ConfigError(
+                f"UserPool.min_ready must be between 1 and the pool's {count} users (got {value}); "
+                "or give a fraction such as 0.8"
+            )
+        return value
+    if not 0 < value <= 1:
+        raise ConfigError(
+            f"UserPool.min_ready as a float is a fraction of the pool: 0 < f <= 1 (got {value!r}); "
+            "give an int for a number of users"
+        )
+    return max(1, math.ceil(value * count - 1e-9))
 
 
 # --- assignment strategies: given the logged-in users, return a picker -----------------------

@@ -26,6 +26,7 @@ from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
+from taskforge_perf.engine.run_warnings import add_fault_meta
 from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
@@ -61,6 +62,10 @@ class LoadTester:
     ``drain_grace`` seconds (default: the target's request timeout) and are then cancelled
     (``cancelled`` rows), and open-model arrivals that never started become ``dropped`` rows.
     A run's load never lasts longer than the plan plus the grace.
+
+    ``honor_retry_after`` (default True): a 429 or 503 answer with a ``Retry-After`` header makes
+    the closed-model virtual user that got it wait that long (at most until the run ends); the
+    open model records such answers and keeps its schedule. Counts in ``meta["retry_after"]``.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class LoadTester:
         http_client: str = "fast",
         ssl_context: ssl.SSLContext | bool | None = None,
         drain_grace: float | None = None,
+        honor_retry_after: bool = True,
     ) -> None:
         self.target: Target = as_target(target)
         if drain_grace is not None and (
@@ -107,6 +113,10 @@ class LoadTester:
         #: "fast": load traffic on engine.fastclient; "aiohttp": everything on the aiohttp session.
         self.http_client = http_client
         self.ssl_context = ssl_context
+        if not isinstance(honor_retry_after, bool):
+            raise ConfigError(f"honor_retry_after must be True or False (got {honor_retry_after!r})")
+        #: Closed model: a 429/503 with Retry-After pauses the virtual user that got it.
+        self.honor_retry_after = honor_retry_after
         self.users = users if users is not None else UserPool()
         if not isinstance(self.users, UserPool):
             raise ConfigError(f"users must be a UserPool (got {type(self.users).__name__})")
@@ -296,6 +306,7 @@ class LoadTester:
         gc_keeper: asyncio.Future[None] | None = None
         cancelled = False
         setup_s = 0.0
+        ready: int | None = None
         load_start_ns = load_end_ns = 0
         async with aiohttp.ClientSession(
             connector=connector,
@@ -331,6 +342,7 @@ class LoadTester:
                 recent_tasks=self.recent_tasks,
                 state=state,
                 fast=fast,
+                honor_retry_after=self.honor_retry_after,
             )
             self._driver = driver
             self._ws_driver = None
@@ -372,6 +384,13 @@ class LoadTester:
                         f"no user could sign up or log in at {self.target.display_base_url} "
                         f"({len(self.users)} tried; errors: {counters.errors}); check the target's "
                         "auth endpoints and the UserPool's email/password"
+                    )
+                if ready < self.users.min_ready:
+                    raise TargetError(
+                        f"only {ready} of {len(self.users)} users could sign up or log in at "
+                        f"{self.target.base_url}, below UserPool.min_ready={self.users.min_ready} "
+                        f"(errors: {counters.errors}); check the target's auth endpoints and the "
+                        "users' passwords, or lower min_ready"
                     )
                 setup_s = clock.seconds()
                 logged_in = [u for u in self.users if u.access is not None]
@@ -455,6 +474,7 @@ class LoadTester:
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
         meta["generator"] = health.summary()
+        add_fault_meta(meta, driver, auth, ready)
         run = Run(recorder.frame(), ws_recorder.frame(), meta, health=health.frame())
         if checks:
             results = run.evaluate(checks)
