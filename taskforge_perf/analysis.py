@@ -62,7 +62,7 @@ from taskforge_perf.analysis_core import (
 from taskforge_perf.analysis_outcomes import headline, headline_lines, not_sent_text, outcomes
 from taskforge_perf.analysis_phase import by_phase, phase_spans, phase_windows, plan_offset_ns
 from taskforge_perf.analysis_ws import task_latency, ws_connections_timeline, ws_summary
-from taskforge_perf.schema import outcome_expr
+from taskforge_perf.schema import answered_expr, outcome_expr, sent_expr
 
 __all__ = [
     "HEADLINE_COLUMNS",
@@ -92,6 +92,8 @@ __all__ = [
     "phase_spans",
     "phase_windows",
     "plan_offset_ns",
+    "answered_expr",
+    "sent_expr",
     "slowest_users",
     "summary",
     "task_latency",
