@@ -188,8 +188,8 @@ def task_stats(events: pl.DataFrame, ws_events: pl.DataFrame, settle_s: float) -
             pl.col("since_created_ns").filter(status == "completed").first().alias("_lat"),
         )
     )
-    ends = [f["t_end" if "t_end" in f.columns else "t"].max() for f in (events, ws_events)]
-    last = max((e for e in ends if e is not None), default=0)
+    ends = [events["t_end"].max(), ws_events["t"].max()]
+    last = max((int(e) for e in ends if isinstance(e, int)), default=0)  # the last recorded event
     tracked = created.join(subscribed, on="task_id", how="semi").join(final, on="task_id", how="left")
     judged = pl.col("_done").is_not_null() | (pl.col("_t") <= last - int(settle_s * 1e9))
     stats = tracked.group_by("phase").agg(
@@ -285,11 +285,11 @@ def assess(
             w = ws_by_phase.get(ph.name, {})
             row["ws_opened"] = w.get("ws_opened", 0)
             row["ws_dropped"] = w.get("ws_dropped", 0)
-            t = tasks_by_phase.get(ph.name, {})
+            tk = tasks_by_phase.get(ph.name, {})
             for k in ("tasks_tracked", "tasks_completed", "tasks_judged"):
-                row[k] = t.get(k, 0)
-            row["task_completion"] = t.get("task_completion")
-            row["task_p95_ms"] = t.get("task_p95_ms")
+                row[k] = tk.get(k, 0)
+            row["task_completion"] = tk.get("task_completion")
+            row["task_p95_ms"] = tk.get("task_p95_ms")
         for k in stat_keys:
             row[k] = (phase_stats or {}).get(ph.name, {}).get(k)
         silent = not s["answered"]
