@@ -207,7 +207,11 @@ the run's end (error "cancelled", status 0); they replace the row's outcome, not
     )
     ep_idx = _choice(base["_u_ep"], [e.weight for e in endpoints])
     user_idx = (base["_u_user"] * len(user_names)).cast(pl.UInt32).clip(upper_bound=len(user_names) - 1)
-    err_idx = (base["_u_err"] / max(error_fraction, 1e-300) * len(_ERROR_KINDS)).cast(pl.UInt32)
+    err_idx = (
+        (base["_u_err"] / max(error_fraction, 1e-300) * len(_ERROR_KINDS))
+        .clip(upper_bound=len(_ERROR_KINDS))  # error_fraction=0 would overflow the cast
+        .cast(pl.UInt32)
+    )
     base = base.with_columns(_ep=ep_idx, _user=user_idx, _err=err_idx)
 
     def per_ep(values: Sequence[float], dtype: pl.DataType) -> pl.Expr:
