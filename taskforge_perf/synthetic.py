@@ -143,9 +143,9 @@ def synthetic_events(
     tail). Latency is log-normal per endpoint, multiplied by ``slowdown[endpoint]`` and
     ``user_slowdown[user]`` when given. ``error_fraction`` of rows fail with a kind among http_5xx,
     timeout, http_4xx and reset. Users are ``loadtest{i}@example.com`` when ``users`` is a count.
-Tester-side rows as the engine records them: ``dropped_fraction`` of rows never started (error
-"dropped", status 0, ``t_start == t_end``: zero "latency") and ``cancelled_fraction`` were cut by
-the run's end (error "cancelled", status 0); they replace the row's outcome, not add to it.
+    Tester-side rows as the engine records them: ``dropped_fraction`` of rows never started (error
+    "dropped", status 0, ``t_start == t_end``: zero "latency") and ``cancelled_fraction`` were cut
+    by the run's end (error "cancelled", status 0); they replace the row's outcome, not add to it.
 
     >>> ev = synthetic_events(10_000, seed=3, slowdown={"GET /health": 1.3})
     >>> sorted(ev["phase"].unique().cast(str).to_list())
