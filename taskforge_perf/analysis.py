@@ -199,18 +199,21 @@ def timeline(
     levels = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
     lf = _prepare(events, keys, include, _w=pl.col(time_col).floordiv(w_ns).clip(lower_bound=0))
     c = pl.col
-    df = (
-        lf.group_by(*keys, "_w")
+    counts = lf.group_by(*keys, "_w").agg(
+        pl.len().cast(pl.UInt64).alias("count"),
+        c("_ans").sum().cast(pl.UInt64).alias("answered"),
+        c("_ns").sum().cast(pl.UInt64).alias("not_sent"),
+        c("_err").sum().cast(pl.UInt64).alias("errors"),
+    )
+    dists = (
+        lf.filter(c("_inc"))
+        .group_by(*keys, "_w")
         .agg(
-            pl.len().cast(pl.UInt64).alias("count"),
-            c("_ans").sum().cast(pl.UInt64).alias("answered"),
-            c("_ns").sum().cast(pl.UInt64).alias("not_sent"),
-            c("_err").sum().cast(pl.UInt64).alias("errors"),
             *[_ms(c("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{n}_ms") for n, q in levels],
             *[_ms(c("_resp").quantile(q, QUANTILE_METHOD)).alias(f"resp_{n}_ms") for n, q in levels],
         )
-        .collect()
     )
+    df = counts.join(dists, on=[*keys, "_w"], how="left", nulls_equal=True).collect()
     if df.is_empty():
         grid = df.select(*keys, "_w")
     else:
@@ -348,10 +351,10 @@ def slowest_users(events: Frame, n: int = 10, *, include: Include = "answered") 
             pl.len().cast(pl.UInt64).alias("count"),
             pl.when(sent > 0).then(pl.col("_err").sum() / sent).alias("error_rate"),
             *[
-                _ms(pl.col("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{name}_ms")
+                _ms(pl.col("_lat").filter("_inc").quantile(q, QUANTILE_METHOD)).alias(f"{name}_ms")
                 for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
             ],
-            _ms(pl.col("_resp").quantile(0.95, QUANTILE_METHOD)).alias("resp_p95_ms"),
+            _ms(pl.col("_resp").filter("_inc").quantile(0.95, QUANTILE_METHOD)).alias("resp_p95_ms"),
         )
         .collect()
     )

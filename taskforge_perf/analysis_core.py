@@ -96,8 +96,8 @@ def load_expr() -> pl.Expr:
     return ~pl.col("phase").cast(pl.String).is_in(NON_LOAD_PHASES).fill_null(False)
 
 
-def include_expr(include: Include = "answered") -> pl.Expr:
-    """True for the rows latency percentiles cover under ``include``.
+def include_expr(include: Include = "answered", error: str = "error") -> pl.Expr:
+    """True for the rows latency percentiles cover under ``include`` (``error``: the column).
 
     >>> include_expr("all") is not None
     True
@@ -106,7 +106,7 @@ def include_expr(include: Include = "answered") -> pl.Expr:
         if include == "all":
             return pl.lit(True)
         if include == "answered":
-            return answered_expr()
+            return answered_expr(error)
         classes = [include]
     else:
         classes = list(include)
@@ -116,17 +116,17 @@ def include_expr(include: Include = "answered") -> pl.Expr:
             f"include must be 'answered', 'all' or a sequence of {', '.join(OUTCOME_CLASSES)} "
             f"(got {include!r})"
         )
-    return outcome_expr().is_in(classes)
+    return outcome_expr(error).is_in(classes)
 
 
-def error_expr() -> pl.Expr:
+def error_expr(error: str = "error") -> pl.Expr:
     """True for target-side errors: answered 4xx/5xx and target failures (never tester-side rows)."""
-    return pl.col("error").is_not_null() & sent_expr()
+    return pl.col(error).is_not_null() & sent_expr(error)
 
 
-def not_sent_expr() -> pl.Expr:
+def not_sent_expr(error: str = "error") -> pl.Expr:
     """True for tester-side rows (dropped, cancelled, auth, client)."""
-    return pl.col("error").cast(pl.String).is_in(TESTER_SIDE_KINDS).fill_null(False)
+    return pl.col(error).cast(pl.String).is_in(TESTER_SIDE_KINDS).fill_null(False)
 
 
 def _dist_aggs(col: str, prefix: str, levels: Sequence[tuple[str, float]]) -> list[pl.Expr]:
@@ -164,20 +164,47 @@ def _counts() -> list[pl.Expr]:
     ]
 
 
+def _flag(kinds: pl.DataFrame, flag: str) -> pl.Expr:
+    """``flag`` (a boolean column of ``kinds``, one row per error kind) as a row expression."""
+    hit = kinds.filter(pl.col(flag))["_e"]
+    expr = pl.col("error").is_in(hit.drop_nulls().to_list())
+    return expr | pl.col("error").is_null() if hit.null_count() else expr.fill_null(False)
+
+
 def _prepare(events: Frame, keys: Sequence[str], include: Include, **extra: pl.Expr) -> pl.LazyFrame:
-    """The columns every summary needs: keys, outcome flags, and latency/response of included rows."""
-    inc = include_expr(include)
-    return _lazy(events).select(
+    """The columns every summary needs: keys, outcome flags (``_ans _ns _err``; ``_inc`` = in the
+    ``include`` row set), latency ``_lat`` and response time ``_resp`` of every row."""
+    lf = _lazy(events)
+    # The schema's outcome expressions are evaluated once per distinct error kind (a handful of
+    # rows), then applied to the rows as set membership on the categorical column: the same
+    # classes at a tenth of the cost of casting every row's kind to text.
+    kinds = (
+        lf.select(pl.col("error").unique().cast(pl.String).alias("_e"))
+        .with_columns(
+            _ans=answered_expr("_e"),
+            _ns=not_sent_expr("_e"),
+            _err=error_expr("_e"),
+            _inc=include_expr(include, "_e"),
+        )
+        .collect()
+    )
+    return lf.select(
         *keys,
         "t_start",
         "t_end",
-        _ans=answered_expr(),
-        _ns=not_sent_expr(),
-        _err=error_expr(),
-        _lat=pl.when(inc).then(LATENCY),
-        _resp=pl.when(inc).then(RESPONSE),
+        LATENCY,
+        RESPONSE,
         **extra,
+        **{f: _flag(kinds, f) for f in ("_ans", "_ns", "_err", "_inc")},
     )
+
+
+def _join(counts: pl.LazyFrame, dists: pl.LazyFrame, keys: Sequence[str]) -> pl.DataFrame:
+    """Counts of every row beside the distribution of the included rows (null where none)."""
+    if keys:
+        return counts.join(dists, on=list(keys), how="left", nulls_equal=True).collect()
+    c, d = pl.collect_all([counts, dists])
+    return pl.concat([c, d], how="horizontal")
 
 
 def _summary(
@@ -189,28 +216,19 @@ def _summary(
     include: Include = "answered",
 ) -> pl.DataFrame:
     lf = _prepare(events, keys, include)
+    inc = lf.filter(pl.col("_inc"))  # quantiles over a filtered frame keep Polars' fast paths
     if keys:
         # Each group's values gathered once into a list, then every quantile taken from that list:
         # about twice as fast as ten separate per-group quantile aggregations over the frame.
-        df = (
-            lf.group_by(keys)
-            .agg(*_counts(), pl.col("_lat").drop_nulls(), pl.col("_resp").drop_nulls())
-            .select(
-                *keys,
-                "count",
-                "answered",
-                "not_sent",
-                "errors",
-                "_t0",
-                "_t1",
-                *_list_dist("_lat", "", PERCENTILES),
-                *_list_dist("_resp", "resp_", PERCENTILES),
-            )
-            .collect()
+        dists = (
+            inc.group_by(keys)
+            .agg("_lat", "_resp")
+            .select(*keys, *_list_dist("_lat", "", PERCENTILES), *_list_dist("_resp", "resp_", PERCENTILES))
         )
+        df = _join(lf.group_by(keys).agg(*_counts()), dists, keys)
     else:
-        aggs = [*_counts(), *_dist_aggs("_lat", "", PERCENTILES), *_dist_aggs("_resp", "resp_", PERCENTILES)]
-        df = lf.select(aggs).collect()
+        dists = inc.select(*_dist_aggs("_lat", "", PERCENTILES), *_dist_aggs("_resp", "resp_", PERCENTILES))
+        df = _join(lf.select(*_counts()), dists, keys)
     if df.is_empty() or (not keys and df["count"][0] == 0):
         df = df.clear()
     if duration_s is not None:
