@@ -12,7 +12,7 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.schema import HTTP_SCHEMA, TESTER_SIDE_KINDS, WS_SCHEMA
 
 #: Where runs are saved when no directory is given (relative to the working directory).
 DEFAULT_STORE = Path("data/runs")
@@ -335,7 +335,11 @@ def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFram
 
 
 def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
-    """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path."""
+    """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path.
+
+    Read from each run's meta only (fast): ``requests`` and ``errors`` are the engine's counters,
+    set-up included; ``errors`` leaves out tester-side kinds (dropped, cancelled, auth, client).
+    """
     rows = []
     for meta_path in sorted(Path(root).glob("*/meta.json")):
         try:
@@ -350,7 +354,9 @@ def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
                 "started": meta.get("wall_start_ns"),
                 "duration_s": meta.get("duration_s"),
                 "requests": counters.get("requests"),
-                "errors": sum((counters.get("errors") or {}).values()),
+                "errors": sum(
+                    v for k, v in (counters.get("errors") or {}).items() if k not in TESTER_SIDE_KINDS
+                ),
                 "stopped": meta.get("stopped"),
                 "path": str(meta_path.parent),
             }

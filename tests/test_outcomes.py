@@ -189,3 +189,13 @@ async def test_far_above_capacity_every_figure_stays_true() -> None:
     assert a["p95_ms"].to_list() == ph["p95_ms"].to_list()
     assert a["breaking_point"].sum() == 1 and not a["breaking_point"][2]
     assert a["achieved_rps"][1] < 0.5 * a["asked_rps"][1]
+
+
+def test_run_store_listing_leaves_tester_side_kinds_out_of_errors(tmp_path: Any) -> None:
+    run = hand_run()
+    run.meta.update(
+        run_id="hand-1", wall_start_ns=0, counters={"requests": 63, "errors": {"dropped": 7, "http_5xx": 2}}
+    )
+    run.save(tmp_path / "hand-1")
+    listing = tfp.runs(tmp_path)
+    assert listing["requests"].to_list() == [63] and listing["errors"].to_list() == [2]
