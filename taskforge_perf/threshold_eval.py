@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from taskforge_perf.analysis_core import error_expr, load_expr
+from taskforge_perf.analysis_core import load_expr
 from taskforge_perf.analysis_phase import phase_windows
 from taskforge_perf.schema import answered_expr, sent_expr
 from taskforge_perf.thresholds import _QUANTILES, _WS, Threshold, ThresholdError
@@ -45,7 +45,7 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _scoped_http(events: pl.DataFrame, th: Threshold, *, by_phase: bool = True) -> pl.DataFrame:
+def _in_scope(events: pl.DataFrame, th: Threshold, *, by_phase: bool = True) -> pl.DataFrame:
     """The threshold's rows of every outcome: its phase (else the load phases) and endpoint."""
     if th.phase is not None and by_phase:
         cond = pl.col("phase").cast(pl.String) == th.phase
@@ -54,6 +54,18 @@ def _scoped_http(events: pl.DataFrame, th: Threshold, *, by_phase: bool = True) 
     if th.endpoint is not None:
         cond &= pl.col("endpoint").cast(pl.String) == th.endpoint
     return events.filter(cond)
+
+
+def _covers(metric: str) -> pl.Expr:
+    """The rows an HTTP metric covers: sent rows for ``error_rate``, answered rows otherwise."""
+    return sent_expr() if metric == "error_rate" else answered_expr()
+
+
+def _scoped_http(events: pl.DataFrame, th: Threshold) -> pl.DataFrame:
+    """The rows ``th``'s metric is computed over (``summary()``'s row sets): in scope, and sent
+    (``error_rate``: a non-null ``error`` among them is a target-side error) or answered (latency,
+    response time, ``rps``). Incremental watchers can sum these rows chunk by chunk."""
+    return _in_scope(events, th).filter(_covers(th.metric))
 
 
 def _stat_expr(stat: str, col: pl.Expr) -> pl.Expr:
@@ -133,31 +145,29 @@ def _measure(
         )
         n = rows.filter(pl.col(col).cast(pl.String) == want).height
         return float(n), rows.height, None
-    rows = _scoped_http(events, th)
-    if rows.height == 0:
+    scope = _in_scope(events, th)
+    if scope.height == 0:
         return None, 0, "no requests in scope"
+    rows = scope.filter(_covers(m))
     if m == "error_rate":
-        sent = rows.filter(sent_expr())
-        if sent.height == 0:
+        if rows.height == 0:
             return None, 0, "no request in scope was sent (all tester-side)"
-        return sent.select(error_expr().mean()).item(), sent.height, None
+        return rows["error"].is_not_null().mean(), rows.height, None  # type: ignore[return-value]
     if m == "rps":
         if th.phase is not None and plan is not None:  # by_phase's achieved throughput
             win = phase_windows(plan, events.filter(load_expr()), plan_start_s).filter(
                 pl.col("phase") == th.phase
             )
             t0, t1, window = win["t0_ns"][0], win["t1_ns"][0], win["window_s"][0]
-            ends = _scoped_http(events, th, by_phase=False).filter(answered_expr())["t_end"]
+            ends = _in_scope(events, th, by_phase=False).filter(answered_expr())["t_end"]
             n = int(((ends >= t0) & (ends < t1)).sum())
             return n / window, n, None
-        answered = rows.filter(answered_expr())
         if duration_s is None:
-            span = answered.select(pl.col("t_end").max() - pl.col("t_start").min()).item()
+            span = rows.select(pl.col("t_end").max() - pl.col("t_start").min()).item()
             duration_s = (span or 0) / 1e9
         if not duration_s or duration_s <= 0:
-            return None, answered.height, "duration unknown; pass duration_s="
-        return answered.height / duration_s, answered.height, None
-    rows = rows.filter(answered_expr())
+            return None, rows.height, "duration unknown; pass duration_s="
+        return rows.height / duration_s, rows.height, None
     if rows.height == 0:
         return None, 0, "no answered requests in scope"
     start = "t_intended" if m.startswith("resp_") else "t_start"
