@@ -232,11 +232,13 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     summary = run.summary()
     _print_table(summary.select([c for c in HEADLINE_COLUMNS if c in summary.columns]))
     c = run.meta["counters"]
+    head = run.headline()  # load errors only; not-sent rows and setup/teardown auth outcomes apart
     print(
-        f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
-        f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
+        f"{head[0]}, {c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
         f"run {run.meta['stopped']}"
     )
+    for line in head[1:]:
+        print(line)
     if run.generator_warning():
         print(run.generator_warning())
     if run.ws_events.height:

@@ -13,7 +13,7 @@ import polars as pl
 
 from taskforge_perf.errors import ConfigError
 from taskforge_perf.redact import redact
-from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, TESTER_SIDE_KINDS, WS_SCHEMA
 
 #: Where runs are saved when no directory is given (relative to the working directory).
 DEFAULT_STORE = Path("data/runs")
@@ -93,7 +93,9 @@ class Run:
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
         if self._load is None:  # every analysis starts here: filter the frame once
-            self._load = self.events.filter(~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED))
+            self._load = self.events.filter(
+                ~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED).fill_null(False)
+            )
         return self._load
 
     @property
@@ -120,46 +122,78 @@ class Run:
 
     # --- analysis ------------------------------------------------------------------------------
 
-    def summary(self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False) -> pl.DataFrame:
-        """Per endpoint: count, rps, errors, error rate, latency and response-time percentiles (ms)."""
+    def summary(
+        self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False, include: Any = "answered"
+    ) -> pl.DataFrame:
+        """Per endpoint: count, answered, not sent, rps, errors, error rate, latency and
+        response-time percentiles (ms) over answered rows (``include=``: see ``analysis.summary``)."""
         from taskforge_perf import analysis
 
         frame = self.events if include_setup else self.load_events()
-        return analysis.summary(frame, by=tuple(by), duration_s=self.duration_s or None)
+        return analysis.summary(frame, by=tuple(by), duration_s=self.duration_s or None, include=include)
 
-    def by_user(self, *, endpoint: bool = False) -> pl.DataFrame:
+    def by_user(self, *, endpoint: bool = False, include: Any = "answered") -> pl.DataFrame:
         """The summary per user (``endpoint=True``: per user x endpoint)."""
         from taskforge_perf import analysis
 
-        if endpoint:
-            return analysis.summary(
-                self.load_events(), by=("user", "endpoint"), duration_s=self.duration_s or None
-            )
-        return analysis.summary(self.load_events(), by=("user",), duration_s=self.duration_s or None)
+        by = ("user", "endpoint") if endpoint else ("user",)
+        return analysis.summary(
+            self.load_events(), by=by, duration_s=self.duration_s or None, include=include
+        )
 
-    def overall(self) -> pl.DataFrame:
+    def overall(self, *, include: Any = "answered") -> pl.DataFrame:
         """One row for the whole load."""
         from taskforge_perf import analysis
 
-        return analysis.overall(self.load_events(), duration_s=self.duration_s or None)
+        return analysis.overall(self.load_events(), duration_s=self.duration_s or None, include=include)
 
-    def by_phase(self) -> pl.DataFrame:
-        """The summary per phase."""
+    def _plan_start_s(self) -> float | None:
+        t0 = self.meta.get("load_start_ns")
+        return t0 / 1e9 if t0 is not None else None
+
+    def by_phase(self, *, include: Any = "answered") -> pl.DataFrame:
+        """The summary per phase; ``rps`` = answered per second over the phase's planned window."""
         from taskforge_perf import analysis
 
-        return analysis.by_phase(self.load_events())
+        plan = self.plan if self.meta.get("plan") else None
+        return analysis.by_phase(
+            self.load_events(), plan=plan, plan_start_s=self._plan_start_s(), include=include
+        )
 
-    def timeline(self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",)) -> pl.DataFrame:
-        """Per window: throughput, error rate, latency and response-time p50/p95/p99."""
+    def timeline(
+        self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",), *, include: Any = "answered"
+    ) -> pl.DataFrame:
+        """Per window: throughput (answered/s), error rate, latency and response-time p50/p95/p99."""
         from taskforge_perf import analysis
 
-        return analysis.timeline(self.load_events(), window_s=window_s, by=by)
+        # The observed span scales partial first/last windows: from the load's start to the plan's
+        # end, or to the last start of a sent request if one started later (a draining schedule).
+        start = self._plan_start_s()
+        end = start + self.plan.duration if start is not None and self.meta.get("plan") else None
+        if end is not None:
+            last = self.load_events().filter(analysis.sent_expr())["t_start"].max()
+            end = max(end, last / 1e9) if isinstance(last, int) else end
+        return analysis.timeline(
+            self.load_events(), window_s=window_s, by=by, include=include, start_s=start, end_s=end
+        )
 
-    def spectrum(self, by: Sequence[str] | None = None) -> pl.DataFrame:
+    def spectrum(self, by: Sequence[str] | None = None, *, include: Any = "answered") -> pl.DataFrame:
         """The HDR percentile spectrum (p0 .. p99.999) of latency and response time."""
         from taskforge_perf import analysis
 
-        return analysis.percentile_spectrum(self.load_events(), by=by)
+        return analysis.percentile_spectrum(self.load_events(), by=by, include=include)
+
+    def outcomes(self, by: Sequence[str] | None = None) -> pl.DataFrame:
+        """Load rows per outcome: answered, errors, target failures, not sent (dropped, cancelled...)."""
+        from taskforge_perf import analysis
+
+        return analysis.outcomes(self.load_events(), by=by)
+
+    def headline(self) -> list[str]:
+        """Headline lines: load requests and errors, what was not sent, setup/teardown auth outcomes."""
+        from taskforge_perf import analysis
+
+        return analysis.headline_lines(self.events)
 
     def errors(self) -> pl.DataFrame:
         """Errors by kind, status and endpoint."""
@@ -167,11 +201,11 @@ class Run:
 
         return analysis.errors(self.load_events())
 
-    def slowest_users(self, n: int = 10) -> pl.DataFrame:
+    def slowest_users(self, n: int = 10, *, include: Any = "answered") -> pl.DataFrame:
         """Users ranked by p95 latency, with their share of the traffic."""
         from taskforge_perf import analysis
 
-        return analysis.slowest_users(self.load_events(), n=n)
+        return analysis.slowest_users(self.load_events(), n=n, include=include)
 
     @property
     def charts(self) -> RunCharts:
@@ -198,6 +232,7 @@ class Run:
             duration_s=self.duration_s or None,
             plan=self.plan,
             generator=self.meta.get("generator"),
+            plan_start_s=self._plan_start_s(),
         )
 
     def thresholds(self) -> pl.DataFrame:
@@ -338,7 +373,11 @@ def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFram
 
 
 def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
-    """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path."""
+    """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path.
+
+    Read from each run's meta only (fast): ``requests`` and ``errors`` are the engine's counters,
+    set-up included; ``errors`` leaves out tester-side kinds (dropped, cancelled, auth, client).
+    """
     rows = []
     for meta_path in sorted(Path(_check_path("runs(root)", root)).glob("*/meta.json")):
         try:
@@ -353,7 +392,9 @@ def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
                 "started": meta.get("wall_start_ns"),
                 "duration_s": meta.get("duration_s"),
                 "requests": counters.get("requests"),
-                "errors": sum((counters.get("errors") or {}).values()),
+                "errors": sum(
+                    v for k, v in (counters.get("errors") or {}).items() if k not in TESTER_SIDE_KINDS
+                ),
                 "stopped": meta.get("stopped"),
                 "path": str(meta_path.parent),
             }

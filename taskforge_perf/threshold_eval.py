@@ -1,5 +1,13 @@
 """Evaluating thresholds on a run's frames: the pass/fail table and the in-run abort watch. Pure.
 
+HTTP metrics use the row sets of ``analysis.summary`` (one definition, documented in
+``analysis_core``): load rows only (setup/teardown left out unless a threshold names the phase);
+latency and response-time statistics over **answered** rows; ``error_rate`` = target-side errors
+(answered 4xx/5xx and target failures) / sent rows (tester-side rows, such as dropped or cancelled,
+are in neither); ``rps`` = answered rows / duration, and for a phase with the plan known, answered
+responses completed inside the phase's planned window / window (``analysis.by_phase``'s ``rps``).
+So ``p95(endpoint) < X`` judges the very figure ``run.summary()`` shows as that endpoint's p95.
+
 >>> from taskforge_perf.thresholds import Threshold
 >>> watch = ThresholdWatch([Threshold.parse("error_rate < 10%", abort_on_fail=True)])
 """
@@ -12,8 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from taskforge_perf.analysis_core import load_expr
+from taskforge_perf.analysis_phase import phase_windows
+from taskforge_perf.schema import answered_expr, sent_expr
 from taskforge_perf.threshold_stream import LatencyHistogram
-from taskforge_perf.thresholds import _GEN, _NON_LOAD_PHASES, _QUANTILES, _WS, Threshold, ThresholdError
+from taskforge_perf.thresholds import _GEN, _QUANTILES, _WS, Threshold, ThresholdError
 
 if TYPE_CHECKING:
     from taskforge_perf.plan import StressPlan
@@ -35,15 +46,27 @@ RESULT_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def _scoped_http(events: pl.DataFrame, th: Threshold) -> pl.DataFrame:
-    cond = pl.col("error").is_null() | (pl.col("error").cast(pl.String) != "cancelled")
-    if th.phase is not None:
-        cond &= pl.col("phase").cast(pl.String) == th.phase
+def _in_scope(events: pl.DataFrame, th: Threshold, *, by_phase: bool = True) -> pl.DataFrame:
+    """The threshold's rows of every outcome: its phase (else the load phases) and endpoint."""
+    if th.phase is not None and by_phase:
+        cond = pl.col("phase").cast(pl.String) == th.phase
     else:
-        cond &= ~pl.col("phase").cast(pl.String).is_in(_NON_LOAD_PHASES).fill_null(False)
+        cond = load_expr()
     if th.endpoint is not None:
         cond &= pl.col("endpoint").cast(pl.String) == th.endpoint
     return events.filter(cond)
+
+
+def _covers(metric: str) -> pl.Expr:
+    """The rows an HTTP metric covers: sent rows for ``error_rate``, answered rows otherwise."""
+    return sent_expr() if metric == "error_rate" else answered_expr()
+
+
+def _scoped_http(events: pl.DataFrame, th: Threshold) -> pl.DataFrame:
+    """The rows ``th``'s metric is computed over (``summary()``'s row sets): in scope, and sent
+    (``error_rate``: a non-null ``error`` among them is a target-side error) or answered (latency,
+    response time, ``rps``). Incremental watchers can sum these rows chunk by chunk."""
+    return _in_scope(events, th).filter(_covers(th.metric))
 
 
 def _stat_expr(stat: str, col: pl.Expr) -> pl.Expr:
@@ -90,8 +113,11 @@ def _measure(
     ws_events: pl.DataFrame | None,
     duration_s: float | None,
     generator: Mapping[str, Any] | None = None,
+    *,
+    plan: StressPlan | None = None,
+    plan_start_s: float | None = None,
 ) -> tuple[float | None, int, str | None]:
-    """(actual, rows in scope, note) for one threshold."""
+    """(actual, rows the figure covers, note) for one threshold."""
     m = th.metric
     if m in _GEN:
         return _measure_generator(m, generator)
@@ -123,18 +149,31 @@ def _measure(
         )
         n = rows.filter(pl.col(col).cast(pl.String) == want).height
         return float(n), rows.height, None
-    rows = _scoped_http(events, th)
-    if rows.height == 0:
+    scope = _in_scope(events, th)
+    if scope.height == 0:
         return None, 0, "no requests in scope"
+    rows = scope.filter(_covers(m))
     if m == "error_rate":
+        if rows.height == 0:
+            return None, 0, "no request in scope was sent (all tester-side)"
         return rows["error"].is_not_null().mean(), rows.height, None  # type: ignore[return-value]
     if m == "rps":
+        if th.phase is not None and plan is not None:  # by_phase's achieved throughput
+            win = phase_windows(plan, events.filter(load_expr()), plan_start_s).filter(
+                pl.col("phase") == th.phase
+            )
+            t0, t1, window = win["t0_ns"][0], win["t1_ns"][0], win["window_s"][0]
+            ends = _in_scope(events, th, by_phase=False).filter(answered_expr())["t_end"]
+            n = int(((ends >= t0) & (ends < t1)).sum())
+            return n / window, n, None
         if duration_s is None:
             span = rows.select(pl.col("t_end").max() - pl.col("t_start").min()).item()
             duration_s = (span or 0) / 1e9
         if not duration_s or duration_s <= 0:
             return None, rows.height, "duration unknown; pass duration_s="
         return rows.height / duration_s, rows.height, None
+    if rows.height == 0:
+        return None, 0, "no answered requests in scope"
     start = "t_intended" if m.startswith("resp_") else "t_start"
     stat = m.removeprefix("resp_")
     ms = (pl.col("t_end") - pl.col(start)).cast(pl.Float64) / 1e6
@@ -191,13 +230,16 @@ def evaluate(
     duration_s: float | None = None,
     plan: StressPlan | None = None,
     generator: Mapping[str, Any] | None = None,
+    plan_start_s: float | None = None,
 ) -> pl.DataFrame:
-    """One row per threshold: threshold, metric, scope, actual, op, limit, unit, passed, rows,
+    """One row per threshold: threshold, metric, scope, actual, op, limit, unit, passed, rows
+    (the rows the figure covers: answered rows for latency, sent rows for error_rate),
     abort_on_fail, note. A scope with no rows has a null actual, fails, and says why in ``note``.
 
     ``duration_s`` is the run's load duration for run-wide ``rps``; with ``plan`` given, a
-    phase-scoped ``rps`` divides by the phase's planned duration. ``generator`` is the run's
-    ``meta["generator"]`` (for ``generator.*`` metrics).
+    phase-scoped ``rps`` is the phase's achieved throughput over its planned window, placed on
+    the run clock at ``plan_start_s`` (inferred from the rows when None). ``generator`` is the
+    run's ``meta["generator"]`` (for ``generator.*`` metrics).
 
     >>> import polars as pl
     >>> ev = pl.DataFrame({"t_intended": [0, 0], "t_start": [0, 0], "t_end": [10**8, 3 * 10**8],
@@ -208,7 +250,15 @@ def evaluate(
     """
     rows = []
     for th in _coerce(thresholds):
-        actual, n, note = _measure(th, events, ws_events, _duration_for(th, duration_s, plan), generator)
+        actual, n, note = _measure(
+            th,
+            events,
+            ws_events,
+            _duration_for(th, duration_s, plan),
+            generator,
+            plan=plan,
+            plan_start_s=plan_start_s,
+        )
         ok = th.check(actual)
         rows.append(
             {

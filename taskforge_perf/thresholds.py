@@ -17,9 +17,10 @@ Units: latency and response-time metrics (``p50`` ... ``max``, ``mean``, ``resp_
 What the metrics read:
 - latency = ``t_end - t_start``; response time (``resp_*``) = ``t_end - t_intended`` (includes the
   time a request waited behind the schedule: coordinated omission stays visible);
-- ``error_rate`` = rows with a non-null ``error`` / rows;
-- ``rps`` = rows / duration (``duration_s``, else the plan's phase or total duration, else the
-  span of the rows);
+- latency and response-time statistics cover the answered rows (any status), as in ``summary()``;
+- ``error_rate`` = target-side errors (4xx/5xx and target failures) / sent rows;
+- ``rps`` = answered rows / duration (``duration_s``, else the plan's total duration, else the
+  span of the rows); for a phase with the plan known, ``by_phase``'s achieved throughput;
 - ``task_latency.<stat>`` = ``since_created_ns`` of the first ``completed`` message per task;
   ``endpoint=`` scopes it to a task type (``"generate-pdf"``), ``phase=`` to the phase of the HTTP
   row that created the task (else of the message);
@@ -30,8 +31,8 @@ What the metrics read:
   tester's own health (``meta["generator"]``, see ``engine.health``): ``generator.lag_p99 < 5ms``.
 
 Rows of the ``setup`` and ``teardown`` phases (sign-up, login, logout) are left out of run-wide
-scopes (name them with ``phase=`` to check them), and rows with error ``cancelled`` (cut by the
-end of the run, not by the target) are always left out.
+scopes (name them with ``phase=`` to check them), and tester-side rows (``dropped``,
+``cancelled``, ``auth``, ``client``: not the target's doing) are always left out.
 """
 
 from __future__ import annotations
