@@ -342,7 +342,7 @@ def test_thresholds_judge_the_figures_summary_shows() -> None:
         ep = str(row["endpoint"])
         res = evaluate(
             [p95(ep) < 1e9, p99(ep) < 1e9, Threshold("max", "<", 1e9, endpoint=ep),
-             error_rate(ep) < 1, rps(ep) > 0, Threshold("resp_p50", "<", 1e9, endpoint=ep)],
+             error_rate(ep) < 0.5, rps(ep) > 0, Threshold("resp_p50", "<", 1e9, endpoint=ep)],
             ev,
             duration_s=60.0,
         )  # fmt: skip
