@@ -5,7 +5,14 @@ an eager ``pl.DataFrame``. Latency is ``t_end - t_start``; response time is ``t_
 (latency plus the time the request waited behind schedule: the coordinated-omission view). Both
 are reported in milliseconds (Float64).
 
-Percentiles are exact quantiles over all rows with **linear interpolation** between the two
+**Which rows each figure covers** (outcome classes, ``schema``; details in ``analysis_core``):
+latency and response-time percentiles cover the *answered* rows by default (a complete response
+of any status; ``include=`` selects others); ``errors`` are target-side (answered 4xx/5xx and
+target failures) and ``error_rate`` divides them by the *sent* rows; tester-side rows (dropped,
+cancelled, auth, client) are counted in ``not_sent``, never as errors; throughput (``rps``)
+counts answered rows (per phase: over the phase's planned window, see ``analysis_phase``).
+
+Percentiles are exact quantiles over the covered rows with **linear interpolation** between the two
 nearest order statistics (``QUANTILE_METHOD``; the same as ``numpy.quantile``'s default and
 Hyndman-Fan type 7): for ``n`` sorted values ``x`` and level ``q``, ``h = (n - 1) q`` and the
 quantile is ``x[floor(h)] + (h - floor(h)) (x[floor(h) + 1] - x[floor(h)])``. Every function,
@@ -13,35 +20,80 @@ chart, comparison and test of this package uses that definition.
 
 >>> from taskforge_perf.synthetic import synthetic_events
 >>> ev = synthetic_events(10_000, seed=1)
->>> summary(ev).columns[:6]
-['endpoint', 'count', 'rps', 'errors', 'error_rate', 'p50_ms']
+>>> summary(ev).columns[:8]
+['endpoint', 'count', 'answered', 'not_sent', 'rps', 'errors', 'error_rate', 'p50_ms']
 
-WebSocket analysis (``task_latency``, ``ws_summary``, ``ws_connections_timeline``) lives in
-``analysis_ws`` and is re-exported here.
+Per-phase analysis (``by_phase``, ``phase_windows``) lives in ``analysis_phase``, the shared
+core in ``analysis_core``, outcome counts and headlines in ``analysis_outcomes``, WebSocket
+analysis (``task_latency``, ``ws_summary``, ``ws_connections_timeline``) in ``analysis_ws``; all
+are re-exported here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Literal
 
 import polars as pl
 
+from taskforge_perf.analysis_core import (
+    _NS_PER_MS,
+    _NS_PER_S,
+    LATENCY,
+    NON_LOAD_PHASES,
+    PERCENTILES,
+    QUANTILE_METHOD,
+    RESPONSE,
+    By,
+    Frame,
+    Include,
+    _interp_indices,
+    _keys,
+    _lazy,
+    _ms,
+    _prepare,
+    _sort_keys,
+    _summary,
+    error_expr,
+    include_expr,
+    load_expr,
+    not_sent_expr,
+)
+from taskforge_perf.analysis_outcomes import headline, headline_lines, not_sent_text, outcomes
+from taskforge_perf.analysis_phase import by_phase, phase_spans, phase_windows, plan_offset_ns
 from taskforge_perf.analysis_ws import task_latency, ws_connections_timeline, ws_summary
+from taskforge_perf.schema import answered_expr, outcome_expr, sent_expr
 
 __all__ = [
     "HEADLINE_COLUMNS",
+    "LATENCY",
+    "NON_LOAD_PHASES",
     "PERCENTILES",
     "QUANTILE_METHOD",
+    "RESPONSE",
     "SPECTRUM_LEVELS",
+    "By",
+    "Frame",
+    "Include",
     "by_phase",
     "by_user",
     "by_user_endpoint",
+    "error_expr",
     "errors",
+    "headline",
+    "headline_lines",
+    "include_expr",
+    "load_expr",
+    "not_sent_expr",
+    "not_sent_text",
+    "outcomes",
     "overall",
     "percentile_spectrum",
     "phase_spans",
+    "phase_windows",
+    "plan_offset_ns",
+    "answered_expr",
+    "sent_expr",
     "slowest_users",
     "summary",
     "task_latency",
@@ -50,25 +102,11 @@ __all__ = [
     "ws_summary",
 ]
 
-Frame = pl.DataFrame | pl.LazyFrame
-By = str | Sequence[str] | None
-
-#: Interpolation of every quantile in this package (numpy's default, Hyndman-Fan type 7).
-QUANTILE_METHOD: Literal["linear"] = "linear"
-
-#: Column stem and level of the percentiles of ``summary``.
-PERCENTILES: tuple[tuple[str, float], ...] = (
-    ("p50", 0.50),
-    ("p90", 0.90),
-    ("p95", 0.95),
-    ("p99", 0.99),
-    ("p99_9", 0.999),
-)
-
 #: The columns of ``summary`` worth a first look (terminal output, the end-of-run snapshot).
 HEADLINE_COLUMNS: tuple[str, ...] = (
     "endpoint",
     "count",
+    "not_sent",
     "rps",
     "errors",
     "error_rate",
@@ -84,128 +122,24 @@ SPECTRUM_LEVELS: tuple[float, ...] = tuple(k / 10 for k in range(9)) + tuple(
     1.0 - 10.0 ** (-k / 10) for k in range(10, 51)
 )
 
-_NS_PER_MS = 1e6
-_NS_PER_S = 1e9
-LATENCY = (pl.col("t_end") - pl.col("t_start")).alias("_lat")
-RESPONSE = (pl.col("t_end") - pl.col("t_intended")).alias("_resp")
 
-
-def _lazy(events: Frame) -> pl.LazyFrame:
-    if isinstance(events, pl.LazyFrame):
-        return events
-    if isinstance(events, pl.DataFrame):
-        return events.lazy()
-    raise TypeError(
-        f"events must be a polars DataFrame or LazyFrame (got {type(events).__name__}); "
-        "pass run.events, not the Run"
-    )
-
-
-def _keys(by: By) -> list[str]:
-    if by is None:
-        return []
-    if isinstance(by, str):
-        return [by]
-    return list(by)
-
-
-def _sort_keys(df: pl.DataFrame, keys: Sequence[str]) -> pl.DataFrame:
-    """Sort by the group keys, categoricals by their text (stable, readable order)."""
-    if not keys or df.is_empty():
-        return df
-    exprs = [
-        pl.col(k).cast(pl.String) if isinstance(df.schema[k], pl.Categorical | pl.Enum) else pl.col(k)
-        for k in keys
-    ]
-    return df.sort(exprs, nulls_last=True)
-
-
-def _ms(expr: pl.Expr) -> pl.Expr:
-    return expr.cast(pl.Float64) / _NS_PER_MS
-
-
-def _dist_aggs(col: str, prefix: str, levels: Sequence[tuple[str, float]]) -> list[pl.Expr]:
-    # Plain aggregations only: Polars' fast paths do not apply to wrapped expressions (a cast or a
-    # division around the quantile), so the conversion to ms happens afterwards.
-    c = pl.col(col)
-    out = [c.quantile(q, QUANTILE_METHOD).alias(f"{prefix}{name}_ms") for name, q in levels]
-    out.append(c.max().alias(f"{prefix}max_ms"))
-    out.append(c.mean().alias(f"{prefix}mean_ms"))
-    return out
-
-
-def _list_dist(col: str, prefix: str, levels: Sequence[tuple[str, float]]) -> list[pl.Expr]:
-    """``_dist_aggs`` over a column of per-group lists (same values, same interpolation)."""
-    c = pl.col(col).list
-    out = [
-        c.eval(pl.element().quantile(q, QUANTILE_METHOD)).list.first().alias(f"{prefix}{name}_ms")
-        for name, q in levels
-    ]
-    out.append(c.max().alias(f"{prefix}max_ms"))
-    out.append(c.mean().alias(f"{prefix}mean_ms"))
-    return out
-
-
-def _summary(
-    events: Frame, keys: list[str], duration_s: float | None, *, per_group_span: bool
+def summary(
+    events: Frame,
+    *,
+    by: By = ("endpoint",),
+    duration_s: float | None = None,
+    include: Include = "answered",
 ) -> pl.DataFrame:
-    lf = _lazy(events).select(*keys, "t_start", "t_end", "error", LATENCY, RESPONSE)
-    common = [
-        pl.len().alias("count"),
-        pl.col("error").null_count().alias("_ok"),
-        pl.col("t_start").min().alias("_t0"),
-        pl.col("t_end").max().alias("_t1"),
-    ]
-    if keys:
-        # Each group's values gathered once into a list, then every quantile taken from that list:
-        # about twice as fast as ten separate per-group quantile aggregations over the frame.
-        df = (
-            lf.group_by(keys)
-            .agg(*common, "_lat", "_resp")
-            .select(
-                *keys,
-                "count",
-                "_ok",
-                "_t0",
-                "_t1",
-                *_list_dist("_lat", "", PERCENTILES),
-                *_list_dist("_resp", "resp_", PERCENTILES),
-            )
-            .collect()
-        )
-    else:
-        aggs = [*common, *_dist_aggs("_lat", "", PERCENTILES), *_dist_aggs("_resp", "resp_", PERCENTILES)]
-        df = lf.select(aggs).collect()
-    if df.is_empty() or (not keys and df["count"][0] == 0):
-        df = df.clear()
-    if duration_s is not None:
-        if duration_s <= 0:
-            raise ValueError(f"duration_s must be > 0 (got {duration_s})")
-        span = pl.lit(float(duration_s))
-    elif per_group_span:
-        span = (pl.col("_t1") - pl.col("_t0")).cast(pl.Float64) / _NS_PER_S
-    else:
-        span = (pl.col("_t1").max() - pl.col("_t0").min()).cast(pl.Float64) / _NS_PER_S
-    stats = [c for c in df.columns if c.endswith("_ms")]
-    df = df.with_columns(
-        *(_ms(pl.col(c)) for c in stats),
-        count=pl.col("count").cast(pl.UInt64),
-        errors=(pl.col("count") - pl.col("_ok")).cast(pl.UInt64),
-        rps=pl.when(span > 0).then(pl.col("count") / span),
-    ).with_columns(
-        error_rate=pl.when(pl.col("count") > 0).then(pl.col("errors") / pl.col("count")),
-    )
-    return df.select(*keys, "count", "rps", "errors", "error_rate", *stats, "_t0")
+    """Per group: outcome counts, rps, errors, error_rate and latency / response-time distribution.
 
-
-def summary(events: Frame, *, by: By = ("endpoint",), duration_s: float | None = None) -> pl.DataFrame:
-    """Per group: count, rps, errors, error_rate and latency / response-time distribution (ms).
-
-    Columns: the ``by`` keys, ``count``, ``rps`` (count / duration; the duration defaults to the
-    span ``min(t_start)..max(t_end)`` of the whole frame, so group rates add up to the run's),
-    ``errors``, ``error_rate``, ``p50_ms p90_ms p95_ms p99_ms p99_9_ms max_ms mean_ms`` of latency
-    and the same prefixed ``resp_`` for response time. Sorted by the keys (text order). There is no
-    total row: see ``overall``.
+    Columns: the ``by`` keys, ``count`` (every row), ``answered`` (a complete response, any
+    status), ``not_sent`` (tester-side rows: dropped, cancelled, auth, client), ``rps`` (answered
+    rows / duration; the duration defaults to the span of the frame's answered rows, so group
+    rates add up to the run's), ``errors`` (answered 4xx/5xx plus target failures),
+    ``error_rate`` (errors / sent rows, i.e. ``count - not_sent``), ``p50_ms p90_ms p95_ms p99_ms
+    p99_9_ms max_ms mean_ms`` of latency and the same prefixed ``resp_`` for response time, over
+    the ``include`` rows (default "answered"; "all" or a sequence of outcome classes otherwise;
+    null when the group has none). Sorted by the keys (text order). No total row: see ``overall``.
 
     >>> from taskforge_perf.synthetic import synthetic_events
     >>> s = summary(synthetic_events(5_000, seed=2))
@@ -213,41 +147,25 @@ def summary(events: Frame, *, by: By = ("endpoint",), duration_s: float | None =
     (5, 5000)
     """
     keys = _keys(by)
-    return _sort_keys(_summary(events, keys, duration_s, per_group_span=False), keys).drop("_t0")
+    df = _summary(events, keys, duration_s, per_group_span=False, include=include)
+    return _sort_keys(df, keys).drop("_t0", "_t1")
 
 
-def overall(events: Frame, *, duration_s: float | None = None) -> pl.DataFrame:
+def overall(events: Frame, *, duration_s: float | None = None, include: Include = "answered") -> pl.DataFrame:
     """The whole run as one row, with the columns of ``summary`` (no keys)."""
-    return _summary(events, [], duration_s, per_group_span=False).drop("_t0")
+    return _summary(events, [], duration_s, per_group_span=False, include=include).drop("_t0", "_t1")
 
 
-def by_user(events: Frame, *, duration_s: float | None = None) -> pl.DataFrame:
+def by_user(events: Frame, *, duration_s: float | None = None, include: Include = "answered") -> pl.DataFrame:
     """``summary`` per user."""
-    return summary(events, by=("user",), duration_s=duration_s)
+    return summary(events, by=("user",), duration_s=duration_s, include=include)
 
 
-def by_user_endpoint(events: Frame, *, duration_s: float | None = None) -> pl.DataFrame:
+def by_user_endpoint(
+    events: Frame, *, duration_s: float | None = None, include: Include = "answered"
+) -> pl.DataFrame:
     """``summary`` per user x endpoint."""
-    return summary(events, by=("user", "endpoint"), duration_s=duration_s)
-
-
-def by_phase(events: Frame) -> pl.DataFrame:
-    """``summary`` per phase, in the order the phases ran; ``rps`` uses each phase's own span."""
-    df = _summary(events, ["phase"], None, per_group_span=True)
-    return df.sort("_t0", nulls_last=True).drop("_t0")
-
-
-def phase_spans(events: Frame) -> pl.DataFrame:
-    """Each phase with ``start_s`` and ``end_s`` (seconds since run start), in run order."""
-    lf = (
-        _lazy(events)
-        .group_by("phase")
-        .agg(
-            start_s=pl.col("t_start").min().cast(pl.Float64) / _NS_PER_S,
-            end_s=pl.col("t_end").max().cast(pl.Float64) / _NS_PER_S,
-        )
-    )
-    return lf.collect().sort("start_s").rename({"phase": "name"})
+    return summary(events, by=("user", "endpoint"), duration_s=duration_s, include=include)
 
 
 def timeline(
@@ -256,13 +174,20 @@ def timeline(
     window_s: float = 1.0,
     by: By = ("endpoint",),
     time_col: Literal["t_start", "t_intended", "t_end"] = "t_start",
+    include: Include = "answered",
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> pl.DataFrame:
     """Per window of ``window_s`` s: throughput, error rate, latency and response-time percentiles.
 
     A request falls in the window of its ``time_col`` (default ``t_start``; use ``t_intended`` to
     place requests where the schedule wanted them, which shows a stall where it happened). Columns:
-    the ``by`` keys, ``t_s`` (window start, seconds since run start), ``count``, ``rps``,
-    ``errors``, ``error_rate``, ``p50_ms p95_ms p99_ms``, ``resp_p50_ms resp_p95_ms resp_p99_ms``.
+    the ``by`` keys, ``t_s`` (window start, seconds since run start), ``count`` (every row),
+    ``answered``, ``not_sent``, ``rps`` (answered rows per second of the window), ``errors``
+    (target-side), ``error_rate`` (errors / sent rows), ``p50_ms p95_ms p99_ms`` and
+    ``resp_p50_ms resp_p95_ms resp_p99_ms`` over the ``include`` rows (default answered).
+    ``start_s`` / ``end_s`` (seconds since run start: the observed span, e.g. the load's start and
+    the plan's end) make a partial first or last window's ``rps`` use the window's real length.
     Empty windows between the first and the last are present with count 0 and null percentiles.
     """
     if not window_s > 0:
@@ -272,20 +197,23 @@ def timeline(
     if w_ns <= 0:
         raise ValueError(f"window_s must be at least 1 ns (got {window_s})")
     levels = (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-    lf = _lazy(events).select(
-        *keys, "error", LATENCY, RESPONSE, _w=pl.col(time_col).floordiv(w_ns).clip(lower_bound=0)
+    lf = _prepare(events, keys, include, _w=pl.col(time_col).floordiv(w_ns).clip(lower_bound=0))
+    c = pl.col
+    counts = lf.group_by(*keys, "_w").agg(
+        pl.len().cast(pl.UInt64).alias("count"),
+        c("_ans").sum().cast(pl.UInt64).alias("answered"),
+        c("_ns").sum().cast(pl.UInt64).alias("not_sent"),
+        c("_err").sum().cast(pl.UInt64).alias("errors"),
     )
-    c = lambda name: pl.col(name)  # noqa: E731
-    df = (
-        lf.group_by(*keys, "_w")
+    dists = (
+        lf.filter(c("_inc"))
+        .group_by(*keys, "_w")
         .agg(
-            pl.len().cast(pl.UInt64).alias("count"),
-            c("error").is_not_null().sum().cast(pl.UInt64).alias("errors"),
             *[_ms(c("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{n}_ms") for n, q in levels],
             *[_ms(c("_resp").quantile(q, QUANTILE_METHOD)).alias(f"resp_{n}_ms") for n, q in levels],
         )
-        .collect()
     )
+    df = counts.join(dists, on=[*keys, "_w"], how="left", nulls_equal=True).collect()
     if df.is_empty():
         grid = df.select(*keys, "_w")
     else:
@@ -294,28 +222,21 @@ def timeline(
         w = w.cast({"_w": df.schema["_w"]})
         grid = df.select(keys).unique().join(w, how="cross") if keys else w
     out = grid.join(df, on=[*keys, "_w"], how="left", nulls_equal=True).with_columns(
-        pl.col("count", "errors").fill_null(0)
+        pl.col("count", "answered", "not_sent", "errors").fill_null(0)
     )
+    t0 = pl.col("_w").cast(pl.Float64) * window_s
+    lo = t0 if start_s is None else pl.max_horizontal(t0, pl.lit(float(start_s)))
+    hi = t0 + window_s if end_s is None else pl.min_horizontal(t0 + window_s, pl.lit(float(end_s)))
+    length = hi - lo
+    sent = pl.col("count") - pl.col("not_sent")
     out = out.with_columns(
-        t_s=pl.col("_w").cast(pl.Float64) * window_s,
-        rps=pl.col("count").cast(pl.Float64) / window_s,
-        error_rate=pl.when(pl.col("count") > 0).then(pl.col("errors") / pl.col("count")),
+        t_s=t0,
+        rps=pl.when(length > 0).then(pl.col("answered").cast(pl.Float64) / length),
+        error_rate=pl.when(sent > 0).then(pl.col("errors") / sent),
     )
     out = _sort_keys(out.sort("_w"), keys) if keys else out.sort("_w")
     stats = [f"{n}_ms" for n, _ in levels] + [f"resp_{n}_ms" for n, _ in levels]
-    return out.select(*keys, "t_s", "count", "rps", "errors", "error_rate", *stats)
-
-
-def _interp_indices(n: int, qs: Sequence[float]) -> tuple[list[int], list[int], list[float]]:
-    """Indices and weights of linear interpolation (``QUANTILE_METHOD``) for ``n`` sorted values."""
-    lo, hi, frac = [], [], []
-    for q in qs:
-        h = (n - 1) * q
-        f = math.floor(h)
-        lo.append(int(f))
-        hi.append(min(int(f) + 1, n - 1))
-        frac.append(h - f)
-    return lo, hi, frac
+    return out.select(*keys, "t_s", "count", "answered", "not_sent", "rps", "errors", "error_rate", *stats)
 
 
 def sorted_quantiles(sorted_lists: pl.DataFrame, cols: Sequence[str], qs: Sequence[float]) -> pl.DataFrame:
@@ -353,15 +274,16 @@ def sorted_quantiles(sorted_lists: pl.DataFrame, cols: Sequence[str], qs: Sequen
     )
 
 
-def percentile_spectrum(events: Frame, *, by: By = None) -> pl.DataFrame:
+def percentile_spectrum(events: Frame, *, by: By = None, include: Include = "answered") -> pl.DataFrame:
     """The HDR view: latency and response time at ``SPECTRUM_LEVELS`` (p0 .. p99.999).
 
     Columns: the ``by`` keys, ``percentile`` (0..99.999), ``inverse_tail`` (1 / (1 - q), the
-    log-scale x axis of HdrHistogram plots), ``latency_ms``, ``response_ms``, ``count``.
-    Non-decreasing in ``percentile`` within each group.
+    log-scale x axis of HdrHistogram plots), ``latency_ms``, ``response_ms``, ``count`` (rows
+    covered: the ``include`` rows, answered by default). Non-decreasing in ``percentile`` within
+    each group; a group with no such rows has no row.
     """
     keys = _keys(by)
-    lf = _lazy(events).select(*keys, LATENCY, RESPONSE)
+    lf = _lazy(events).filter(include_expr(include)).select(*keys, LATENCY, RESPONSE)
     aggs = [pl.col("_lat").sort(), pl.col("_resp").sort(), pl.len().alias("n")]
     if keys:
         lists = lf.group_by(keys).agg(aggs).collect()
@@ -383,10 +305,11 @@ def percentile_spectrum(events: Frame, *, by: By = None) -> pl.DataFrame:
 
 
 def errors(events: Frame) -> pl.DataFrame:
-    """Failed requests by error kind, status and endpoint, most frequent first.
+    """Rows with an error kind, by kind, status and endpoint, most frequent first.
 
-    Columns: ``error``, ``status``, ``endpoint``, ``count``, ``share`` (of all failed requests),
-    ``rate`` (of the endpoint's requests).
+    Columns: ``error``, ``outcome`` (``answered`` for 4xx/5xx, ``target_failure``, or
+    ``tester_side`` for rows never sent or cut by the tester: not errors of the target), ``status``,
+    ``endpoint``, ``count``, ``share`` (of all rows listed), ``rate`` (of the endpoint's rows).
     """
     lf = _lazy(events)
     totals = lf.group_by("endpoint").agg(pl.len().alias("_requests"))
@@ -395,6 +318,7 @@ def errors(events: Frame) -> pl.DataFrame:
         .group_by("error", "status", "endpoint")
         .agg(pl.len().cast(pl.UInt64).alias("count"))
         .join(totals, on="endpoint", how="left", nulls_equal=True)
+        .with_columns(outcome=outcome_expr())
         .collect()
     )
     df = df.with_columns(
@@ -407,28 +331,30 @@ def errors(events: Frame) -> pl.DataFrame:
         pl.col("endpoint").cast(pl.String),
         descending=[True, False, False, False],
     )
-    return df.select("error", "status", "endpoint", "count", "share", "rate")
+    return df.select("error", "outcome", "status", "endpoint", "count", "share", "rate")
 
 
-def slowest_users(events: Frame, n: int = 10) -> pl.DataFrame:
+def slowest_users(events: Frame, n: int = 10, *, include: Include = "answered") -> pl.DataFrame:
     """The ``n`` users with the highest latency p95, with their share of the traffic.
 
-    Columns: ``rank``, ``user``, ``count``, ``share`` (of all requests), ``error_rate``,
-    ``p50_ms``, ``p95_ms``, ``p99_ms``, ``resp_p95_ms``.
+    Columns: ``rank``, ``user``, ``count``, ``share`` (of all requests), ``error_rate``
+    (target-side errors / sent rows), ``p50_ms``, ``p95_ms``, ``p99_ms``, ``resp_p95_ms`` (over
+    the ``include`` rows, answered by default; users without any rank last).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1 (got {n})")
-    lf = _lazy(events).select("user", "error", LATENCY, RESPONSE)
+    lf = _prepare(events, ["user"], include)
+    sent = pl.len() - pl.col("_ns").sum()
     df = (
         lf.group_by("user")
         .agg(
             pl.len().cast(pl.UInt64).alias("count"),
-            pl.col("error").is_not_null().mean().alias("error_rate"),
+            pl.when(sent > 0).then(pl.col("_err").sum() / sent).alias("error_rate"),
             *[
-                _ms(pl.col("_lat").quantile(q, QUANTILE_METHOD)).alias(f"{name}_ms")
+                _ms(pl.col("_lat").filter("_inc").quantile(q, QUANTILE_METHOD)).alias(f"{name}_ms")
                 for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
             ],
-            _ms(pl.col("_resp").quantile(0.95, QUANTILE_METHOD)).alias("resp_p95_ms"),
+            _ms(pl.col("_resp").filter("_inc").quantile(0.95, QUANTILE_METHOD)).alias("resp_p95_ms"),
         )
         .collect()
     )

@@ -39,10 +39,17 @@ def task_latency(ws_events: Frame, *, events: Frame | None = None) -> pl.DataFra
 
     For each (task_id, status) only the FIRST message counts; its ``since_created_ns`` is the time
     from creation (202 seen) to that status. Columns: ``task_type``, ``status``, ``count``,
-    ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms``, and per task type ``tasks`` (tasks seen: a
-    subscribe or message row, or a creation row of ``events`` when given) and
-    ``never_completed`` (of those, tasks with no completed/failed message). Sorted by task type
-    and status.
+    ``p50_ms``, ``p95_ms``, ``p99_ms``, ``max_ms``, and per task type:
+
+    - ``tasks``: tasks seen (a subscribe, resubscribe or message row, a random id subscribed while
+      no task existed left out; with ``events``, also every
+      task created over HTTP, its type read from the endpoint name "POST /tasks <type>");
+    - ``untracked``: of those, tasks no socket ever subscribed to (their outcome is unknown);
+    - ``unfinished_at_end``: of the tracked ones, tasks with no completed/failed message by the
+      end of the run. Not "never completed": the target may finish them later (see
+      ``LoadTester.run(wait_for_tasks=...)``).
+
+    Sorted by task type and status.
     """
     lf = _lazy(ws_events).with_columns(pl.col("task_type").cast(pl.String), pl.col("status").cast(pl.String))
     msgs = lf.filter(_kind("message") & pl.col("task_id").is_not_null())
@@ -52,21 +59,31 @@ def task_latency(ws_events: Frame, *, events: Frame | None = None) -> pl.DataFra
         .agg(pl.col("since_created_ns").first(), pl.col("task_type").drop_nulls().first())
     )
     seen = lf.filter(
-        pl.col("kind").cast(pl.String).is_in(_TASK_KINDS) & pl.col("task_id").is_not_null()
-    ).select("task_id", "task_type")
+        pl.col("kind").cast(pl.String).is_in(_TASK_KINDS)
+        & pl.col("task_id").is_not_null()
+        & ((pl.col("status") != "random") | ~_kind("subscribe")).fill_null(True)  # a made-up id
+    ).select("task_id", "task_type", _tracked=pl.lit(True))
     if events is not None:
+        endpoint = pl.col("endpoint").cast(pl.String)
         created = (
             _lazy(events)
             .filter(pl.col("task_id").is_not_null() & pl.col("error").is_null())
-            .select("task_id", task_type=pl.lit(None, dtype=pl.String))
+            .select(
+                "task_id",
+                task_type=pl.when(endpoint.str.starts_with("POST /tasks ")).then(
+                    endpoint.str.strip_prefix("POST /tasks ")
+                ),
+                _tracked=pl.lit(False),
+            )
         )
         seen = pl.concat([seen, created])
-    tasks = seen.group_by("task_id").agg(pl.col("task_type").drop_nulls().first())
+    tasks = seen.group_by("task_id").agg(pl.col("task_type").drop_nulls().first(), pl.col("_tracked").any())
     done = first.filter(pl.col("status").is_in(_FINAL)).select("task_id").unique()
     tasks = tasks.join(done.with_columns(_done=pl.lit(True)), on="task_id", how="left")
     per_type = tasks.group_by("task_type").agg(
         tasks=pl.len().cast(pl.UInt64),
-        never_completed=pl.col("_done").is_null().sum().cast(pl.UInt64),
+        untracked=(~pl.col("_tracked")).sum().cast(pl.UInt64),
+        unfinished_at_end=(pl.col("_tracked") & pl.col("_done").is_null()).sum().cast(pl.UInt64),
     )
     c = pl.col("since_created_ns")
     lat = first.group_by("task_type", "status").agg(
@@ -89,8 +106,11 @@ def ws_summary(ws_events: Frame, *, duration_s: float | None = None) -> pl.DataF
     error "rejected"), ``dropped`` (close rows with error "dropped"), ``reconnected``,
     ``messages``, ``messages_per_s`` (over ``duration_s``, default the span of ``t``),
     ``subscriptions``, ``resubscriptions``, ``lost_subscriptions`` (rows with error
-    "lost_subscription"), ``isolation_findings`` (updates received for another user's task),
-    ``unknown_shape``, ``handshake_p50_ms``, ``handshake_p95_ms``, ``duration_s``.
+    "lost_subscription"), ``isolation_findings`` (updates a user received for a task another user
+    created, not asked for by cross-user sampling: a real isolation failure), ``isolation_expected``
+    (the same, caused by ``WsOptions(sample_from="all")``: the gateway let a user subscribe to
+    another user's task, which that option does on purpose), ``unknown_shape``,
+    ``handshake_p50_ms``, ``handshake_p95_ms``, ``duration_s``.
     """
     if duration_s is not None and duration_s <= 0:
         raise ValueError(f"duration_s must be > 0 (got {duration_s})")
@@ -116,7 +136,8 @@ def ws_summary(ws_events: Frame, *, duration_s: float | None = None) -> pl.DataF
         subscriptions=count(k == "subscribe"),
         resubscriptions=count(k == "resubscribe"),
         lost_subscriptions=count(e == "lost_subscription"),
-        isolation_findings=count(k == "isolation"),
+        isolation_findings=count((k == "isolation") & (e.is_null() | (e != "expected"))),
+        isolation_expected=count((k == "isolation") & (e == "expected")),
         unknown_shape=count(e == "unknown_shape"),
         handshake_p50_ms=hs.quantile(0.5, _QM) / 1e6,
         handshake_p95_ms=hs.quantile(0.95, _QM) / 1e6,

@@ -1,8 +1,13 @@
 """The stress assessment (the seed's StressTester report), computed from a run's frames. Pure.
 
-Per phase: throughput asked vs achieved, latency percentiles, error rate, WebSocket stability,
-the seed's grades, and the breaking point: the first phase where a threshold fails on that phase's
-rows or the achieved throughput falls more than 5% below the asked one.
+Per phase: throughput asked vs achieved, latency percentiles, error rate, WebSocket stability and
+task completion, the seed's grades, and the breaking point: the first phase where a threshold
+fails on that phase's rows, the achieved throughput falls more than 5% below the asked one, no
+request was answered, or (with WebSocket rows) the task side grades worst.
+
+The row sets are those of ``analysis.by_phase`` (the per-phase figures are taken from it, so the
+two agree to the row): latency over answered rows, error rate = target-side errors / sent rows,
+achieved throughput = answered responses completed inside the phase's planned window / window.
 
 >>> grade(0.002, 850.0, 120.0)
 {'error_rate': 'excellent', 'latency': 'excellent', 'throughput': 'excellent'}
@@ -17,25 +22,47 @@ from typing import Any
 
 import polars as pl
 
+from .analysis_core import load_expr
+from .analysis_phase import by_phase
+from .analysis_tasks import task_stats
 from .plan import PlanError, StressPlan
 from .threshold_eval import _coerce, evaluate, rescope
 from .thresholds import Threshold
 
-__all__ = ["DEFAULT_GRADES", "Grades", "assess", "breaking_point", "grade", "report_json"]
+__all__ = [
+    "DEFAULT_GRADES",
+    "FAILED",
+    "Grades",
+    "assess",
+    "breaking_point",
+    "grade",
+    "grade_tasks",
+    "report_json",
+]
 
 #: Achieved throughput more than this fraction below the asked one marks the breaking point.
 SHORTFALL = 0.05
+#: The grade of every figure of a phase in which no request was answered.
+FAILED = "failed"
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "cookie")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Grades:
-    """Grade limits; the defaults are the seed's. Replace with ``dataclasses.replace``.
+    """Grade limits; the HTTP ones are the seed's. Replace with ``dataclasses.replace``.
 
     Error rate below ``error_excellent`` is "excellent", below ``error_good`` "good", else
     "needs improvement"; max latency (ms) below ``latency_excellent_ms`` "excellent", below
     ``latency_acceptable_ms`` "acceptable", else "slow"; throughput (req/s) above
-    ``rps_excellent`` "excellent", above ``rps_good`` "good", else "low".
+    ``rps_excellent`` "excellent", above ``rps_good`` "good", else "low". A phase with no
+    answered request is "failed" on all three.
+
+    Task side (only with WebSocket rows; not in the seed): the completion ratio of the tasks the
+    run tracked (completed / judged; a task is judged once completed, failed, or created at least
+    ``task_settle_s`` before the last recorded event) at or above ``tasks_excellent`` is
+    "excellent", at or above ``tasks_good`` "good", else "needs improvement"; the p95 of task
+    latency (created -> completed, ms) below ``task_latency_excellent_ms`` "excellent", below
+    ``task_latency_acceptable_ms`` "acceptable", else "slow".
     """
 
     error_excellent: float = 0.01
@@ -44,12 +71,19 @@ class Grades:
     latency_acceptable_ms: float = 5000.0
     rps_excellent: float = 100.0
     rps_good: float = 50.0
+    tasks_excellent: float = 0.99
+    tasks_good: float = 0.95
+    task_latency_excellent_ms: float = 5000.0
+    task_latency_acceptable_ms: float = 30000.0
+    task_settle_s: float = 10.0
 
     def __post_init__(self) -> None:
         for a, b in (
             ("error_excellent", "error_good"),
             ("latency_excellent_ms", "latency_acceptable_ms"),
             ("rps_good", "rps_excellent"),
+            ("tasks_good", "tasks_excellent"),
+            ("task_latency_excellent_ms", "task_latency_acceptable_ms"),
         ):
             va, vb = getattr(self, a), getattr(self, b)
             for name, v in ((a, va), (b, vb)):
@@ -57,6 +91,9 @@ class Grades:
                     raise ValueError(f"Grades.{name} must be a number >= 0 (got {v!r})")
             if va > vb:
                 raise ValueError(f"Grades.{a} ({va}) must be <= Grades.{b} ({vb}); swap them")
+        v = self.task_settle_s
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+            raise ValueError(f"Grades.task_settle_s must be a number of seconds >= 0 (got {v!r})")
 
 
 DEFAULT_GRADES = Grades()
@@ -101,20 +138,30 @@ def grade(
     return out
 
 
-def _plan_offset_ns(plan: StressPlan, events: pl.DataFrame, plan_start_s: float | None) -> int:
-    """Run time (ns) at which the plan started: given, or inferred from the earliest intended
-    start of a row of the earliest phase that has rows."""
-    if plan_start_s is not None:
-        return int(round(plan_start_s * 1e9))
-    if events.height == 0:
-        return 0
-    firsts = events.group_by(pl.col("phase").cast(pl.String)).agg(pl.col("t_intended").min())
-    by_phase = dict(zip(firsts["phase"].to_list(), firsts["t_intended"].to_list(), strict=True))
-    for i, ph in enumerate(plan.phases):
-        t = by_phase.get(ph.name)
-        if t is not None:
-            return max(0, int(t - round(plan.boundaries[i] * 1e9)))
-    return 0
+def grade_tasks(
+    completion: float | None, task_p95_ms: float | None, grades: Grades = DEFAULT_GRADES
+) -> dict[str, str | None]:
+    """The task-side grades (completion ratio, task latency p95); None input gives a None grade.
+
+    >>> grade_tasks(0.5, 2000.0)
+    {'tasks': 'needs improvement', 'task_latency': 'excellent'}
+    """
+    g = grades
+    done, lat = _present(completion), _present(task_p95_ms)
+    out: dict[str, str | None] = {"tasks": None, "task_latency": None}
+    if done is not None:
+        out["tasks"] = (
+            "excellent" if done >= g.tasks_excellent
+            else "good" if done >= g.tasks_good
+            else "needs improvement"
+        )  # fmt: skip
+    if lat is not None:
+        out["task_latency"] = (
+            "excellent" if lat < g.task_latency_excellent_ms
+            else "acceptable" if lat < g.task_latency_acceptable_ms
+            else "slow"
+        )  # fmt: skip
+    return out
 
 
 def assess(
@@ -130,18 +177,21 @@ def assess(
     """One row per plan phase, in plan order.
 
     Columns: phase, phase_index, model, start_s, duration_s, asked_rps (open: the rate, or a
-    ramp's mean; closed: null), concurrency (closed: mean level), requests, achieved_rps, errors,
-    error_rate, p50_ms, p95_ms, p99_ms, max_ms (latency), resp_p99_ms (response time, which
-    includes schedule lateness), ws_opened / ws_dropped (with ``ws_events``), one column per key
-    of ``phase_stats`` (the engine's per-phase counters: planned, late, cap_hits, ...),
-    grade_error_rate, grade_latency, grade_throughput, thresholds_failed (list of texts) and
+    ramp's mean; closed: null), concurrency (closed: mean level), requests (every row of the
+    phase), answered, not_sent (tester-side: dropped, cancelled, auth, client), achieved_rps,
+    answered_in_window, errors, error_rate, p50_ms, p95_ms, p99_ms, max_ms (latency),
+    resp_p99_ms (response time, which includes schedule lateness), ws_opened / ws_dropped and
+    tasks_tracked / tasks_completed / tasks_judged / task_completion / task_p95_ms (with
+    ``ws_events``), one column per key of ``phase_stats`` (the engine's per-phase counters:
+    planned, late, cap_hits, ...), grade_error_rate, grade_latency, grade_throughput (and
+    grade_tasks, grade_task_latency with ``ws_events``), thresholds_failed (list of texts) and
     breaking_point.
 
-    ``requests`` and the latency figures use the rows labelled with the phase; ``achieved_rps``
-    counts responses completed inside the phase's time window (plan boundaries shifted by
-    ``plan_start_s``, the run time at which the plan started; inferred from the rows when None),
-    so an open-model schedule that the target cannot keep up with shows up as a shortfall.
-    Run-wide thresholds are judged on each phase's rows; phase-scoped ones on their phase only.
+    The figures are ``analysis.by_phase``'s (answered rows for latency, target-side errors over
+    sent rows, achieved = answered responses completed inside the phase's planned window, whose
+    start is ``plan_start_s`` on the run clock or inferred from the rows). A phase with no
+    answered request is graded "failed" and is a breaking point. Run-wide thresholds are judged
+    on each phase's rows; phase-scoped ones on their phase only.
     """
     ths = _coerce(thresholds)
     known = {p.name for p in plan.phases}
@@ -151,80 +201,81 @@ def assess(
                 f"threshold {str(t)!r}: phase {t.phase!r} is not in the plan; use one "
                 f"of {', '.join(sorted(known))}"
             )
-    load = events.filter(pl.col("error").is_null() | (pl.col("error").cast(pl.String) != "cancelled"))
-    offset = _plan_offset_ns(plan, load, plan_start_s)
-    in_load = load.filter(~pl.col("phase").cast(pl.String).is_in(["setup", "teardown"]).fill_null(False))
-    lat = (pl.col("t_end") - pl.col("t_start")).cast(pl.Float64) / 1e6
-    resp = (pl.col("t_end") - pl.col("t_intended")).cast(pl.Float64) / 1e6
-    stats = load.group_by(pl.col("phase").cast(pl.String)).agg(
-        requests=pl.len(),
-        errors=pl.col("error").is_not_null().sum(),
-        p50_ms=lat.quantile(0.5, interpolation="linear"),
-        p95_ms=lat.quantile(0.95, interpolation="linear"),
-        p99_ms=lat.quantile(0.99, interpolation="linear"),
-        max_ms=lat.max(),
-        resp_p99_ms=resp.quantile(0.99, interpolation="linear"),
-    )
-    by_phase = {r["phase"]: r for r in stats.iter_rows(named=True)}
-    ws_by_phase: dict[str, dict[str, int]] = {}
+    load = events.filter(load_expr())
+    stats = by_phase(load, plan=plan, plan_start_s=plan_start_s)
+    per_phase = {str(r["phase"]): r for r in stats.iter_rows(named=True)}
+    ws_by_phase: dict[str, dict[str, Any]] = {}
+    tasks_by_phase: dict[str, dict[str, Any]] = {}
+    with_ws = ws_events is not None
     if ws_events is not None:
         ws_stats = ws_events.group_by(pl.col("phase").cast(pl.String)).agg(
             ws_opened=(pl.col("kind").cast(pl.String) == "connect").sum(),
             ws_dropped=(pl.col("error").cast(pl.String) == "dropped").sum(),
         )
         ws_by_phase = {r["phase"]: r for r in ws_stats.iter_rows(named=True)}
+        tstats = task_stats(load, ws_events, grades.task_settle_s)
+        tasks_by_phase = {r["phase"]: r for r in tstats.iter_rows(named=True)}
     stat_keys = sorted({k for v in (phase_stats or {}).values() for k in v})
 
     rows: list[dict[str, Any]] = []
     found = False
     for i, ph in enumerate(plan.phases):
-        s = by_phase.get(ph.name, {})
-        start, dur = plan.boundaries[i], ph.duration
-        t0 = offset + int(round(start * 1e9))
-        t1 = offset + int(round((start + dur) * 1e9))
-        completed = in_load.filter((pl.col("t_end") >= t0) & (pl.col("t_end") < t1)).height
-        achieved = completed / dur
+        s = per_phase[ph.name]
         asked = plan.mean_level(i) if ph.model == "open" else None
-        requests = s.get("requests", 0)
-        errors = s.get("errors", 0)
-        err_rate = errors / requests if requests else None
+        achieved = s["rps"]
         row: dict[str, Any] = {
             "phase": ph.name,
             "phase_index": i,
             "model": ph.model,
-            "start_s": start,
-            "duration_s": dur,
+            "start_s": plan.boundaries[i],
+            "duration_s": ph.duration,
             "asked_rps": asked,
             "concurrency": None if ph.model == "open" else plan.mean_level(i),
-            "requests": requests,
+            "requests": s["count"],
+            "answered": s["answered"],
+            "not_sent": s["not_sent"],
             "achieved_rps": achieved,
-            "errors": errors,
-            "error_rate": err_rate,
-            **{k: s.get(k) for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "resp_p99_ms")},
+            "answered_in_window": s["answered_in_window"],
+            "errors": s["errors"],
+            "error_rate": s["error_rate"],
+            **{k: s[k] for k in ("p50_ms", "p95_ms", "p99_ms", "max_ms", "resp_p99_ms")},
         }
-        if ws_events is not None:
+        if with_ws:
             w = ws_by_phase.get(ph.name, {})
             row["ws_opened"] = w.get("ws_opened", 0)
             row["ws_dropped"] = w.get("ws_dropped", 0)
+            tk = tasks_by_phase.get(ph.name, {})
+            for k in ("tasks_tracked", "tasks_completed", "tasks_judged"):
+                row[k] = tk.get(k, 0)
+            row["task_completion"] = tk.get("task_completion")
+            row["task_p95_ms"] = tk.get("task_p95_ms")
         for k in stat_keys:
             row[k] = (phase_stats or {}).get(ph.name, {}).get(k)
-        g = grade(err_rate, row["max_ms"], achieved, grades)
+        silent = not s["answered"]
+        g = grade(row["error_rate"], row["max_ms"], achieved, grades)
+        if silent:  # nothing answered: no figure of this phase may look good
+            g = dict.fromkeys(g, FAILED)
         row["grade_error_rate"], row["grade_latency"], row["grade_throughput"] = (
             g["error_rate"],
             g["latency"],
             g["throughput"],
         )
+        tasks_bad = False
+        if with_ws:
+            tg = grade_tasks(row["task_completion"], row["task_p95_ms"], grades)
+            row["grade_tasks"], row["grade_task_latency"] = tg["tasks"], tg["task_latency"]
+            tasks_bad = tg["tasks"] == "needs improvement" or tg["task_latency"] == "slow"
         scoped = rescope(ths, ph.name)
         failed: list[str] = []
         if scoped:
-            res = evaluate(scoped, events, ws_events, plan=plan)
+            res = evaluate(scoped, events, ws_events, plan=plan, plan_start_s=plan_start_s)
             failed = res.filter(~pl.col("passed"))["threshold"].to_list()
-        short = asked is not None and asked > 0 and achieved < (1 - SHORTFALL) * asked
+        short = asked is not None and asked > 0 and (achieved or 0.0) < (1 - SHORTFALL) * asked
         row["thresholds_failed"] = failed
-        row["breaking_point"] = not found and (bool(failed) or short)
+        row["breaking_point"] = not found and (bool(failed) or short or silent or tasks_bad)
         found = found or row["breaking_point"]
         rows.append(row)
-    return pl.DataFrame(rows, schema=_schema(ws_events is not None, stat_keys))
+    return pl.DataFrame(rows, schema=_schema(with_ws, stat_keys))
 
 
 def _schema(with_ws: bool, stat_keys: list[str]) -> dict[str, pl.DataType]:
@@ -238,7 +289,10 @@ def _schema(with_ws: bool, stat_keys: list[str]) -> dict[str, pl.DataType]:
         "asked_rps": f,
         "concurrency": f,
         "requests": i,
+        "answered": i,
+        "not_sent": i,
         "achieved_rps": f,
+        "answered_in_window": i,
         "errors": i,
         "error_rate": f,
         "p50_ms": f,
@@ -248,12 +302,13 @@ def _schema(with_ws: bool, stat_keys: list[str]) -> dict[str, pl.DataType]:
         "resp_p99_ms": f,
     }
     if with_ws:
-        schema |= {"ws_opened": i, "ws_dropped": i}
+        schema |= {"ws_opened": i, "ws_dropped": i, "tasks_tracked": i, "tasks_completed": i}
+        schema |= {"tasks_judged": i, "task_completion": f, "task_p95_ms": f}
     schema |= {k: f for k in stat_keys}
+    schema |= {"grade_error_rate": s, "grade_latency": s, "grade_throughput": s}
+    if with_ws:
+        schema |= {"grade_tasks": s, "grade_task_latency": s}
     schema |= {
-        "grade_error_rate": s,
-        "grade_latency": s,
-        "grade_throughput": s,
         "thresholds_failed": pl.List(pl.String()),
         "breaking_point": pl.Boolean(),
     }
@@ -307,6 +362,9 @@ def report_json(
             "latency": r.pop("grade_latency"),
             "throughput": r.pop("grade_throughput"),
         }
+        if "grade_tasks" in r:
+            g["tasks"] = r.pop("grade_tasks")
+            g["task_latency"] = r.pop("grade_task_latency")
         results.append({**r, "assessment": g})
     return _json_safe(
         {

@@ -195,6 +195,7 @@ def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart
         raise ValueError(f"metric must be one of {sorted(levels)} (got {metric!r})")
     table = (
         analysis._lazy(events)
+        .filter(analysis.answered_expr())  # the rows every latency figure covers
         .group_by("user", "endpoint")
         .agg(
             pl.len().alias("count"),
@@ -233,7 +234,7 @@ def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart
 
 
 def throughput(events: Frame, *, window_s: float = 1.0) -> alt.Chart:
-    """Requests per second and failed requests per second over time."""
+    """Answered requests per second and target-side errors per second over time."""
     lf = analysis._lazy(events)
     w = fit_window(_span_s(lf, "t_start"), window_s, 2)
     tl = analysis.timeline(lf, window_s=w, by=None)

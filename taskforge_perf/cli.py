@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -50,6 +51,31 @@ class _Signals:
         return 128 + self.received[0] if self.received else None
 
 
+def _number(kind: type, lo: float, *, strict: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a finite int/float >= lo (> lo when strict), else a one-line error."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or (value <= lo if strict else value < lo):
+            what = "an integer" if kind is int else "a finite number"
+            raise argparse.ArgumentTypeError(
+                f"must be {what} {'>' if strict else '>='} {lo:g} (got {text!r})"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+_SECONDS = _number(float, 0, strict=True)
+_NONNEG = _number(float, 0)
+_COUNT = _number(int, 1)
+_NONNEG_INT = _number(int, 0)
+
+
 def _add_target(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from taskforge_perf.target.cli import add_arguments, run
 
@@ -60,19 +86,19 @@ def _add_target(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 def _add_load_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("load")
-    g.add_argument("--duration", type=float, default=None, help="seconds of load (one phase)")
-    g.add_argument("--concurrency", type=int, default=None, help="virtual users (closed model)")
-    g.add_argument("--rate", type=float, default=None, help="requests per second (open model)")
+    g.add_argument("--duration", type=_SECONDS, default=None, help="seconds of load (one phase)")
+    g.add_argument("--concurrency", type=_NONNEG_INT, default=None, help="virtual users (closed model)")
+    g.add_argument("--rate", type=_NONNEG, default=None, help="requests per second (open model)")
     g.add_argument("--preset", default=None, help="a StressPlan preset: dev, staging, production, stress")
-    g.add_argument("--think-time", type=float, default=0.0, help="seconds between a user's requests")
+    g.add_argument("--think-time", type=_NONNEG, default=None, help="seconds between a user's requests")
     g.add_argument(
         "--websockets",
-        type=int,
+        type=_NONNEG_INT,
         default=None,
         metavar="N",
         help="WebSocket connections to the status gateway (needs --ws-url; demo: 50)",
     )
-    g.add_argument("--users", type=int, default=20, help="test users to sign up / log in (default 20)")
+    g.add_argument("--users", type=_COUNT, default=20, help="test users to sign up / log in (default 20)")
     g.add_argument("--email-prefix", default="loadtest", help="users are PREFIX{i}@DOMAIN")
     g.add_argument("--domain", default="example.com")
     g.add_argument(
@@ -80,7 +106,7 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
         default="TASKFORGE_PERF_PASSWORD",
         help="environment variable holding the users' password (default: testpassword123)",
     )
-    g.add_argument("--max-in-flight", type=int, default=1000, help="open model: in-flight cap")
+    g.add_argument("--max-in-flight", type=_COUNT, default=1000, help="open model: in-flight cap")
     g.add_argument("--seed", type=int, default=None, help="seed of the request generator")
     g.add_argument("--name", default="run", help="the run's name (used in the saved folder)")
     g.add_argument(
@@ -110,7 +136,7 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run a load against a target and print the summary")
     p.add_argument("--base-url", required=True, help="the HTTP API, e.g. http://127.0.0.1:3000")
     p.add_argument("--ws-url", default=None, help="the status gateway, e.g. ws://127.0.0.1:4000")
-    p.add_argument("--timeout", type=float, default=10.0, help="request timeout in seconds")
+    p.add_argument("--timeout", type=_SECONDS, default=10.0, help="request timeout in seconds")
     p.add_argument(
         "--report",
         dest="html_report",
@@ -148,7 +174,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--title", default=None, help="the report's title")
     p.add_argument(
         "--max-p95-regression",
-        type=float,
+        type=_NONNEG,
         default=0.10,
         help="the verdict's p95 threshold with --compare (default 0.10 = 10%%)",
     )
@@ -201,7 +227,7 @@ def _plan(args: argparse.Namespace) -> Any:
                 args.duration,
                 rate=args.rate,
                 concurrency=args.concurrency,
-                think_time=args.think_time,
+                think_time=args.think_time or 0.0,
             )
         ]
     )
@@ -233,7 +259,7 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         **kwargs,
     )
     print(
-        f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.base_url} "
+        f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.display_base_url} "
         f"with {len(users)} users ...",
         file=sys.stderr,
     )
@@ -251,7 +277,11 @@ def _load(args: argparse.Namespace, target: Any) -> int:
                 "(tfp.load_run reads it)",
                 file=sys.stderr,
             )
-            return signals.exit_code or 130
+            # The run's loop thread is still going: finalising the interpreter under it can crash
+            # (SIGSEGV in a library's C code), so the command leaves here, its output flushed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(signals.exit_code or 130)
         for p in progress:
             p.close()
         code = _report(args, run, checks)
@@ -265,11 +295,15 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
     summary = run.summary()
     _print_table(summary.select([c for c in HEADLINE_COLUMNS if c in summary.columns]))
     c = run.meta["counters"]
+    head = run.headline()  # load errors only; not-sent rows and setup/teardown auth outcomes apart
     print(
-        f"{c['requests']} requests, {sum(c['errors'].values())} errors {c['errors'] or ''}, "
-        f"{c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
+        f"{head[0]}, {c['tasks_created']} tasks created, {c['refreshes']} token refreshes, "
         f"run {run.meta['stopped']}"
     )
+    for line in head[1:]:
+        print(line)
+    if run.generator_warning():
+        print(run.generator_warning())
     if run.ws_events.height:
         print("WebSocket status gateway:")
         _print_table(run.ws_summary(), precision=1)
@@ -323,6 +357,45 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return _load(args, target)
 
 
+def _check_conflicts(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Flags that cannot go together end the command (exit 2) with a message, never silently."""
+    if args.command not in ("run", "demo"):
+        return
+    demo = args.command == "demo"
+    if args.preset:
+        # The demo's own defaults (duration, rate) give way to a preset; explicit flags never do.
+        given = [
+            flag
+            for flag, value, default in (
+                ("--rate", args.rate, 100.0 if demo else None),
+                ("--concurrency", args.concurrency, None),
+                ("--think-time", args.think_time, None),
+            )
+            if value is not None and value != default
+        ]
+        if given:
+            parser.error(
+                f"--preset sets the load shape, so {', '.join(given)} would be ignored; "
+                "drop them, or drop --preset and give --duration with --rate or --concurrency"
+            )
+        if demo:
+            args.rate = None
+            if args.duration == 20.0:
+                args.duration = None
+    if args.rate is not None and args.concurrency is not None and not (demo and args.rate == 100.0):
+        parser.error("--rate (open model) and --concurrency (closed model) exclude each other; give one")
+    if demo and args.concurrency is not None and args.rate == 100.0:
+        args.rate = None  # the demo's default rate gives way to an explicit --concurrency
+    if args.think_time and args.concurrency is None:
+        parser.error("--think-time applies to the closed model only: add --concurrency N (or drop it)")
+    if args.no_save and args.save is not None:
+        parser.error("--save DIR and --no-save exclude each other; give one")
+    if args.no_save and getattr(args, "html_report", False) and not demo:
+        parser.error("--report writes next to the saved run, so it needs the run saved: drop --no-save")
+    if args.abort_on_fail and not args.threshold:
+        parser.error("--abort-on-fail needs at least one --threshold EXPR to watch")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     from taskforge_perf.errors import TaskforgePerfError
@@ -333,10 +406,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    _check_conflicts(parser, args)
     try:
         return func(args)
     except TaskforgePerfError as exc:
-        print(f"taskforge-perf: error: {exc}", file=sys.stderr)
+        from taskforge_perf.redact import redact_text
+
+        print(f"taskforge-perf: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
     except Interrupted as exc:
         return 128 + exc.signum

@@ -23,6 +23,7 @@ from typing import Any
 
 from taskforge_perf.analysis import HEADLINE_COLUMNS
 from taskforge_perf.engine.monitor import Snapshot
+from taskforge_perf.live import LoadCounts
 
 __all__ = ["LiveDashboard", "in_kernel", "snapshot_html", "static_html"]
 
@@ -56,27 +57,47 @@ def _dur(s: float) -> str:
     return f"{s:.0f} s"
 
 
-def snapshot_html(s: Snapshot, *, interval_s: float = 0.5) -> str:
-    """The live figures of one snapshot as a small HTML block (the dashboard's body)."""
-    errors = sum(s.errors.values())
-    if s.errors:
-        kinds = sorted(s.errors.items(), key=lambda kv: (-kv[1], kv[0]))
-        err_cells = ", ".join(f"{_esc(k)} {v:,}" for k, v in kinds)
-    else:
-        err_cells = "none"
+def _kinds(counts: dict[str, int]) -> str:
+    kinds = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{_esc(k)} {v:,}" for k, v in kinds) if kinds else "none"
+
+
+def snapshot_html(s: Snapshot, *, interval_s: float = 0.5, counts: LoadCounts | None = None) -> str:
+    """The live figures of one snapshot as a small HTML block (the dashboard's body).
+
+    Errors are load errors of the target only (``LoadCounts``: set-up outcomes apart, tester-side
+    rows under "Not sent"); the rate is answered responses per second once two load snapshots
+    were seen (requests per second before)."""
+    if counts is None:
+        counts = LoadCounts()
+        counts.update(s)
+    errors = sum(counts.load_errors.values())
+    rate = (
+        ("Answered/s (last interval)", f"{counts.answered_rps:,.0f}")
+        if counts.answered_rps is not None
+        else ("Requests/s (last interval)", f"{s.rps:,.0f}")
+    )
     rows = [
-        ("Requests/s (last interval)", f"{s.rps:,.0f}"),
+        rate,
         ("Requests", f"{s.requests:,} ({s.in_flight:,} in flight)"),
         (
             f"~p50 / ~p95 / ~p99 latency (streaming estimate, last {interval_s:g} s)",
             f"{_ms(s.approx_p50_ms)} / {_ms(s.approx_p95_ms)} / {_ms(s.approx_p99_ms)} ms",
         ),
-        (f"Errors ({errors:,})", err_cells),
+        (f"Load errors ({errors:,})", _kinds(counts.load_errors)),
+    ]
+    if counts.not_sent:
+        rows.append((f"Not sent ({sum(counts.not_sent.values()):,})", _kinds(counts.not_sent)))
+    if counts.setup:
+        rows.append(("Auth outcomes at set-up (not load errors)", _kinds(counts.setup)))
+    rows += [
         ("Open WebSocket connections", f"{s.ws_open:,}"),
         ("Tasks created / completed", f"{s.tasks_created:,} / {s.ws_completed:,}"),
     ]
     if s.late:
         rows.append(("Late starts (behind schedule)", f"{s.late:,}"))
+    if s.saturated:
+        rows.append(("Tester saturated (numbers include its own queueing)", _esc(s.saturated)))
     body = "".join(
         f"<tr><th style='text-align:left;padding:1px 12px 1px 0;font-weight:normal'>{_esc(k)}</th>"
         f"<td style='text-align:right;font-variant-numeric:tabular-nums'>{v}</td></tr>"
@@ -91,6 +112,11 @@ def status_text(s: Snapshot) -> str:
         return "setting up users (signup / login) ..."
     if s.phase == "teardown":
         return f"finishing: {s.elapsed_s:.0f} s of load done, logging users out ..."
+    if s.draining:
+        return (
+            f"plan done ({_dur(s.planned_s)}): draining {s.draining:,} in flight "
+            "(cancelled when the grace runs out) ..."
+        )
     left = max(s.planned_s - s.elapsed_s, 0.0)
     return (
         f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · "
@@ -126,6 +152,7 @@ class LiveDashboard:
         self.last: Snapshot | None = None
         self.finished = False
         self._last_t = -1e18
+        self.counts = LoadCounts()
         self.header = w.HTML(f"<b>taskforge-perf</b> · {_esc(title)} · <i>live</i>")
         self.progress = w.FloatProgress(
             value=0.0,
@@ -159,6 +186,8 @@ class LiveDashboard:
         now = self.clock()
         if now - self._last_t < self.min_interval:
             self.last = snap
+            if snap.phase == "setup":
+                self.counts.update(snap)  # every set-up snapshot: its errors are auth outcomes
             return
         self._last_t = now
         self.update(snap)
@@ -167,11 +196,12 @@ class LiveDashboard:
         """Redraw the widgets from one snapshot (no throttling)."""
         self.last = snap
         self.updates += 1
+        self.counts.update(snap)
         if snap.planned_s > 0 and self.progress.max != snap.planned_s:
             self.progress.max = snap.planned_s
         self.progress.value = min(max(snap.elapsed_s, 0.0), self.progress.max)
         self.status.value = status_text(snap)
-        self.stats.value = snapshot_html(snap, interval_s=self.interval_s)
+        self.stats.value = snapshot_html(snap, interval_s=self.interval_s, counts=self.counts)
 
     def finish(self, run: Any = None, *, error: BaseException | None = None) -> str:
         """Replace the live view with a static snapshot of ``run``; returns the HTML shown."""
@@ -194,7 +224,7 @@ class LiveDashboard:
 
     def _stopped(self, error: BaseException | None) -> str:
         why = "cancelled" if error is None else f"{type(error).__name__}: {error}"
-        last = snapshot_html(self.last, interval_s=self.interval_s) if self.last else ""
+        last = snapshot_html(self.last, interval_s=self.interval_s, counts=self.counts) if self.last else ""
         return f"<p><b>taskforge-perf</b> · {_esc(self.title)}: run stopped ({_esc(why)})</p>{last}"
 
 
@@ -218,13 +248,11 @@ def _chart(run: Any) -> Any:
     import altair as alt
     import polars as pl
 
-    from taskforge_perf import analysis
     from taskforge_perf.charts import data_values, fit_window
 
-    events = run.load_events()
     span = max(run.duration_s, 1.0)
     window = fit_window(span, max(span / 120, 0.5), 3)
-    tl = analysis.timeline(events, window_s=window, by=None)
+    tl = run.timeline(window_s=window, by=None)  # answered/s, partial windows at their real length
     rps = data_values(tl.select("t_s", "rps"))
     lat = data_values(
         tl.select("t_s", "p50_ms", "p95_ms", "p99_ms")
@@ -235,8 +263,8 @@ def _chart(run: Any) -> Any:
     top = (
         alt.Chart(rps)
         .mark_line(color="#444")
-        .encode(x=x, y=alt.Y("rps:Q", title="req/s"))
-        .properties(width=600, height=110, title=f"Throughput ({window:g} s windows)")
+        .encode(x=x, y=alt.Y("rps:Q", title="answered/s"))
+        .properties(width=600, height=110, title=f"Throughput: answered requests/s ({window:g} s windows)")
     )
     bottom = (
         alt.Chart(lat)
@@ -253,20 +281,32 @@ def _chart(run: Any) -> Any:
 
 def static_html(run: Any, *, title: str = "") -> str:
     """The end-of-run snapshot: headline figures, the per-endpoint summary, an inline SVG chart."""
+    from taskforge_perf import analysis
     from taskforge_perf.rendering import chart_svg
 
     meta = run.meta
     counters = meta.get("counters") or {}
-    errors = sum((counters.get("errors") or {}).values())
+    h = analysis.headline(run.events)  # load errors only; not sent and auth outcomes apart
+    errors = sum(h["errors"].values())
     head = (
         f"<p><b>taskforge-perf</b> · {_esc(title or run.name)} · run {_esc(meta.get('stopped'))}: "
-        f"{run.duration_s:,.1f} s of load, {counters.get('requests', 0):,} requests, "
-        f"{errors:,} errors, {counters.get('tasks_created', 0):,} tasks created"
+        f"{run.duration_s:,.1f} s of load, {h['requests']:,} load requests "
+        f"({h['answered']:,} answered), {errors:,} load errors"
+        + (f" ({_kinds(h['errors'])})" if errors else "")
+        + f", {counters.get('tasks_created', 0):,} tasks created"
     )
     ws = meta.get("ws")
     if ws:
         head += f", WebSocket: {counters.get('ws_completed', 0):,} tasks completed"
+    head += f"; {run.events.height:,} requests in all with set-up and teardown"
+    if h["not_sent"]:
+        head += f"<br>Not sent (tester-side, not target errors): {_kinds(h['not_sent'])}"
+    if h["auth_outcomes"]:
+        head += f"<br>Auth outcomes at set-up/teardown (not load errors): {_kinds(h['auth_outcomes'])}"
     head += "</p>"
+    warning = getattr(run, "generator_warning", lambda: None)()
+    if warning:
+        head += f"<p style='color:#b45309'><b>{_esc(warning)}</b></p>"
     summary = run.summary()
     cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
     table = _table(summary.select(cols).to_dicts(), cols) if summary.height else "<p>no requests</p>"

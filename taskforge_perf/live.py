@@ -12,29 +12,81 @@ import sys
 from typing import Any, TextIO
 
 from taskforge_perf.engine.monitor import Snapshot
+from taskforge_perf.schema import ANSWERED_ERRORS, TESTER_SIDE_KINDS
+
+_SETUP = "setup"
 
 
-def format_snapshot(s: Snapshot) -> str:
-    """One line: elapsed/planned, phase, rps, approximate percentiles, errors, tasks, sockets."""
+class LoadCounts:
+    """Headline counts of the load from successive snapshots (the same classes as ``summary``).
+
+    The engine's live counters hold every row, set-up included. Errors counted while the phase
+    is "setup" (a 409 on signing up an existing user, ...) are auth outcomes, kept apart in
+    ``setup``; ``load_errors`` holds the target-side errors counted since (tester-side kinds go to
+    ``not_sent``); ``answered_rps`` is answered responses per second between the last two
+    snapshots (requests minus target failures and tester-side rows). Counts are taken at snapshot
+    times, so a set-up error in the last interval before the load starts may be counted as load.
+    """
+
+    def __init__(self) -> None:
+        self.setup: dict[str, int] = {}
+        self.load_errors: dict[str, int] = {}
+        self.not_sent: dict[str, int] = {}
+        self.answered_rps: float | None = None
+        self._setup_requests = 0
+        self._last: tuple[float, int] | None = None
+
+    def update(self, s: Snapshot) -> None:
+        """Account for one snapshot."""
+        if s.phase == _SETUP:
+            self.setup = {k: v for k, v in s.errors.items() if v}
+            self._setup_requests = s.requests
+        load = {k: v - self.setup.get(k, 0) for k, v in s.errors.items()}
+        self.not_sent = {k: v for k, v in load.items() if v > 0 and k in TESTER_SIDE_KINDS}
+        self.load_errors = {k: v for k, v in load.items() if v > 0 and k not in TESTER_SIDE_KINDS}
+        unanswered = sum(v for k, v in s.errors.items() if k not in ANSWERED_ERRORS)
+        answered = s.requests - unanswered
+        if s.phase == _SETUP:
+            return
+        if self._last is not None and s.elapsed_s > self._last[0]:
+            self.answered_rps = max(answered - self._last[1], 0) / (s.elapsed_s - self._last[0])
+        self._last = (s.elapsed_s, answered)
+
+
+def format_snapshot(s: Snapshot, counts: LoadCounts | None = None) -> str:
+    """One line: elapsed/planned, phase, rps, approximate percentiles, load errors, not sent,
+    tasks, sockets (with ``counts``: answered/s and load errors only, set-up outcomes apart)."""
 
     def ms(v: float | None) -> str:
         return "-" if v is None else f"{v:.1f}"
 
-    errors = sum(s.errors.values())
+    if counts is None:
+        counts = LoadCounts()
+        counts.update(s)
+    errors = sum(counts.load_errors.values())
+    rate = (
+        f"{counts.answered_rps:7.0f} answered/s" if counts.answered_rps is not None else f"{s.rps:7.0f} req/s"
+    )
     parts = [
         f"{s.elapsed_s:5.1f}/{s.planned_s:.0f}s",
         f"{s.phase} ({s.phase_remaining_s:.0f}s left)",
-        f"{s.rps:7.0f} req/s",
+        rate,
         f"~p50/p95/p99 {ms(s.approx_p50_ms)}/{ms(s.approx_p95_ms)}/{ms(s.approx_p99_ms)} ms",
         f"{s.requests} req",
         f"{errors} err",
         f"{s.in_flight} in flight",
         f"{s.tasks_created} tasks",
     ]
+    if counts.not_sent:
+        parts.append("not sent: " + ", ".join(f"{v} {k}" for k, v in counts.not_sent.items()))
     if s.ws_open or s.ws_completed:
         parts.append(f"{s.ws_open} ws, {s.ws_completed} done")
     if s.late:
         parts.append(f"{s.late} late")
+    if s.draining:
+        parts[1] = f"plan done, draining {s.draining} in flight"
+    if s.saturated:
+        parts.append(f"TESTER SATURATED ({s.saturated})")
     return " | ".join(parts)
 
 
@@ -46,12 +98,17 @@ class TerminalProgress:
         self.every = every
         self._last = -1e9
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.counts = LoadCounts()
 
     def __call__(self, snap: Snapshot) -> None:
+        if snap.phase == _SETUP:
+            self.counts.update(snap)  # every set-up snapshot: its errors are auth outcomes
         if snap.elapsed_s - self._last < self.every:
             return
         self._last = snap.elapsed_s
-        line = format_snapshot(snap)
+        if snap.phase != _SETUP:
+            self.counts.update(snap)
+        line = format_snapshot(snap, self.counts)
         if self._tty:
             self.stream.write("\r\x1b[2K" + line)
         else:

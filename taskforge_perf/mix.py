@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,8 +146,24 @@ class Endpoint:
         if not isinstance(self.path, str) or not self.path.startswith("/"):
             raise ConfigError(f"{where}: path must start with '/' (got {self.path!r})")
         w = self.weight
-        if isinstance(w, bool) or not isinstance(w, int | float) or not w >= 0 or w != w:
-            raise ConfigError(f"{where}: weight must be a number >= 0 (got {w!r}); use 0 to disable it")
+        if isinstance(w, bool) or not isinstance(w, int | float) or not 0 <= w < math.inf:
+            raise ConfigError(
+                f"{where}: weight must be a finite number >= 0 (got {w!r}); weights are relative "
+                "(10 and 30 give 25% and 75%), use 0 to disable it"
+            )
+        for flag in ("auth", "creates_task"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{where}: {flag} must be True or False (got {getattr(self, flag)!r})")
+        if self.task_type is not None and (not isinstance(self.task_type, str) or not self.task_type):
+            raise ConfigError(
+                f"{where}: task_type must be a non-empty string or None (got {self.task_type!r})"
+            )
+        # Header values are checked when a request is built (a bad one is a ``client`` row).
+        if not isinstance(self.headers, Mapping):
+            raise ConfigError(
+                f"{where}: headers must be a mapping of header names to values (got "
+                f"{type(self.headers).__name__}), e.g. {{'X-Trace': 'on'}}"
+            )
         if self.build is not None and not callable(self.build):
             raise ConfigError(
                 f"{where}: build must be a callable (user, token, rng) -> body (got {self.build!r})"
@@ -181,6 +198,13 @@ class RequestMix:
     """
 
     def __init__(self, endpoints: Sequence[Endpoint]) -> None:
+        if isinstance(endpoints, Endpoint):
+            endpoints = (endpoints,)
+        if isinstance(endpoints, str | bytes | Mapping) or not isinstance(endpoints, Iterable):
+            raise ConfigError(
+                f"RequestMix takes a list of Endpoint objects (got {type(endpoints).__name__}); e.g. "
+                "RequestMix([Endpoint('GET /health', 'GET', '/health')]) or RequestMix.taskforge()"
+            )
         endpoints = tuple(endpoints)
         if not endpoints:
             raise ConfigError("RequestMix needs at least one Endpoint (got an empty mix)")
@@ -226,6 +250,11 @@ class RequestMix:
     @classmethod
     def tasks(cls, weights: Mapping[str, float]) -> RequestMix:
         """A mix of ``POST /tasks`` of the given task types and weights."""
+        if not isinstance(weights, Mapping):
+            raise ConfigError(
+                f"RequestMix.tasks takes a mapping of task type to weight (got {type(weights).__name__}); "
+                "e.g. RequestMix.tasks({'generate-pdf': 3, 'resize-image': 1})"
+            )
         return cls([task_endpoint(t, w) for t, w in weights.items()])
 
     @classmethod

@@ -12,9 +12,13 @@ from typing import Literal
 
 from taskforge_perf.errors import ConfigError
 
-__all__ = ["Level", "Model", "Phase", "PlanError"]
+__all__ = ["RESERVED_PHASE_NAMES", "Level", "Model", "Phase", "PlanError"]
 
 Model = Literal["open", "closed"]
+
+#: Phase labels the engine gives its own rows (sign-up/login before the load, logout after it);
+#: analysis leaves them out of the load, so a plan phase may not use them.
+RESERVED_PHASE_NAMES: tuple[str, ...] = ("setup", "teardown")
 
 
 class PlanError(ConfigError):
@@ -65,6 +69,12 @@ class Phase:
             raise PlanError(
                 f"Phase name must be a non-empty string (got {self.name!r}); "
                 "name it, e.g. Phase('peak', 60, rate=100)"
+            )
+        if self.name.strip().lower() in RESERVED_PHASE_NAMES:
+            raise PlanError(
+                f"Phase name {self.name!r} is reserved: the engine labels its sign-up/login and "
+                "logout rows 'setup' and 'teardown', and the analysis leaves those out of the "
+                "load; name the phase differently, e.g. 'warmup' or 'cooldown'"
             )
         p = f"phase {self.name!r}"
         d = self.duration

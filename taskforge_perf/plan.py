@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from taskforge_perf.phase import Level, Model, Phase, PlanError, _ceil, _fmt, _is_number, _round_half_up
@@ -34,6 +34,9 @@ _ENV_PRESETS: dict[str, tuple[int, float, float, int]] = {
     "production": (200, 600.0, 60.0, 100),
 }
 _ALIASES = {"dev": "development"}
+_PHASE_KEYS = frozenset(
+    ("name", "duration", "rate", "concurrency", "ramp", "ramp_from", "think_time", "websockets", "mix")
+)
 PRESET_NAMES: tuple[str, ...] = ("dev", "development", "staging", "production", "stress")
 
 
@@ -49,7 +52,14 @@ class StressPlan:
 
     __slots__ = ("_phases", "_starts", "_from", "_slope", "_cum", "_ws", "_users")
 
-    def __init__(self, phases: Sequence[Phase], *, recommended_users: int | None = None) -> None:
+    def __init__(self, phases: Sequence[Phase] | Phase, *, recommended_users: int | None = None) -> None:
+        if isinstance(phases, Phase):  # StressPlan(Phase(...)): a plan of one phase
+            phases = (phases,)
+        if isinstance(phases, str | bytes | Mapping) or not isinstance(phases, Iterable):
+            raise PlanError(
+                f"StressPlan takes a list of Phase objects (got {type(phases).__name__}); e.g. "
+                "StressPlan([Phase('load', 60, rate=100)]); from a dict use StressPlan.from_dict"
+            )
         phases = tuple(phases)
         if not phases:
             raise PlanError(
@@ -294,7 +304,7 @@ class StressPlan:
     ) -> StressPlan:
         """One linear ramp from ``start`` to ``end`` (req/s, or users when ``model="closed"``)."""
         kw = _model_kw(model, end, "end")
-        if not _is_number(start) or start < 0:
+        if not _is_number(start) or not math.isfinite(start) or start < 0:
             raise PlanError(f"ramp: start must be >= 0 (got {start!r})")
         return cls([Phase(name, duration, ramp=True, ramp_from=start, **kw)])
 
@@ -343,7 +353,9 @@ class StressPlan:
         has the seed's timings (30/60/120/30/60 s) and levels, except that its ramp-up really
         ramps.
         """
-        key = _ALIASES.get(name, name) if isinstance(name, str) else name
+        if not isinstance(name, str):
+            raise PlanError(f"preset name must be a string, one of {', '.join(PRESET_NAMES)} (got {name!r})")
+        key = _ALIASES.get(name, name)
         if key == "stress":
             return cls(
                 [
@@ -401,13 +413,35 @@ class StressPlan:
     def from_dict(cls, data: Mapping[str, Any], *, mixes: Mapping[str, object] | None = None) -> StressPlan:
         """Rebuild a plan from :meth:`to_dict`; mix overrides come back from ``mixes`` (by phase
         name), since only their repr was stored."""
-        try:
-            raw = data["phases"]
-        except (KeyError, TypeError):
-            raise PlanError("from_dict: expected a mapping with a 'phases' list") from None
+        if not isinstance(data, Mapping) or "phases" not in data:
+            raise PlanError(
+                "from_dict: expected a mapping with a 'phases' list, e.g. "
+                "{'phases': [{'name': 'load', 'duration': 60, 'rate': 100}]}"
+            )
+        raw = data["phases"]
+        if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Iterable):
+            raise PlanError(f"from_dict: 'phases' must be a list of phase dicts (got {type(raw).__name__})")
         mixes = mixes or {}
         phases = []
-        for d in raw:
+        for i, d in enumerate(raw):
+            if not isinstance(d, Mapping):
+                raise PlanError(
+                    f"from_dict: phases[{i}] must be a dict such as "
+                    f"{{'name': 'load', 'duration': 60, 'rate': 100}} (got {type(d).__name__})"
+                )
+            missing = [k for k in ("name", "duration") if k not in d]
+            if missing:
+                raise PlanError(
+                    f"from_dict: phases[{i}] lacks {' and '.join(repr(k) for k in missing)}; each phase "
+                    "needs a name, a duration (s) and rate= or concurrency=, e.g. "
+                    "{'name': 'load', 'duration': 60, 'rate': 100}"
+                )
+            unknown = sorted(set(d) - _PHASE_KEYS)
+            if unknown:
+                raise PlanError(
+                    f"from_dict: phases[{i}] has unknown key(s) {', '.join(map(repr, unknown))}; "
+                    f"use {', '.join(sorted(_PHASE_KEYS))}"
+                )
             phases.append(
                 Phase(
                     d["name"],
@@ -418,7 +452,7 @@ class StressPlan:
                     ramp_from=d.get("ramp_from"),
                     think_time=d.get("think_time", 0.0),
                     websockets=d.get("websockets"),
-                    mix=mixes.get(d["name"]),
+                    mix=mixes.get(d["name"]) if isinstance(d["name"], str) else None,
                 )
             )
         return cls(phases, recommended_users=data.get("recommended_users"))

@@ -15,6 +15,7 @@ PosixPath('report.html')
 from __future__ import annotations
 
 import copy
+import math
 import sys
 import tempfile
 import time
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from taskforge_perf.errors import ConfigError, RunError
+from taskforge_perf.redact import redact_text
 
 __all__ = ["execute_notebook", "export_html", "inject_parameters", "report"]
 
@@ -214,6 +216,11 @@ def report(
     ...            output="candidate.html")                       # doctest: +SKIP
     """
     say: Progress | None = _stderr if progress is True else (progress or None)
+    m = max_p95_regression
+    if isinstance(m, bool) or not isinstance(m, int | float) or not 0 <= m < math.inf:
+        raise ConfigError(f"max_p95_regression must be a finite fraction >= 0 (got {m!r}); e.g. 0.10 for 10%")
+    if not isinstance(output, str | Path) or not str(output).strip():
+        raise ConfigError(f"output must be an .html file path (got {output!r}), e.g. 'report.html'")
     out = Path(output)
     if out.suffix.lower() not in (".html", ".htm"):
         raise ConfigError(f"output must be an .html file (got {str(out)!r}), e.g. -o report.html")
@@ -234,12 +241,15 @@ def report(
             nb = execute_notebook(_template(), params, cwd=tmp, timeout=timeout, progress=say)
         except CellExecutionError as exc:
             raise RunError(
-                f"the report notebook failed on {params['RUN_DIR']}: {exc.ename}: {exc.evalue}"
+                f"the report notebook failed on {params['RUN_DIR']}: {exc.ename}: {redact_text(exc.evalue)}"
             ) from exc
         if say:
             say("exporting HTML ...")
         name = Path(params["RUN_DIR"]).name
         page = export_html(nb, title=title or f"taskforge-perf report: {name}")
+    # A report is shared: URL credentials or tokens that reached any output (a run saved by an
+    # older version, a message printed by a cell) are masked in the page as well.
+    page = redact_text(page)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
     if say:

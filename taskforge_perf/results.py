@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, TESTER_SIDE_KINDS, WS_SCHEMA
 from taskforge_perf.store import FRAMES, check_destination, part_paths, read_meta, write_meta, writer_alive
 
 #: Where runs are saved when no directory is given (relative to the working directory);
@@ -53,11 +53,14 @@ class Run:
         ws_events: pl.DataFrame | pl.LazyFrame | None,
         meta: dict[str, Any],
         *,
+        health: pl.DataFrame | pl.LazyFrame | None = None,
         path: str | Path | None = None,
     ) -> None:
+        _check_run_args(events, ws_events, meta)
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
+        self._health = health
         self.path = Path(path) if path is not None else None
         self._load: pl.DataFrame | None = None
 
@@ -77,10 +80,38 @@ class Run:
             self._ws = self._ws.collect()
         return self._ws
 
+    @property
+    def health(self) -> pl.DataFrame:
+        """The generator's own health per monitor interval (engine.health.HEALTH_SCHEMA):
+        event-loop lag, CPU share, open-model start lateness. Empty for runs without it."""
+        if self._health is None:
+            self._health = pl.DataFrame(schema=HEALTH_SCHEMA)
+        elif isinstance(self._health, pl.LazyFrame):
+            self._health = self._health.collect()
+        return self._health
+
+    @property
+    def generator_saturated(self) -> bool:
+        """True when the tester itself was past its limits (``meta["generator"]["reasons"]``):
+        its latencies include the tester's own queueing."""
+        return bool((self.meta.get("generator") or {}).get("saturated"))
+
+    def generator_warning(self) -> str | None:
+        """The caption shown beside a saturated run's figures (CLI, dashboard, report), or None."""
+        g = self.meta.get("generator") or {}
+        if not g.get("saturated"):
+            return None
+        return (
+            "WARNING: the load generator was saturated; these numbers include the tester's own "
+            "queueing (" + "; ".join(g.get("reasons") or ()) + ")"
+        )
+
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
         if self._load is None:  # every analysis starts here: filter the frame once
-            self._load = self.events.filter(~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED))
+            self._load = self.events.filter(
+                ~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED).fill_null(False)
+            )
         return self._load
 
     @property
@@ -107,46 +138,78 @@ class Run:
 
     # --- analysis ------------------------------------------------------------------------------
 
-    def summary(self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False) -> pl.DataFrame:
-        """Per endpoint: count, rps, errors, error rate, latency and response-time percentiles (ms)."""
+    def summary(
+        self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False, include: Any = "answered"
+    ) -> pl.DataFrame:
+        """Per endpoint: count, answered, not sent, rps, errors, error rate, latency and
+        response-time percentiles (ms) over answered rows (``include=``: see ``analysis.summary``)."""
         from taskforge_perf import analysis
 
         frame = self.events if include_setup else self.load_events()
-        return analysis.summary(frame, by=tuple(by), duration_s=self.duration_s or None)
+        return analysis.summary(frame, by=tuple(by), duration_s=self.duration_s or None, include=include)
 
-    def by_user(self, *, endpoint: bool = False) -> pl.DataFrame:
+    def by_user(self, *, endpoint: bool = False, include: Any = "answered") -> pl.DataFrame:
         """The summary per user (``endpoint=True``: per user x endpoint)."""
         from taskforge_perf import analysis
 
-        if endpoint:
-            return analysis.summary(
-                self.load_events(), by=("user", "endpoint"), duration_s=self.duration_s or None
-            )
-        return analysis.summary(self.load_events(), by=("user",), duration_s=self.duration_s or None)
+        by = ("user", "endpoint") if endpoint else ("user",)
+        return analysis.summary(
+            self.load_events(), by=by, duration_s=self.duration_s or None, include=include
+        )
 
-    def overall(self) -> pl.DataFrame:
+    def overall(self, *, include: Any = "answered") -> pl.DataFrame:
         """One row for the whole load."""
         from taskforge_perf import analysis
 
-        return analysis.overall(self.load_events(), duration_s=self.duration_s or None)
+        return analysis.overall(self.load_events(), duration_s=self.duration_s or None, include=include)
 
-    def by_phase(self) -> pl.DataFrame:
-        """The summary per phase."""
+    def _plan_start_s(self) -> float | None:
+        t0 = self.meta.get("load_start_ns")
+        return t0 / 1e9 if t0 is not None else None
+
+    def by_phase(self, *, include: Any = "answered") -> pl.DataFrame:
+        """The summary per phase; ``rps`` = answered per second over the phase's planned window."""
         from taskforge_perf import analysis
 
-        return analysis.by_phase(self.load_events())
+        plan = self.plan if self.meta.get("plan") else None
+        return analysis.by_phase(
+            self.load_events(), plan=plan, plan_start_s=self._plan_start_s(), include=include
+        )
 
-    def timeline(self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",)) -> pl.DataFrame:
-        """Per window: throughput, error rate, latency and response-time p50/p95/p99."""
+    def timeline(
+        self, window_s: float = 1.0, by: Sequence[str] | None = ("endpoint",), *, include: Any = "answered"
+    ) -> pl.DataFrame:
+        """Per window: throughput (answered/s), error rate, latency and response-time p50/p95/p99."""
         from taskforge_perf import analysis
 
-        return analysis.timeline(self.load_events(), window_s=window_s, by=by)
+        # The observed span scales partial first/last windows: from the load's start to the plan's
+        # end, or to the last start of a sent request if one started later (a draining schedule).
+        start = self._plan_start_s()
+        end = start + self.plan.duration if start is not None and self.meta.get("plan") else None
+        if end is not None:
+            last = self.load_events().filter(analysis.sent_expr())["t_start"].max()
+            end = max(end, last / 1e9) if isinstance(last, int) else end
+        return analysis.timeline(
+            self.load_events(), window_s=window_s, by=by, include=include, start_s=start, end_s=end
+        )
 
-    def spectrum(self, by: Sequence[str] | None = None) -> pl.DataFrame:
+    def spectrum(self, by: Sequence[str] | None = None, *, include: Any = "answered") -> pl.DataFrame:
         """The HDR percentile spectrum (p0 .. p99.999) of latency and response time."""
         from taskforge_perf import analysis
 
-        return analysis.percentile_spectrum(self.load_events(), by=by)
+        return analysis.percentile_spectrum(self.load_events(), by=by, include=include)
+
+    def outcomes(self, by: Sequence[str] | None = None) -> pl.DataFrame:
+        """Load rows per outcome: answered, errors, target failures, not sent (dropped, cancelled...)."""
+        from taskforge_perf import analysis
+
+        return analysis.outcomes(self.load_events(), by=by)
+
+    def headline(self) -> list[str]:
+        """Headline lines: load requests and errors, what was not sent, setup/teardown auth outcomes."""
+        from taskforge_perf import analysis
+
+        return analysis.headline_lines(self.events)
 
     def errors(self) -> pl.DataFrame:
         """Errors by kind, status and endpoint."""
@@ -154,11 +217,11 @@ class Run:
 
         return analysis.errors(self.load_events())
 
-    def slowest_users(self, n: int = 10) -> pl.DataFrame:
+    def slowest_users(self, n: int = 10, *, include: Any = "answered") -> pl.DataFrame:
         """Users ranked by p95 latency, with their share of the traffic."""
         from taskforge_perf import analysis
 
-        return analysis.slowest_users(self.load_events(), n=n)
+        return analysis.slowest_users(self.load_events(), n=n, include=include)
 
     @property
     def charts(self) -> RunCharts:
@@ -184,6 +247,8 @@ class Run:
             self.ws_events,
             duration_s=self.duration_s or None,
             plan=self.plan,
+            generator=self.meta.get("generator"),
+            plan_start_s=self._plan_start_s(),
         )
 
     def thresholds(self) -> pl.DataFrame:
@@ -230,10 +295,11 @@ class Run:
         return report_json(self.plan, self.assessment(), overall[0] if overall else {}, config)
 
     def task_latency(self) -> pl.DataFrame:
-        """End-to-end task latency per task type and status (created -> status, as clients saw it)."""
+        """End-to-end task latency per task type and status (created -> status, as clients saw it),
+        with per type the tasks created, those never subscribed and those unfinished at the end."""
         from taskforge_perf import analysis
 
-        return analysis.task_latency(self.ws_events)
+        return analysis.task_latency(self.ws_events, events=self.load_events())
 
     def ws_summary(self) -> pl.DataFrame:
         """The WebSocket side of the run in one row: opened, failed, dropped, reconnected, messages/s..."""
@@ -269,7 +335,9 @@ class Run:
         if not same:
             check_destination(folder, self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, frame in (("events", self._events), ("ws_events", self._ws)):
+        for name, frame in (("events", self._events), ("ws_events", self._ws), ("health", self._health)):
+            if frame is None:
+                continue
             tmp = folder / f".{name}.parquet.tmp"
             src = self.path / f"{name}.parquet" if self.path is not None and not same else None
             if src is not None and src.is_file():
@@ -282,6 +350,7 @@ class Run:
             if same:  # a crashed or interrupted run's parts, now compacted
                 for part in part_paths(folder, name):
                     part.unlink()
+        # Masked again on the way out: credentials or tokens in any text of meta never reach disk.
         write_meta(folder, self.meta)
         if self.path is None:
             self.path = folder
@@ -338,7 +407,7 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     far) and a crashed one (the process that wrote it is gone: reported as ``"crashed"``, with every
     row flushed before the crash, i.e. all but at most the last ``FLUSH_INTERVAL_S`` seconds).
     """
-    folder = Path(path)
+    folder = Path(_check_path("load_run(path)", path))
     meta = read_meta(folder)
     if meta is None:
         raise ConfigError(
@@ -353,7 +422,9 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     if meta.get("duration_s") is None and meta.get("load_start_ns") is not None:
         t_end = frames[0].lazy().select(pl.col("t_end").max()).collect().item()
         meta["duration_s"] = max(0.0, (t_end - meta["load_start_ns"]) / 1e9) if t_end is not None else 0.0
-    return Run(frames[0], frames[1], meta, path=folder)
+    health_path = folder / "health.parquet"
+    health = pl.read_parquet(health_path) if health_path.is_file() else None
+    return Run(frames[0], frames[1], meta, health=health, path=folder)
 
 
 def _read(folder: Path, name: str, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
@@ -368,9 +439,16 @@ def _read(folder: Path, name: str, schema: dict[str, pl.DataType], lazy: bool) -
 
 
 def runs(root: str | Path | None = None) -> pl.DataFrame:
-    """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path."""
+    """Saved runs under ``root`` (default: the run store) as a frame: run_id, name, started,
+    duration, requests, errors, stopped, path.
+
+    Read from each run's meta only (fast): ``requests`` and ``errors`` are the engine's counters,
+    set-up included; ``errors`` leaves out tester-side kinds (dropped, cancelled, auth, client). A
+    run whose writer process is gone while its meta still says ``running`` is listed as crashed.
+    """
     rows = []
-    for meta_path in sorted(default_store(root).glob("*/meta.json")):
+    store = default_store(None if root is None else _check_path("runs(root)", root))
+    for meta_path in sorted(store.glob("*/meta.json")):
         meta = read_meta(meta_path.parent)
         if meta is None:
             continue
@@ -384,7 +462,9 @@ def runs(root: str | Path | None = None) -> pl.DataFrame:
                 "started": meta.get("wall_start_ns"),
                 "duration_s": meta.get("duration_s"),
                 "requests": counters.get("requests"),
-                "errors": sum((counters.get("errors") or {}).values()),
+                "errors": sum(
+                    v for k, v in (counters.get("errors") or {}).items() if k not in TESTER_SIDE_KINDS
+                ),
                 "stopped": meta.get("stopped"),
                 "path": str(meta_path.parent),
             }
@@ -401,3 +481,21 @@ def runs(root: str | Path | None = None) -> pl.DataFrame:
     }
     frame = pl.DataFrame(rows, schema=schema)
     return frame.with_columns(pl.from_epoch("started", time_unit="ns").alias("started")).sort("started")
+
+
+def _check_run_args(events: Any, ws_events: Any, meta: Any) -> None:
+    frames = (pl.DataFrame, pl.LazyFrame)
+    if not isinstance(events, frames):
+        raise ConfigError(f"Run(events=...) must be a Polars DataFrame (got {type(events).__name__})")
+    if ws_events is not None and not isinstance(ws_events, frames):
+        raise ConfigError(
+            f"Run(ws_events=...) must be a Polars DataFrame or None (got {type(ws_events).__name__})"
+        )
+    if not isinstance(meta, dict):
+        raise ConfigError(f"Run(meta=...) must be a dict (use {{}} for none) (got {type(meta).__name__})")
+
+
+def _check_path(field: str, path: Any) -> str | Path:
+    if not isinstance(path, str | Path) or not str(path).strip():
+        raise ConfigError(f"{field} must be a folder path (str or Path) (got {path!r})")
+    return path

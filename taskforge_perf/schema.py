@@ -94,21 +94,22 @@ WS_KINDS: tuple[str, ...] = (
     "close",
     "error",
     "reconnect",
-    "isolation",  # an update received for another user's task (isolation probe)
+    "isolation",  # an update received for a task another user of the run created (always recorded)
 )
 
 #: Error kinds of WebSocket rows.
 WS_ERROR_KINDS: tuple[str, ...] = (
-    "rejected",  # accepted then closed at once with no message (bad token), or policy close
+    "rejected",  # closed 1005/1008 within 200 ms with no message (bad token), or upgrade 401/403
     "timeout",
     "refused",
-    "dropped",  # server closed an established socket
+    "dropped",  # server closed or reset an established socket (a reset is never "rejected")
     "unparsable",  # a frame that is not JSON
     "unknown_shape",  # JSON of a shape we do not know
-    "lost_subscription",  # a resubscribe answered at once with a cached status: the first was lost
+    "lost_subscription",  # a resubscribe's answer no other socket of the user got: the first was lost
+    "expected",  # isolation rows caused by WsOptions(sample_from="all") (cross-user sampling)
     "server_error",  # the gateway answered {"type": "error", ...} (e.g. "Not your task")
     "auth",  # no token could be obtained for the connection's user
-    "cancelled",  # the run was cancelled and the socket had to be aborted
+    "cancelled",  # the run ended mid-handshake, or was cancelled and the socket had to be aborted
     "other",
 )
 
@@ -147,3 +148,22 @@ def empty_http_frame() -> pl.DataFrame:
 def empty_ws_frame() -> pl.DataFrame:
     """An empty frame with the WebSocket schema."""
     return pl.DataFrame(schema=WS_SCHEMA)
+
+
+#: ``run.health``: the generator's own health per monitor interval (``engine.health``).
+HEALTH_SCHEMA: dict[str, pl.DataType] = {
+    "t_s": pl.Float64(),  # end of the interval, seconds since the load started
+    "interval_s": pl.Float64(),
+    "phase": pl.String(),
+    "ticks": pl.Int64(),
+    "lag_p50_ms": pl.Float64(),
+    "lag_p99_ms": pl.Float64(),
+    "lag_max_ms": pl.Float64(),
+    "own_lag_p99_ms": pl.Float64(),  # the lag minus the time spent waiting for a CPU
+    "cpu": pl.Float64(),
+    "cpu_wait": pl.Float64(),  # share of the interval runnable but not running (machine busy)
+    "starts": pl.Int64(),
+    "lateness_p99_ms": pl.Float64(),
+    "lateness_max_ms": pl.Float64(),
+    "in_flight": pl.Int64(),
+}

@@ -20,13 +20,13 @@ import json
 import os
 import socket
 import threading
-import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
+from taskforge_perf.redact import redact
 
 #: Frames of a run folder: file stem -> part-file prefix (the same string).
 FRAMES = ("events", "ws_events")
@@ -45,22 +45,10 @@ def write_json(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
-def redact_url(url: Any) -> Any:
-    """``scheme://user:pass@host/...`` -> ``scheme://***@host/...`` (other values unchanged)."""
-    if not isinstance(url, str) or "@" not in url:
-        return url
-    parts = urllib.parse.urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
-
-
 def write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    """Write a run's meta.json atomically, with credentials in the target's URLs redacted."""
-    target = meta.get("target")
-    if isinstance(target, dict):
-        meta = {**meta, "target": {k: redact_url(v) for k, v in target.items()}}
-    write_json(folder / "meta.json", meta)
+    """Write a run's meta.json atomically, masked on the way out (``redact``: credentials in URLs,
+    tokens and passwords in any text never reach disk)."""
+    write_json(folder / "meta.json", redact(meta))
 
 
 def read_meta(folder: Path) -> dict[str, Any] | None:
@@ -160,7 +148,7 @@ class RunFolder:
         return out
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        """Replace meta.json atomically (credentials in URLs redacted); a running run's meta names
+        """Replace meta.json atomically (secrets masked); a running run's meta names
         its writer process, so a reader can tell a crashed run from a live one."""
         if meta.get("stopped") == "running":
             meta = {**meta, "writer": self.writer}

@@ -132,6 +132,8 @@ def synthetic_events(
     stall_fraction: float = 0.001,
     stall_ms: float = 50.0,
     workers: int = 1,
+    dropped_fraction: float = 0.0,
+    cancelled_fraction: float = 0.0,
 ) -> pl.DataFrame:
     """A seeded synthetic HTTP run with exactly ``HTTP_SCHEMA``.
 
@@ -141,6 +143,9 @@ def synthetic_events(
     tail). Latency is log-normal per endpoint, multiplied by ``slowdown[endpoint]`` and
     ``user_slowdown[user]`` when given. ``error_fraction`` of rows fail with a kind among http_5xx,
     timeout, http_4xx and reset. Users are ``loadtest{i}@example.com`` when ``users`` is a count.
+    Tester-side rows as the engine records them: ``dropped_fraction`` of rows never started (error
+    "dropped", status 0, ``t_start == t_end``: zero "latency") and ``cancelled_fraction`` were cut
+    by the run's end (error "cancelled", status 0); they replace the row's outcome, not add to it.
 
     >>> ev = synthetic_events(10_000, seed=3, slowdown={"GET /health": 1.3})
     >>> sorted(ev["phase"].unique().cast(str).to_list())
@@ -156,6 +161,11 @@ def synthetic_events(
         raise ValueError(f"error_fraction must be within [0, 1] (got {error_fraction})")
     if workers < 1:
         raise ValueError(f"workers must be >= 1 (got {workers})")
+    for name, frac in (("dropped_fraction", dropped_fraction), ("cancelled_fraction", cancelled_fraction)):
+        if not 0.0 <= frac <= 1.0:
+            raise ValueError(f"{name} must be within [0, 1] (got {frac})")
+    if dropped_fraction + cancelled_fraction > 1.0:
+        raise ValueError("dropped_fraction + cancelled_fraction must be <= 1")
     user_names = [f"loadtest{i}@example.com" for i in range(users)] if isinstance(users, int) else list(users)
     if not user_names:
         raise ValueError("users must be a positive count or a non-empty list of names")
@@ -197,7 +207,11 @@ def synthetic_events(
     )
     ep_idx = _choice(base["_u_ep"], [e.weight for e in endpoints])
     user_idx = (base["_u_user"] * len(user_names)).cast(pl.UInt32).clip(upper_bound=len(user_names) - 1)
-    err_idx = (base["_u_err"] / max(error_fraction, 1e-300) * len(_ERROR_KINDS)).cast(pl.UInt32)
+    err_idx = (
+        (base["_u_err"] / max(error_fraction, 1e-300) * len(_ERROR_KINDS))
+        .clip(upper_bound=len(_ERROR_KINDS))  # error_fraction=0 would overflow the cast
+        .cast(pl.UInt32)
+    )
     base = base.with_columns(_ep=ep_idx, _user=user_idx, _err=err_idx)
 
     def per_ep(values: Sequence[float], dtype: pl.DataType) -> pl.Expr:
@@ -247,6 +261,21 @@ def synthetic_events(
         phase=phase_s.gather(out["_phase"]),
         error=err_col,
     )
+    if dropped_fraction or cancelled_fraction:
+        u = _uniform(pl.col("_i").cast(pl.UInt64), seed, 7)
+        dropped, cancelled = u < dropped_fraction, u >= 1.0 - cancelled_fraction
+        tester = dropped | cancelled
+        out = out.with_columns(
+            t_end=pl.when(dropped).then(pl.col("t_start")).otherwise(pl.col("t_end")),
+            status=pl.when(tester).then(pl.lit(0, dtype=pl.Int16)).otherwise(pl.col("status")),
+            error=pl.when(dropped)
+            .then(pl.lit("dropped"))
+            .when(cancelled)
+            .then(pl.lit("cancelled"))
+            .otherwise(pl.col("error").cast(pl.String)),
+            task_id=pl.when(tester).then(None).otherwise(pl.col("task_id")),
+            bytes_in=pl.when(tester).then(0).otherwise(pl.col("bytes_in")),
+        )
     return out.select(pl.col(c).cast(t) for c, t in HTTP_SCHEMA.items())
 
 

@@ -10,35 +10,46 @@ Threshold('error_rate', '<', 0.01)
 5000.0
 
 Units: latency and response-time metrics (``p50`` ... ``max``, ``mean``, ``resp_*``) and
-``task_latency.*`` are in milliseconds; ``error_rate`` is a fraction 0..1; ``rps`` is requests/s;
+``task_latency.*`` are in milliseconds; ``error_rate`` is a fraction 0..1 (in text: a percent
+``1%`` or a fraction below 1 ``0.01``; a bare ``1`` is refused as ambiguous); ``rps`` is requests/s;
 ``ws.*`` are counts of WebSocket rows.
 
 What the metrics read:
 - latency = ``t_end - t_start``; response time (``resp_*``) = ``t_end - t_intended`` (includes the
   time a request waited behind the schedule: coordinated omission stays visible);
-- ``error_rate`` = rows with a non-null ``error`` / rows;
-- ``rps`` = rows / duration (``duration_s``, else the plan's phase or total duration, else the
-  span of the rows);
+- latency and response-time statistics cover the answered rows (any status), as in ``summary()``;
+- ``error_rate`` = target-side errors (4xx/5xx and target failures) / sent rows;
+- ``rps`` = answered rows / duration (``duration_s``, else the plan's total duration, else the
+  span of the rows); for a phase with the plan known, ``by_phase``'s achieved throughput;
 - ``task_latency.<stat>`` = ``since_created_ns`` of the first ``completed`` message per task;
   ``endpoint=`` scopes it to a task type (``"generate-pdf"``), ``phase=`` to the phase of the HTTP
   row that created the task (else of the message);
 - ``ws.dropped`` / ``ws.rejected`` / ``ws.lost`` count rows whose error is ``dropped`` /
   ``rejected`` / ``lost_subscription``; ``ws.failed`` counts ``connect_error`` rows;
   ``ws.reconnects`` counts ``reconnect`` rows.
+- ``generator.lag_p99`` / ``generator.lateness_p99`` (ms) and ``generator.cpu_max`` (0..1): the
+  tester's own health (``meta["generator"]``, see ``engine.health``): ``generator.lag_p99 < 5ms``.
 
 Rows of the ``setup`` and ``teardown`` phases (sign-up, login, logout) are left out of run-wide
-scopes (name them with ``phase=`` to check them), and rows with error ``cancelled`` (cut by the
-end of the run, not by the target) are always left out.
+scopes (name them with ``phase=`` to check them), and tester-side rows (``dropped``,
+``cancelled``, ``auth``, ``client``: not the target's doing) are always left out.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING
 
-from taskforge_perf.errors import ConfigError
+from taskforge_perf.threshold_text import (
+    HEAD,
+    TAIL,
+    TIME_UNITS,
+    ThresholdError,
+    number_text,
+    quote_name,
+    scan_scope,
+)
 
 if TYPE_CHECKING:
     pass
@@ -63,6 +74,12 @@ __all__ = [
 _STATS = ("p50", "p90", "p95", "p99", "p99.9", "max", "mean")
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
 _WS = {"ws.dropped", "ws.failed", "ws.lost", "ws.rejected", "ws.reconnects"}
+#: The generator's own health (engine.health, ``meta["generator"]``), run-wide only.
+_GEN = {
+    "generator.lag_p99": "lag_p99_ms",
+    "generator.lateness_p99": "lateness_p99_ms",
+    "generator.cpu_max": "cpu_max",
+}
 METRICS: tuple[str, ...] = (
     *_STATS,
     *(f"resp_{s}" for s in _STATS),
@@ -70,6 +87,7 @@ METRICS: tuple[str, ...] = (
     "rps",
     *(f"task_latency.{s}" for s in _STATS),
     *sorted(_WS),
+    *_GEN,
 )
 _ALIASES = {
     **{f"latency.{s}": s for s in _STATS},
@@ -81,12 +99,8 @@ OPS: tuple[str, ...] = ("<", "<=", ">", ">=", "==")
 _NON_LOAD_PHASES = ("setup", "teardown")
 
 
-class ThresholdError(ConfigError):
-    """An invalid threshold; the message names the field and the fix."""
-
-
 def _unit(metric: str) -> str:
-    if metric == "error_rate":
+    if metric in ("error_rate", "generator.cpu_max"):
         return "ratio"
     if metric == "rps":
         return "req/s"
@@ -142,6 +156,10 @@ class Threshold:
             raise ThresholdError(
                 f"Threshold {metric}: endpoint= does not apply to WebSocket counts; drop it (phase= works)"
             )
+        if metric in _GEN and (self.endpoint is not None or self.phase is not None):
+            raise ThresholdError(
+                f"Threshold {metric}: the generator's health is run-wide; drop endpoint=/phase="
+            )
         if not isinstance(self.abort_on_fail, bool):
             raise ThresholdError(f"Threshold {metric}: abort_on_fail must be True or False")
 
@@ -174,15 +192,18 @@ class Threshold:
         }[self.op]
 
     def __str__(self) -> str:
-        args = [a for a in (self.endpoint, f"phase={self.phase}" if self.phase else None) if a]
+        """The threshold as text that :meth:`parse` reads back to an equal threshold.
+
+        Names holding ``( ) , = " '`` (``StressPlan.steps`` phases such as ``step 1 (100/s)``)
+        or edge spaces are written as double-quoted strings.
+        """
+        args = []
+        if self.endpoint is not None:
+            args.append(quote_name(self.endpoint))
+        if self.phase is not None:
+            args.append(f"phase={quote_name(self.phase)}")
         scope = f"({', '.join(args)})" if args else ""
-        if self.unit == "ms":
-            value = f"{_fmt(self.value)}ms"
-        elif self.unit == "ratio":
-            value = f"{_fmt(self.value * 100)}%"
-        else:
-            value = _fmt(self.value)
-        return f"{self.metric}{scope} {self.op} {value}"
+        return f"{self.metric}{scope} {self.op} {_value_text(self.metric, self.value)}"
 
     def __repr__(self) -> str:
         extra = "".join(
@@ -198,38 +219,50 @@ class Threshold:
         ``"task_latency.p99 < 5s"``, ``"ws.dropped == 0"``, ``"rps >= 100"``.
 
         Inside the parentheses: an endpoint (or a task type for ``task_latency``) and/or
-        ``phase=NAME``. Units: ``us``/``ms``/``s`` for times (default ms), ``%`` for error_rate.
+        ``phase=NAME``; a name holding ``,`` ``=`` or unbalanced parentheses is written in
+        quotes: ``p95(phase="step 1 (100/s)") < 300ms``. Units: ``us``/``ms``/``s`` for times
+        (default ms). ``error_rate`` takes a percent (``1%``) or a fraction below 1 (``0.01``);
+        a bare ``1`` or more is refused as ambiguous (``error_rate < 1`` meant 100%).
         """
         if not isinstance(text, str):
             raise ThresholdError(f"Threshold.parse expects a string (got {type(text).__name__})")
-        m = _PATTERN.match(text)
+        hint = (
+            "write METRIC[(ENDPOINT, phase=NAME)] OP VALUE[UNIT], e.g. 'p95(POST /tasks) < 300ms'; "
+            'quote names holding , = or parentheses: p95(phase="step 1 (100/s)") < 300ms'
+        )
+        head = HEAD.match(text)
+        if not head:
+            raise ThresholdError(f"cannot parse threshold {text!r}; {hint}")
+        pos = head.end()
+        args: list[tuple[str | None, str]] = []
+        if pos < len(text) and text[pos] == "(":
+            args, pos = scan_scope(text, pos + 1, hint)
+        m = TAIL.match(text, pos)
         if not m:
+            raise ThresholdError(f"cannot parse threshold {text!r}; {hint}")
+        metric = _ALIASES.get(head["metric"], head["metric"])
+        if metric not in METRICS:
             raise ThresholdError(
-                f"cannot parse threshold {text!r}; write METRIC[(ENDPOINT, "
-                "phase=NAME)] OP VALUE[UNIT], e.g. 'p95(POST /tasks) < 300ms'"
+                f"threshold {text!r}: metric {head['metric']!r} is unknown; use one of {', '.join(METRICS)}"
             )
-        metric = _ALIASES.get(m["metric"], m["metric"])
         endpoint = phase = None
-        for arg in (a.strip() for a in (m["args"] or "").split(",")):
-            if not arg:
-                continue
-            key, eq, val = arg.partition("=")
-            if eq and key.strip() == "phase":
-                phase = val.strip()
-            elif eq and key.strip() in ("endpoint", "type", "task_type"):
-                endpoint = val.strip()
-            elif not eq and endpoint is None:
-                endpoint = arg
+        for key, val in args:
+            if key == "phase" and phase is None:
+                phase = val
+            elif key in ("endpoint", "type", "task_type", None) and endpoint is None:
+                endpoint = val
             else:
+                shown = val if key is None else f"{key}={val}"
                 raise ThresholdError(
-                    f"threshold {text!r}: cannot read scope {arg!r}; use (ENDPOINT) and/or (phase=NAME)"
+                    f"threshold {text!r}: cannot read scope {shown!r}; use (ENDPOINT) and/or "
+                    "(phase=NAME), quoting names that hold , = or parentheses"
                 )
         value = float(m["num"])
         unit = (m["unit"] or "").strip()
-        kind = _unit(metric) if metric in METRICS else None
+        kind = _unit(metric)
         if unit:
-            if kind == "ms" and unit in _TIME_UNITS:
-                value *= _TIME_UNITS[unit]
+            if kind == "ms" and unit in TIME_UNITS:
+                value *= TIME_UNITS[unit]
             elif kind == "ratio" and unit == "%":
                 value /= 100
             elif kind == "req/s" and unit in ("/s", "rps", "req/s"):
@@ -237,22 +270,33 @@ class Threshold:
             else:
                 fix = {
                     "ms": "use us, ms or s",
-                    "ratio": "write a fraction (0.01) or a percent (1%)",
+                    "ratio": "write a percent (1%) or a fraction below 1 (0.01)",
                     "req/s": "write a number of requests/s",
                     "count": "write a plain count",
                 }
                 raise ThresholdError(
                     f"threshold {text!r}: unit {unit!r} does not apply to "
-                    f"{metric}; {fix.get(kind or '', 'drop the unit')}"
+                    f"{metric}; {fix.get(kind, 'drop the unit')}"
                 )
+        elif kind == "ratio" and value >= 1:
+            raise ThresholdError(
+                f"threshold {text!r}: {metric} {m['num']} is ambiguous (percent or fraction?); "
+                f"write a percent such as '{m['num']}%', or a fraction below 1 such as 0.01"
+            )
         return cls(metric, m["op"], value, endpoint=endpoint, phase=phase, abort_on_fail=abort_on_fail)
 
 
-_TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1000.0}
-_PATTERN = re.compile(
-    r"^\s*(?P<metric>[A-Za-z_][\w.]*)\s*(?:\((?P<args>[^)]*)\))?\s*(?P<op><=|>=|==|<|>)\s*"
-    r"(?P<num>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*(?P<unit>[A-Za-zµ%/]*)\s*$"
-)
+def _value_text(metric: str, value: float) -> str:
+    """A value with its unit, written so that :meth:`Threshold.parse` gives back the same float."""
+    unit = _unit(metric)
+    if unit == "ms":
+        return f"{number_text(value)}ms"
+    if unit == "ratio":
+        pct = number_text(value * 100)
+        if float(pct) / 100 == value:
+            return f"{pct}%"
+        return repr(value)  # a fraction below 1 (error_rate is 0..1): exact, and parse reads it
+    return number_text(value)
 
 
 # -- builder objects ----------------------------------------------------------------------
@@ -266,6 +310,11 @@ class MetricRef:
     abort_on_fail: bool = False
 
     def _t(self, op: str, value: float) -> Threshold:
+        if self.metric == "error_rate" and value == 1 and not isinstance(value, bool):
+            raise ThresholdError(
+                "error_rate() compares with a fraction 0..1, so 1 means 100%; write 0.01 for one "
+                "percent (or Threshold.parse('error_rate < 1%'))"
+            )
         return Threshold(
             self.metric,
             op,

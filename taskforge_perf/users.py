@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -41,6 +42,8 @@ class User:
         "refresh_at",
         "expires_at",
         "renewing",
+        "auth_failures",
+        "retry_at",
     )
 
     def __init__(self, email: str, password: str, index: int = 0) -> None:
@@ -52,6 +55,8 @@ class User:
         self.refresh_at = 0.0  # monotonic seconds: renew proactively from here on
         self.expires_at = 0.0  # monotonic seconds: the access token is dead from here on
         self.renewing: Any = None  # the single renewal in flight (an asyncio.Task), if any
+        self.auth_failures = 0  # consecutive failed renewals (engine.backoff)
+        self.retry_at = 0.0  # monotonic seconds: no renewal is tried before this
 
     @property
     def password(self) -> str:
@@ -96,6 +101,12 @@ class UserSpec:
     email: str
     password: str
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.email, str) or "@" not in self.email:
+            raise ConfigError(f"UserSpec.email must be an e-mail address with '@' (got {self.email!r})")
+        if not isinstance(self.password, str) or not self.password:
+            raise ConfigError(f"UserSpec.password of {self.email!r} must be a non-empty string")
+
     def __repr__(self) -> str:
         return f"UserSpec(email={self.email!r}, password='***')"
 
@@ -106,6 +117,11 @@ class UserPool:
     >>> pool = UserPool(count=3, email_prefix="loadtest", domain="example.com")
     >>> [u.email for u in pool]
     ['loadtest1@example.com', 'loadtest2@example.com', 'loadtest3@example.com']
+
+    ``min_ready``: how many users must have signed up or logged in after set-up (an int, or a
+    fraction of the pool such as 0.8, rounded up; default 1); below it the run fails fast with a
+    ``TargetError``. Above it a partial set-up goes on, reported as ``meta["users"]["ready"]``
+    and a warning.
     """
 
     def __init__(
@@ -119,25 +135,39 @@ class UserPool:
         signup: bool = True,
         signup_concurrency: int = 10,
         token_ttl: float = 900.0,
+        min_ready: int | float | None = None,
     ) -> None:
         if users is None:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
                 raise ConfigError(f"UserPool.count must be an integer >= 1 (got {count!r})")
-            if not email_prefix or "@" in email_prefix:
+            if not isinstance(email_prefix, str) or not email_prefix.strip() or "@" in email_prefix:
                 raise ConfigError(
                     f"UserPool.email_prefix must be non-empty without '@' (got {email_prefix!r})"
                 )
-            if not domain or "@" in domain or "." not in domain:
+            if not isinstance(domain, str) or not domain or "@" in domain or "." not in domain:
                 raise ConfigError(f"UserPool.domain must be a domain such as 'example.com' (got {domain!r})")
             if not isinstance(password, str) or not password:
                 raise ConfigError("UserPool.password must be a non-empty string")
             specs = [(f"{email_prefix}{i}@{domain}", password) for i in range(1, count + 1)]
         else:
             specs = []
+            if isinstance(users, str | bytes) or not isinstance(users, Sequence):
+                raise ConfigError(
+                    "UserPool.users must be a list of UserSpec(email=..., password=...) or "
+                    f"(email, password) pairs (got {type(users).__name__})"
+                )
             for u in users:
-                email, pw = (u.email, u.password) if isinstance(u, UserSpec) else tuple(u)
+                pair = (u.email, u.password) if isinstance(u, UserSpec) else u
+                if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+                    raise ConfigError(
+                        "UserPool.users: each user must be a UserSpec or an (email, password) pair "
+                        f"(got a {type(u).__name__})"
+                    )
+                email, pw = pair
                 if not isinstance(email, str) or "@" not in email:
                     raise ConfigError(f"UserPool.users: each user needs an email with '@' (got {email!r})")
+                if not isinstance(pw, str) or not pw:
+                    raise ConfigError(f"UserPool.users: the password of {email!r} must be a non-empty string")
                 specs.append((email, pw))
             if not specs:
                 raise ConfigError("UserPool.users is empty; give at least one user or use count=")
@@ -149,12 +179,18 @@ class UserPool:
             raise ConfigError(
                 f"UserPool.signup_concurrency must be an integer >= 1 (got {signup_concurrency!r})"
             )
-        if not isinstance(token_ttl, int | float) or token_ttl <= 0:
-            raise ConfigError(f"UserPool.token_ttl must be seconds > 0 (got {token_ttl!r})")
+        ttl = token_ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl < math.inf:
+            raise ConfigError(f"UserPool.token_ttl must be a finite number of seconds > 0 (got {ttl!r})")
+        if not isinstance(signup, bool):
+            raise ConfigError(f"UserPool.signup must be True or False (got {signup!r})")
         emails = [e for e, _ in specs]
         if len(set(emails)) != len(emails):
             raise ConfigError("UserPool.users: emails must be unique")
         self.users: tuple[User, ...] = tuple(User(e, p, i) for i, (e, p) in enumerate(specs))
+        #: Users that must be signed up / logged in after set-up, else the run fails fast.
+        self.min_ready = _min_ready(min_ready, len(self.users))
+        self._min_ready_arg = min_ready
         self.signup = signup
         self.signup_concurrency = signup_concurrency
         self.token_ttl = float(token_ttl)
@@ -180,7 +216,33 @@ class UserPool:
             "email_prefix": self.email_prefix,
             "domain": self.domain,
             "signup": self.signup,
+            "min_ready": self._min_ready_arg,
         }
+
+
+def _min_ready(value: int | float | None, count: int) -> int:
+    """``UserPool.min_ready`` as a number of users: None -> 1, an int as is, a fraction of the pool
+    (0 < f <= 1) rounded up; anything else is a ConfigError naming the field."""
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(
+            f"UserPool.min_ready must be a number of users (int) or a fraction of the pool "
+            f"(0 < f <= 1), e.g. min_ready=15 or min_ready=0.8 (got {value!r})"
+        )
+    if isinstance(value, int):
+        if not 1 <= value <= count:
+            raise ConfigError(
+                f"UserPool.min_ready must be between 1 and the pool's {count} users (got {value}); "
+                "or give a fraction such as 0.8"
+            )
+        return value
+    if not 0 < value <= 1:
+        raise ConfigError(
+            f"UserPool.min_ready as a float is a fraction of the pool: 0 < f <= 1 (got {value!r}); "
+            "give an int for a number of users"
+        )
+    return max(1, math.ceil(value * count - 1e-9))
 
 
 # --- assignment strategies: given the logged-in users, return a picker -----------------------

@@ -124,7 +124,7 @@ def test_threshold_failure_marks_the_breaking_point() -> None:
     assert breaking_point(scoped) == "step 2 (200/s)"
     assert scoped["thresholds_failed"].to_list() == [
         [],
-        ["p99(phase=step 2 (200/s)) < 0.5ms"],
+        ['p99(phase="step 2 (200/s)") < 0.5ms'],  # names with parentheses are quoted
         [],
         [],
     ]
@@ -175,7 +175,9 @@ def test_closed_phases_ws_and_phase_stats() -> None:
     a = assess(plan, events, ws, phase_stats={"peak": {"planned": 40, "late": 3}}, plan_start_s=0.0)
     assert a["asked_rps"].to_list() == [None, None]
     assert a["concurrency"].to_list() == [2.0, 3.0]  # the ramp's mean
-    assert a["requests"].to_list() == [20, 20]  # the cancelled row is left out
+    assert a["requests"].to_list() == [20, 21]  # every row of the phase, the cancelled one too
+    assert a["answered"].to_list() == [20, 20] and a["not_sent"].to_list() == [0, 1]
+    # the cancelled row is neither an error nor in the denominator
     assert a["errors"].to_list() == [0, 1] and a["error_rate"].to_list() == [0.0, 0.05]
     assert a["achieved_rps"].to_list() == [10.0, 10.0]
     assert a["ws_opened"].to_list() == [1, 1] and a["ws_dropped"].to_list() == [0, 1]
@@ -211,3 +213,121 @@ def test_report_json_is_json_safe_and_has_no_secrets() -> None:
     assert report["plan"]["phases"][2]["rate"] == 300
     assert set(report) == {"timestamp", "plan", "results", "breaking_point", "overall", "config"}
     assert isinstance(report_json(STEPS, a, {}, {})["timestamp"], str)
+
+
+# -- outcome classes and one throughput (issue 11) ----------------------------------------------
+def overloaded_run(plan: StressPlan, capacity_rps: float) -> pl.DataFrame:
+    """An open-model run whose requests wait in the tester's FIFO queue for a server of
+    ``capacity_rps``; those still queued when the plan ends are dropped, as the engine records them
+    (error "dropped", status 0, ``t_start == t_end`` at the drop time)."""
+    service = 1.0 / capacity_rps
+    out, free_at = [], 0.0
+    end = plan.duration
+    for t in plan.arrival_times():
+        phase = plan.at(t).phase.name  # type: ignore[union-attr]
+        start = max(t, free_at)
+        if start < end:
+            free_at = start + service
+            out.append((t, start, free_at, 202, None, phase))
+        else:
+            out.append((t, end, end, 0, "dropped", phase))
+    return pl.DataFrame(
+        [
+            {"t_intended": int(a * NS), "t_start": int(b * NS), "t_end": int(c * NS), "status": st,
+             "error": e, "endpoint": "POST /tasks", "method": "POST", "phase": ph, "worker": 0}  # fmt: skip
+            for a, b, c, st, e, ph in out
+        ],
+        infer_schema_length=None,
+    ).select((pl.col(c) if c in ("t_intended", "t_start", "t_end", "status", "error", "endpoint", "method",
+                                  "phase", "worker") else pl.lit(None)).cast(t).alias(c)
+             for c, t in HTTP_SCHEMA.items())  # fmt: skip
+
+
+def test_a_phase_with_no_answers_is_failed_never_excellent() -> None:
+    from taskforge_perf import analysis
+
+    plan = StressPlan.steps(50, 1050, 500, 1.0)  # 50, 550, 1050 req/s
+    events = overloaded_run(plan, capacity_rps=100)
+    a = assess(plan, events)
+    last = a.row(2, named=True)
+    assert last["answered"] == 0 and last["not_sent"] == last["requests"] == 1050
+    assert last["p50_ms"] is None and last["max_ms"] is None  # not 0 ms from dropped rows
+    assert last["error_rate"] is None  # nothing was sent: no target error rate
+    assert (last["grade_error_rate"], last["grade_latency"], last["grade_throughput"]) == ("failed",) * 3
+    mid = a.row(1, named=True)
+    assert mid["not_sent"] > 0 and mid["answered"] > 0
+    assert mid["errors"] == 0 and mid["error_rate"] == 0.0  # dropped rows are not target errors
+    assert mid["grade_error_rate"] == "excellent" and mid["breaking_point"]
+    # by_phase and the assessment agree to the row
+    ph = analysis.by_phase(events, plan=plan)
+    for col_a, col_p in (
+        ("requests", "count"),
+        ("answered", "answered"),
+        ("not_sent", "not_sent"),
+        ("errors", "errors"),
+        ("answered_in_window", "answered_in_window"),
+        ("achieved_rps", "rps"),
+        ("p95_ms", "p95_ms"),
+        ("max_ms", "max_ms"),
+    ):
+        assert a[col_a].to_list() == ph[col_p].to_list(), col_a
+
+
+def test_a_silent_closed_phase_is_the_breaking_point() -> None:
+    plan = StressPlan([Phase("a", 1, concurrency=2), Phase("b", 1, concurrency=2)])
+    ev = pl.DataFrame(
+        [
+            {"t_intended": i * NS // 10, "t_start": i * NS // 10, "t_end": i * NS // 10 + 1000,
+             "status": 200 if i < 10 else 0, "error": None if i < 10 else "refused",
+             "phase": "a" if i < 10 else "b", "endpoint": "GET /health"}  # fmt: skip
+            for i in range(20)
+        ]
+    ).select((pl.col(c) if c in ("t_intended", "t_start", "t_end", "status", "error", "phase", "endpoint")
+              else pl.lit(None)).cast(t).alias(c) for c, t in HTTP_SCHEMA.items())  # fmt: skip
+    a = assess(plan, ev, plan_start_s=0.0)
+    assert a["grade_latency"].to_list() == ["excellent", "failed"]
+    assert a["error_rate"].to_list() == [0.0, 1.0]  # refused rows are target errors, and were sent
+    assert breaking_point(a) == "b"
+
+
+def task_frames(done_s: list[float | None], created_phase: str = "peak") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """HTTP creation rows and WebSocket rows of tasks created at 0 s and completed after ``done_s``
+    (None: never); the run's last event is at 60 s."""
+    http = []
+    ws = [{"t": 60 * NS, "kind": "close", "phase": "peak"}]
+    for k, d in enumerate(done_s):
+        tid = f"t{k}"
+        http.append({"t_intended": 0, "t_start": 0, "t_end": 1000, "status": 202, "task_id": tid,
+                     "phase": created_phase, "endpoint": "POST /tasks"})  # fmt: skip
+        ws.append({"t": 2000, "kind": "subscribe", "task_id": tid, "status": "own", "phase": "peak"})
+        if d is not None:
+            ws.append({"t": int(d * NS), "kind": "message", "task_id": tid, "status": "completed",
+                       "since_created_ns": int(d * NS), "phase": "peak"})  # fmt: skip
+    ev = pl.DataFrame([{k: r.get(k) for k in HTTP_SCHEMA} for r in http], schema=HTTP_SCHEMA)
+    return ev, pl.DataFrame([{k: r.get(k) for k in WS_SCHEMA} for r in ws], schema=WS_SCHEMA)
+
+
+def test_task_completion_and_latency_join_the_grades() -> None:
+    plan = StressPlan([Phase("peak", 60, rate=1)])
+    ev, ws = task_frames([1.0] * 99 + [2.0])
+    a = assess(plan, ev, ws, plan_start_s=0.0).row(0, named=True)
+    assert (a["tasks_tracked"], a["tasks_completed"], a["tasks_judged"]) == (100, 100, 100)
+    assert a["task_completion"] == 1.0 and a["grade_tasks"] == "excellent"
+    assert a["task_p95_ms"] == pytest.approx(1000.0) and a["grade_task_latency"] == "excellent"
+    # the HTTP side looks perfect, but 90 of 100 tasks never completed
+    ev, ws = task_frames([1.0] * 10 + [None] * 90)
+    a2 = assess(plan, ev, ws, plan_start_s=0.0)
+    assert a2["grade_latency"][0] == "excellent"
+    assert a2["task_completion"][0] == pytest.approx(0.1) and a2["grade_tasks"][0] == "needs improvement"
+    assert breaking_point(a2) == "peak"
+    ev, ws = task_frames([40.0] * 10)
+    assert assess(plan, ev, ws, plan_start_s=0.0)["grade_task_latency"][0] == "slow"
+    # tasks created less than task_settle_s before the last event are not judged yet
+    lenient = dataclasses.replace(DEFAULT_GRADES, task_settle_s=120)
+    ev, ws = task_frames([1.0] + [None] * 9)
+    a3 = assess(plan, ev, ws, plan_start_s=0.0, grades=lenient).row(0, named=True)
+    assert (a3["tasks_judged"], a3["task_completion"], a3["grade_tasks"]) == (1, 1.0, "excellent")
+    with pytest.raises(ValueError, match="Grades.tasks_good .* must be <= Grades.tasks_excellent"):
+        Grades(tasks_good=1.0, tasks_excellent=0.5)
+    report = report_json(plan, a2, {}, {})
+    assert report["results"][0]["assessment"]["tasks"] == "needs improvement"

@@ -115,7 +115,7 @@ def test_report_of_an_unsaved_run_with_websockets(tmp_path: Path) -> None:
     messages: list[str] = []
     out = tfp.report(run, output=tmp_path / "r.html", progress=messages.append)
     html = out.read_text(encoding="utf-8")
-    assert "WebSocket status gateway" in html and "never_completed" in html
+    assert "WebSocket status gateway" in html and "unfinished_at_end" in html
     assert html.count("<svg") >= 6  # 4 HTTP charts + task latency + connections
     assert "no assessment" in html  # no plan in this run's meta: said, not crashed
     assert messages[0].startswith("executing") and messages[-1].startswith("wrote")

@@ -191,13 +191,15 @@ def test_error_rate_and_rps() -> None:
             "error_rate(GET /health) == 20%",
             "error_rate(phase=peak) == 0",
             "rps >= 100",
-            "rps(phase=warmup) == 1",
+            "rps(phase=warmup) == 11",
         ],
         EVENTS,
         duration_s=1.0,
         plan=StressPlan([Phase("warmup", 10, rate=1), Phase("peak", 1, rate=100)]),
     )
-    assert res["actual"].to_list() == [pytest.approx(2 / 110), pytest.approx(0.2), 0.0, 110.0, 1.0]
+    # rps(phase=...) is by_phase's achieved throughput: every answered response completed in the
+    # phase's planned window (warmup: [0, 10 s), where all 110 load rows of EVENTS end) / 10 s
+    assert res["actual"].to_list() == [pytest.approx(2 / 110), pytest.approx(0.2), 0.0, 110.0, 11.0]
     assert res["passed"].to_list() == [False, True, True, True, True]
 
 
@@ -324,3 +326,49 @@ def test_watch_ws_breach_and_rps_with_elapsed() -> None:
     w2 = ThresholdWatch([Threshold("ws.dropped", "==", 0, abort_on_fail=True)])
     assert w2.check(empty_http_frame(), None) is None
     assert w2.check(empty_http_frame(), dropped) == Threshold("ws.dropped", "==", 0, abort_on_fail=True)
+
+
+# -- one row set with summary() (issues 11 and 13) ----------------------------------------------
+def test_thresholds_judge_the_figures_summary_shows() -> None:
+    from taskforge_perf import analysis
+    from taskforge_perf.synthetic import synthetic_events
+
+    ev = synthetic_events(5_000, seed=4, error_fraction=0.05, dropped_fraction=0.3, cancelled_fraction=0.05)
+    setup = http([900.0] * 20, endpoint="POST /tasks resize-image", phase="setup", errors=["http_4xx"] * 20)
+    ev = pl.concat([ev, setup.with_columns(pl.col(c).cast(ev.schema[c]) for c in ev.columns)])
+    load = ev.filter(~pl.col("phase").cast(pl.String).is_in(["setup", "teardown"]))
+    s = analysis.summary(load, duration_s=60.0)
+    for row in s.iter_rows(named=True):
+        ep = str(row["endpoint"])
+        res = evaluate(
+            [p95(ep) < 1e9, p99(ep) < 1e9, Threshold("max", "<", 1e9, endpoint=ep),
+             error_rate(ep) < 0.5, rps(ep) > 0, Threshold("resp_p50", "<", 1e9, endpoint=ep)],
+            ev,
+            duration_s=60.0,
+        )  # fmt: skip
+        got = res["actual"].to_list()
+        want = [
+            row["p95_ms"],
+            row["p99_ms"],
+            row["max_ms"],
+            row["error_rate"],
+            row["rps"],
+            row["resp_p50_ms"],
+        ]
+        assert got == [pytest.approx(w, rel=1e-12) for w in want], ep
+        assert res["rows"].to_list()[:2] == [row["answered"]] * 2
+        assert res["rows"][3] == row["count"] - row["not_sent"]
+    o = analysis.overall(load)
+    assert evaluate(["p95 < 1s"], ev)["actual"].item() == pytest.approx(o["p95_ms"].item(), rel=1e-12)
+
+
+def test_a_scope_with_nothing_answered_is_not_judged_on_dropped_rows() -> None:
+    dropped = http([0.0] * 10, errors=["dropped"] * 10)
+    res = evaluate(["p95 < 10ms", "max < 10ms", "error_rate < 1%"], dropped)
+    assert res["actual"].to_list() == [None, None, None]
+    assert res["passed"].to_list() == [False, False, False]
+    assert res["note"].to_list() == [
+        "no answered requests in scope",
+        "no answered requests in scope",
+        "no request in scope was sent (all tester-side)",
+    ]

@@ -2,17 +2,24 @@
 
 Renewal is single-flight per user: concurrent callers await the one refresh in flight, because
 TaskForge revokes every session of a user when a refresh token is presented twice.
+
+Under failure, renewal backs off per user and pool-wide (``engine.backoff``: the numbers are
+there); a login answered 404 after set-up (the target restarted and forgot its users) signs the
+user up again when the pool signs users up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
+from taskforge_perf.engine.backoff import CircuitBreaker, backoff_delay
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.failures import classify, status_error
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
@@ -28,7 +35,11 @@ _JSON = {"Content-Type": "application/json"}
 
 
 class AuthFailed(Exception):
-    """No valid token could be obtained for a user."""
+    """No valid token could be obtained for a user; ``retry_in``: seconds until the next try."""
+
+    def __init__(self, email: str, retry_in: float = 0.0) -> None:
+        super().__init__(email)
+        self.retry_in = retry_in
 
 
 class AuthClient:
@@ -53,6 +64,13 @@ class AuthClient:
         self.phase = phase
         self.logout_failures = 0
         self.signup_existing = 0
+        #: Pool-wide breaker over renewal outcomes (see engine.backoff).
+        self.breaker = CircuitBreaker(len(pool))
+        self._jitter = random.Random()
+        self.renewal_failures = 0
+        self.backoff_skips = 0  # renewals not tried because the user was backing off
+        self.max_backoff_s = 0.0
+        self.resignups = 0  # users signed up again after a login answered 404
 
     async def _post(
         self,
@@ -124,7 +142,7 @@ class AuthClient:
         user.set_tokens(access, refresh if isinstance(refresh, str) else None, self.pool.token_ttl)
         return True
 
-    async def signup(self, user: User) -> bool:
+    async def signup(self, user: User, *, then_login: bool = True) -> bool:
         """Create the user (201 gives tokens); 409 means it exists and a login follows."""
         status, body = await self._post(
             SIGNUP, "/auth/signup", user, {"email": user.email, "password": user.password}
@@ -133,51 +151,94 @@ class AuthClient:
             return True
         if status == 409:
             self.signup_existing += 1
-        return await self.login(user)
+        if not then_login:
+            user.clear_tokens()
+            return False
+        return await self.login(user, resignup=False)
 
-    async def login(self, user: User) -> bool:
-        """Log in; True when tokens were stored."""
+    async def login(self, user: User, *, resignup: bool = True) -> bool:
+        """Log in; True when tokens were stored. A 404 (the target forgot the user) signs the
+        user up again when the pool signs users up and ``resignup`` allows it."""
         status, body = await self._post(
             LOGIN, "/auth/login", user, {"email": user.email, "password": user.password}
         )
         self.counters.logins += 1
         if 200 <= status < 300 and self._store(user, body):
             return True
+        if status == 404 and resignup and self.pool.signup:
+            self.resignups += 1
+            return await self.signup(user, then_login=False)
         user.clear_tokens()
         return False
 
     async def _renew(self, user: User) -> bool:
+        """Renew unless backing off (per user, then pool-wide); record the outcome."""
         try:
-            if user.refresh is not None:
-                status, body = await self._post(
-                    REFRESH, "/auth/refresh", user, {"refreshToken": user.refresh}
-                )
-                if 200 <= status < 300 and self._store(user, body):
-                    self.counters.refreshes += 1
-                    return True
-            ok = await self.login(user)
-            if not ok:
-                self.counters.auth_failures += 1
+            now = time.monotonic()
+            if now < user.retry_at:
+                self.backoff_skips += 1
+                return False
+            if not self.breaker.allow(now):
+                return False
+            ok = await self._renew_now(user)
+            now = time.monotonic()
+            self.breaker.record(ok, now)
+            if ok:
+                user.auth_failures, user.retry_at = 0, 0.0
+            else:
+                self.renewal_failures += 1
+                user.auth_failures += 1
+                delay = backoff_delay(user.auth_failures, self._jitter)
+                self.max_backoff_s = max(self.max_backoff_s, delay)
+                user.retry_at = now + delay
             return ok
         finally:
             user.renewing = None
 
+    async def _renew_now(self, user: User) -> bool:
+        if user.refresh is not None:
+            status, body = await self._post(REFRESH, "/auth/refresh", user, {"refreshToken": user.refresh})
+            if 200 <= status < 300 and self._store(user, body):
+                self.counters.refreshes += 1
+                return True
+        ok = await self.login(user)
+        if not ok:
+            self.counters.auth_failures += 1
+        return ok
+
+    def retry_in(self, user: User) -> float:
+        """Seconds until a renewal of ``user`` may be tried again (back-off or breaker)."""
+        now = time.monotonic()
+        return max(user.retry_at - now, self.breaker.retry_in(now), 0.0)
+
     async def token(self, user: User) -> str:
-        """A valid access token, renewing (single-flight) when it is due; raises AuthFailed."""
+        """A valid access token, renewing (single-flight) when it is due; raises AuthFailed
+        (with the seconds until the next try) when none can be had now."""
         tok = user.fresh_token()
         if tok is not None:
             return tok
         await self._renew_once(user)
-        if user.access is None:
-            raise AuthFailed(user.email)
-        return user.access
+        if user.access is None or time.monotonic() >= user.expires_at:
+            raise AuthFailed(user.email, self.retry_in(user))
+        return user.access  # renewal failed or backed off, but the token is still valid
 
     async def reauth(self, user: User, rejected: str | None) -> None:
         """After a 401 with token ``rejected``: renew once, unless someone already did."""
         if user.access is not None and user.access != rejected:
             return
-        user.refresh_at = 0.0
+        user.refresh_at = user.expires_at = 0.0  # the target refused it: it is dead
         await self._renew_once(user)
+
+    def failure_stats(self) -> dict[str, Any]:
+        """Back-off and breaker figures for the run's meta."""
+        return {
+            "renewal_failures": self.renewal_failures,
+            "backoff_skips": self.backoff_skips,
+            "max_backoff_s": round(self.max_backoff_s, 3),
+            "breaker_opened": self.breaker.opened,
+            "breaker_refused": self.breaker.refused,
+            "resignups": self.resignups,
+        }
 
     async def _renew_once(self, user: User) -> None:
         task = user.renewing
@@ -197,7 +258,7 @@ class AuthClient:
                 if self.pool.signup:
                     await self.signup(user)
                 else:
-                    await self.login(user)
+                    await self.login(user, resignup=False)
             done += 1
             if progress is not None:
                 progress(done, total)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import errno
 import ssl
+import time
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 
@@ -48,3 +52,43 @@ def status_error(status: int) -> str | None:
     if status < 400:
         return None
     return "http_4xx" if status < 500 else "http_5xx"
+
+
+def retry_after_s(value: str | bytes | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header value asks for: delay-seconds or an HTTP-date.
+
+    None when absent or unreadable; a date in the past gives 0.0.
+
+    >>> retry_after_s("3"), retry_after_s(b"0.5"), retry_after_s("soon")
+    (3.0, 0.5, None)
+    """
+    if value is None:
+        return None
+    text = value.decode("latin-1") if isinstance(value, bytes) else value
+    text = text.strip()
+    try:
+        secs = float(text)  # RFC 9110 says an integer; a fraction is accepted
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        secs = when.timestamp() - (time.time() if now is None else now)
+    if secs != secs or secs == float("inf"):
+        return None
+    return max(secs, 0.0)
+
+
+def check_headers(endpoint: str, headers: Mapping[Any, Any]) -> None:
+    """Raise TypeError/ValueError for headers no client can send (non-str, CR or LF): such a
+    request cannot be built and becomes a "client" row."""
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise TypeError(
+                f"header {k!r} of endpoint {endpoint!r}: names and values must be str "
+                f"(got {type(k).__name__}: {type(v).__name__})"
+            )
+        if any(c in k + v for c in "\r\n"):
+            raise ValueError(f"header {k!r} of endpoint {endpoint!r} contains CR or LF")

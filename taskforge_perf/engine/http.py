@@ -19,8 +19,13 @@ import aiohttp
 
 from taskforge_perf.engine.auth import AuthClient, AuthFailed
 from taskforge_perf.engine.clock import Clock
-from taskforge_perf.engine.failures import classify, status_error
-from taskforge_perf.engine.fastclient import FastClient, RequestTemplate, redirect_location
+from taskforge_perf.engine.failures import check_headers, classify, retry_after_s, status_error
+from taskforge_perf.engine.fastclient import (
+    FastClient,
+    RequestTemplate,
+    header_value,
+    redirect_location,
+)
 from taskforge_perf.engine.fastclient import task_id as parse_task_id
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
 from taskforge_perf.mix import Endpoint, RequestMix
@@ -30,9 +35,21 @@ from taskforge_perf.users import User
 LATE_AFTER_NS = 2_000_000
 #: uvloop turns shorter sleeps into busy polling (FACTS.md); wake-ups are batched instead.
 MIN_SLEEP_S = 0.001
+#: The plan's end is the end: no request starts later than this after it (the slack covers the
+#: timer's own granularity; an arrival whose turn comes later is recorded as "dropped").
+END_SLACK_NS = LATE_AFTER_NS
+_NEVER = 1 << 62
+
+#: A closed-model virtual user whose request could not be built waits this long before its next
+#: one, so a broken payload builder records client rows instead of spinning the event loop.
+CLIENT_ERROR_PAUSE_S = 0.1
+#: A paused virtual user (Retry-After, auth back-off) checks this often whether the run stops.
+PAUSE_SLICE_S = 0.25
 
 TaskListener = Callable[[str, "str | None", User, int], None]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Statuses whose Retry-After header asks the client to wait (RFC 9110 section 10.2.3).
+_RETRY_AFTER = frozenset({429, 503})
 _UNSET: Any = object()
 
 
@@ -70,6 +87,8 @@ class DriverState:
     level: int = 0  # closed model: wanted virtual users
     think_time: float = 0.0
     stopping: bool = False
+    #: True while requests in flight finish after the plan's end (within the drain grace).
+    draining: bool = False
     phase_stats: dict[str, PhaseStats] = field(default_factory=dict)
 
     def stats(self, phase: str | None = None) -> PhaseStats:
@@ -100,8 +119,18 @@ class HttpDriver:
         recent_tasks: int = 100,
         state: DriverState | None = None,
         fast: FastClient | None = None,
+        honor_retry_after: bool = True,
     ) -> None:
         self.session = session
+        #: Closed model: a 429/503 with Retry-After pauses the virtual user that got it.
+        self.honor_retry_after = honor_retry_after
+        #: 429/503 answers seen, those with a usable Retry-After, and the seconds they asked for.
+        self.retry_after = {"answers": 0, "with_header": 0, "asked_s": 0.0}
+        #: Closed-model pauses of virtual users (Retry-After, auth back-off, unbuildable requests).
+        self.pauses = {"count": 0, "seconds": 0.0}
+        #: Endpoint name -> "ExceptionType: message" of the first request that could not be built.
+        self.client_errors: dict[str, str] = {}
+        self._checked: set[int] = set()  # endpoints whose headers were checked (aiohttp path)
         #: The load traffic's client: the fast client when given, else the aiohttp session.
         self.fast = fast
         self._send = self._send_fast if fast is not None else self._send_aiohttp
@@ -120,8 +149,15 @@ class HttpDriver:
         self.recent_tasks: collections.deque[str] = collections.deque(maxlen=recent_tasks)
         self.task_listeners: list[TaskListener] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pending: collections.deque[tuple[int, str]] = collections.deque()
+        # Open-model arrivals waiting for the in-flight cap, with the endpoint and user planned
+        # for them (so a dropped row names what would have been sent).
+        self._pending: collections.deque[tuple[int, str, Endpoint, User]] = collections.deque()
         self._open_active = 0
+        #: Clock ns of the plan's end: no request starts after it (+ END_SLACK_NS).
+        self.end_ns = _NEVER
+        #: Scheduler lateness (ns) of open-model starts since the health probe last took them:
+        #: one append per start, read once per monitor interval (engine.health).
+        self.lateness: list[int] = []
         # The open model's schedule, shared by its timer and the completions (see _start_due).
         self._nxt: float | None = None
         self._arrivals: Iterator[float] = iter(())
@@ -138,20 +174,57 @@ class HttpDriver:
         t_intended: int,
         retry: bool = True,
         phase: str | None = None,
-    ) -> None:
-        """Send one request and record it; a 401 triggers one re-authentication and a retry."""
-        await self._send(ep, user, t_intended, retry, phase)
+    ) -> float:
+        """Send one request and record it; a 401 triggers one re-authentication and a retry.
+
+        Returns the seconds a closed-model virtual user should wait before its next request
+        (a honoured Retry-After, the user's auth back-off, a request that could not be built);
+        0.0 normally. The open model ignores it and keeps its schedule.
+        """
+        return await self._send(ep, user, t_intended, retry, phase)
 
     async def _renewed_token(
         self, ep: Endpoint, user: User, t_intended: int, phase: str | None
-    ) -> str | None:
-        """A renewed access token, or None after recording the request as an "auth" failure."""
+    ) -> str | float:
+        """A renewed access token, or the pause (s) after recording the request as "auth"."""
         try:
             return await self.auth.token(user)
-        except AuthFailed:
+        except AuthFailed as exc:
             now = self.clock.now()
             self._record(t_intended, now, now, 0, "auth", 0, 0, ep, user, None, phase)
-            return None
+            return max(exc.retry_in, MIN_SLEEP_S)
+
+    def _client_error(
+        self, ep: Endpoint, user: User, t_intended: int, exc: Exception, phase: str | None
+    ) -> float:
+        """Record a request that could not be built (error "client", status 0; the message once
+        per endpoint in ``client_errors``); returns the closed model's pause."""
+        if ep.name not in self.client_errors:
+            msg = f"{type(exc).__name__}: {exc}"
+            for secret in (user.access, user.refresh, user.password):
+                if secret:  # a builder's message may quote what it was given: never keep it
+                    msg = msg.replace(secret, "***")
+            self.client_errors[ep.name] = msg[:500]
+        now = self.clock.now()
+        self._record(t_intended, now, now, 0, "client", 0, 0, ep, user, None, phase)
+        return CLIENT_ERROR_PAUSE_S
+
+    def _check_headers(self, ep: Endpoint) -> None:
+        """Raise for headers no client can send (checked once per endpoint): client rows."""
+        check_headers(ep.name, ep.headers)
+        self._checked.add(id(ep))
+        self._keep.append(ep)  # ids stay unique while the endpoint is alive
+
+    def _retry_pause(self, value: str | bytes | None) -> float:
+        """Count a 429/503 answer; the seconds its Retry-After asks for (0.0 when not honoured)."""
+        ra = self.retry_after
+        ra["answers"] += 1
+        secs = retry_after_s(value)
+        if secs is None:
+            return 0.0
+        ra["with_header"] += 1
+        ra["asked_s"] += secs
+        return secs if self.honor_retry_after else 0.0
 
     async def _send_aiohttp(
         self,
@@ -160,21 +233,28 @@ class HttpDriver:
         t_intended: int,
         retry: bool = True,
         phase: str | None = None,
-    ) -> None:
+    ) -> float:
         """``send`` through the aiohttp session (setup-grade path; everything unusual)."""
         clock, counters = self.clock, self.counters
         token = user.fresh_token() if ep.auth else None
         if ep.auth and token is None:
-            token = await self._renewed_token(ep, user, t_intended, phase)
-            if token is None:
-                return
-        body = ep.body(user.email, token, self.rng)
+            got = await self._renewed_token(ep, user, t_intended, phase)
+            if not isinstance(got, str):
+                return got
+            token = got
+        try:
+            if id(ep) not in self._checked:
+                self._check_headers(ep)
+            body = ep.body(user.email, token, self.rng)
+        except Exception as exc:  # noqa: BLE001 - a request that cannot be built is a row
+            return self._client_error(ep, user, t_intended, exc, phase)
         headers = dict(ep.headers)
         if token is not None:
             headers["Authorization"] = "Bearer " + token
         status = 0
         err: str | None = None
         raw = b""
+        retry_after: str | None = None
         nout = len(body) if body is not None else 0
         counters.in_flight += 1
         t0 = clock.now()
@@ -184,6 +264,8 @@ class HttpDriver:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
+                if status in _RETRY_AFTER:
+                    retry_after = resp.headers.get("Retry-After")
         except asyncio.CancelledError:
             counters.in_flight -= 1
             self._record(t_intended, t0, clock.now(), 0, "cancelled", 0, nout, ep, user, None, phase)
@@ -198,7 +280,10 @@ class HttpDriver:
         ):
             counters.reauths += 1
             await self.auth.reauth(user, token)
-            await self._send(ep, user, clock.now(), False, phase)
+            return await self._send(ep, user, clock.now(), False, phase)
+        if status in _RETRY_AFTER:
+            return self._retry_pause(retry_after)
+        return 0.0
 
     async def _send_fast(
         self,
@@ -207,22 +292,28 @@ class HttpDriver:
         t_intended: int,
         retry: bool = True,
         phase: str | None = None,
-    ) -> None:
+    ) -> float:
         """``send`` through the fast client: a pre-built request on a kept-alive connection."""
         tmpl = self._templates.get(id(ep), _UNSET)
         if tmpl is _UNSET:
-            tmpl = self._template(ep)
+            try:
+                tmpl = self._template(ep)
+            except Exception as exc:  # noqa: BLE001 - a request that cannot be built is a row
+                return self._client_error(ep, user, t_intended, exc, phase)
         if tmpl is None:
-            await self._send_aiohttp(ep, user, t_intended, retry, phase)
-            return
+            return await self._send_aiohttp(ep, user, t_intended, retry, phase)
         clock, counters = self.clock, self.counters
         token = user.fresh_token() if ep.auth else None
         if ep.auth and token is None:
-            token = await self._renewed_token(ep, user, t_intended, phase)
-            if token is None:
-                return
-        body = ep.body(user.email, token, self.rng)
-        data = tmpl.build(token, body)  # type: ignore[union-attr]
+            got = await self._renewed_token(ep, user, t_intended, phase)
+            if not isinstance(got, str):
+                return got
+            token = got
+        try:
+            body = ep.body(user.email, token, self.rng)
+            data = tmpl.build(token, body)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a request that cannot be built is a row
+            return self._client_error(ep, user, t_intended, exc, phase)
         nout = len(body) if body is not None else 0
         fast = self.fast
         assert fast is not None
@@ -247,10 +338,14 @@ class HttpDriver:
         ):
             counters.reauths += 1
             await self.auth.reauth(user, token)
-            await self._send(ep, user, clock.now(), False, phase)
+            return await self._send(ep, user, clock.now(), False, phase)
+        if status in _RETRY_AFTER:
+            return self._retry_pause(header_value(fast.last_head, b"retry-after"))
+        return 0.0
 
     def _template(self, ep: Endpoint) -> RequestTemplate | None:
         assert self.fast is not None
+        self._check_headers(ep)  # raises for headers no client can send: client rows
         tmpl = self.fast.template(ep.method, ep.path, ep.headers, auth=ep.auth)
         self._templates[id(ep)] = tmpl
         self._keep.append(ep)  # ids stay unique while the endpoint is alive
@@ -365,14 +460,31 @@ class HttpDriver:
         state, clock, pick, mix, rng = self.state, self.clock, self.pick_user, self.mix, self.rng
         send = self._send
         intended = clock.now()
-        while index < state.level and not state.stopping:
-            await send(mix.pick(rng), pick(), intended, True, None)
+        while index < state.level and not state.stopping and intended <= self.end_ns:
+            pause = await send(mix.pick(rng), pick(), intended, True, None)
             think = state.think_time
-            if think > 0:
+            if pause > 0:  # Retry-After, auth back-off or a request that could not be built
+                wait = max(pause, think)
+                self.pauses["count"] += 1
+                self.pauses["seconds"] += wait
+                intended = clock.now() + int(wait * 1e9)
+                await self._pause(wait, index)
+            elif think > 0:
                 intended = clock.now() + int(think * 1e9)
                 await asyncio.sleep(think)
             else:
                 intended = clock.now()
+
+    async def _pause(self, seconds: float, index: int) -> None:
+        """Wait ``seconds`` in slices, returning early when the run stops or the level drops."""
+        state = self.state
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while index < state.level and not state.stopping:
+            left = end - loop.time()
+            if left <= 0:
+                return
+            await asyncio.sleep(min(left, PAUSE_SLICE_S))
 
     def set_level(self, level: int, vus: dict[int, asyncio.Task[None]]) -> None:
         """Closed model: run ``level`` virtual users (extra ones stop after their request)."""
@@ -417,19 +529,23 @@ class HttpDriver:
         state, counters, arrivals, end_s = self.state, self.counters, self._arrivals, self._end_s
         nxt = self._nxt
         phase_end, phase = self._phase_end, self._phase
+        now_ns = int(now * 1e9)
         while nxt is not None and nxt <= now and nxt < end_s:
             while nxt >= phase_end:
                 phase_end, phase = next(self._bounds, (float("inf"), phase))
             stats = state.stats(phase)
             stats.planned += 1
             ti = int(nxt * 1e9)
-            if self._open_active < self.max_in_flight:
+            if now_ns > self.end_ns + END_SLACK_NS:
+                # The loop reached this arrival only after the plan's end: it is never sent.
+                self._drop(ti, phase, self.mix.pick(self.rng), self.pick_user(), now_ns)
+            elif self._open_active < self.max_in_flight:
                 self._open_active += 1
                 self._spawn(self._open_request(ti, phase))
             else:
                 stats.cap_hits += 1
                 counters.cap_hits += 1
-                self._pending.append((ti, phase))
+                self._pending.append((ti, phase, self.mix.pick(self.rng), self.pick_user()))
             nxt = next(arrivals, None)
         self._nxt = nxt
         self._phase_end, self._phase = phase_end, phase
@@ -442,34 +558,45 @@ class HttpDriver:
 
     async def _open_chain(self, ti: int, phase: str) -> None:
         clock, state, counters = self.clock, self.state, self.counters
+        # The first request is started by the schedule itself: its lateness is the generator's
+        # own (health); queued ones after it are late because of the in-flight cap.
+        now = clock.now()
+        self.lateness.append(now - ti)
+        ep, user = self.mix.pick(self.rng), self.pick_user()
         while True:
-            late = clock.now() - ti > LATE_AFTER_NS
             stats = state.stats(phase)
-            if late:
+            if now - ti > LATE_AFTER_NS:
                 stats.late += 1
                 counters.late += 1
             else:
                 stats.on_time += 1
-            await self._send(self.mix.pick(self.rng), self.pick_user(), ti, True, phase)
+            await self._send(ep, user, ti, True, phase)
             nxt = self._nxt
             if nxt is not None and not state.stopping:
-                now = clock.seconds()
-                if nxt <= now:
-                    self._start_due(now)
-            # Queued arrivals keep starting (late) after the schedule ends, until drain's timeout.
-            if not self._pending:
+                secs = clock.seconds()
+                if nxt <= secs:
+                    self._start_due(secs)
+            # Queued arrivals keep starting (late) until the plan's end, never after it: those
+            # left are dropped by drain().
+            if not self._pending or state.stopping:
                 return
-            ti, phase = self._pending.popleft()
+            now = clock.now()
+            if now > self.end_ns + END_SLACK_NS:
+                return
+            ti, phase, ep, user = self._pending.popleft()
+
+    def _drop(self, ti: int, phase: str, ep: Endpoint, user: User, now: int) -> None:
+        self.state.stats(phase).dropped += 1
+        self.counters.dropped += 1
+        self._record(ti, now, now, 0, "dropped", 0, 0, ep, user, None, phase)
 
     def drop_pending(self) -> None:
-        """Record every open-model request that never started as a 'dropped' row."""
+        """Record every open-model request that never started as a 'dropped' row (with the
+        endpoint and user it was planned for)."""
         now = self.clock.now()
         while self._pending:
-            ti, phase = self._pending.popleft()
-            ep, user = self.mix.pick(self.rng), self.pick_user()
-            self.state.stats(phase).dropped += 1
-            self.counters.dropped += 1
-            self._record(ti, now, now, 0, "dropped", 0, 0, ep, user, None, phase)
+            ti, phase, ep, user = self._pending.popleft()
+            self._drop(ti, phase, ep, user, now)
 
     # --- bookkeeping ---------------------------------------------------------------------------
 
@@ -480,15 +607,20 @@ class HttpDriver:
         return task
 
     async def drain(self, timeout: float) -> None:
-        """Wait for requests in flight to finish; cancel what is left after ``timeout``."""
+        """Wait for requests in flight to finish; cancel what is left after ``timeout`` (each
+        cancelled request becomes a 'cancelled' row); queued arrivals become 'dropped' rows."""
         self.state.stopping = True
-        if self._tasks:
-            _, left = await asyncio.wait(set(self._tasks), timeout=timeout)
-            for t in left:
-                t.cancel()
-            if left:
-                await asyncio.gather(*left, return_exceptions=True)
-        self.drop_pending()
+        self.state.draining = True
+        try:
+            if self._tasks:
+                _, left = await asyncio.wait(set(self._tasks), timeout=max(timeout, 0.0))
+                for t in left:
+                    t.cancel()
+                if left:
+                    await asyncio.gather(*left, return_exceptions=True)
+            self.drop_pending()
+        finally:
+            self.state.draining = False
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from taskforge_perf.engine.clock import Clock
+from taskforge_perf.engine.health import CPU_LIMIT, LAG_LIMIT_MS, HealthProbe
 from taskforge_perf.engine.http import DriverState
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
 
@@ -33,6 +34,13 @@ class Snapshot:
     ws_completed: int
     late: int
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Requests in flight after the plan's end (finishing within the drain grace), else 0.
+    draining: int = 0
+    #: The generator's health in the last closed interval (engine.health): event-loop lag p99
+    #: (ms), process CPU share (1.0 = one core), and why it is saturated (None when it is not).
+    lag_p99_ms: float | None = None
+    cpu: float | None = None
+    saturated: str | None = None
 
 
 Listener = Callable[[Snapshot], None]
@@ -65,6 +73,7 @@ class Monitor:
         planned_s: float = 0.0,
         load_start: Callable[[], float | None],
         phase_remaining: Callable[[float], float],
+        health: HealthProbe | None = None,
     ) -> None:
         self.listeners = listeners
         self.clock = clock
@@ -75,6 +84,7 @@ class Monitor:
         self.planned_s = planned_s
         self.load_start = load_start
         self.phase_remaining = phase_remaining
+        self.health = health
         self._last_requests = 0
         self._last_t = 0.0
         self._last_rows = 0
@@ -96,6 +106,15 @@ class Monitor:
         p50, p95, p99 = _quantiles(lat)
         start = self.load_start()
         elapsed = now - start if start is not None else 0.0
+        lag = cpu = None
+        saturated = None
+        if self.health is not None and self.health.rows:
+            last = self.health.rows[-1]
+            lag, cpu = last["lag_p99_ms"], last["cpu"]
+            if lag is not None and lag > LAG_LIMIT_MS:
+                saturated = f"event-loop lag p99 {lag:.0f} ms"
+            elif cpu > CPU_LIMIT:
+                saturated = f"CPU {cpu:.0%}"
         return Snapshot(
             elapsed_s=elapsed,
             planned_s=self.planned_s,
@@ -112,6 +131,10 @@ class Monitor:
             ws_open=c.ws_open,
             ws_completed=c.ws_completed,
             late=c.late,
+            draining=c.in_flight if self.state.draining else 0,
+            lag_p99_ms=lag,
+            cpu=cpu,
+            saturated=saturated,
         )
 
     async def run(self) -> None:

@@ -60,6 +60,7 @@ class ColumnBuffer:
         self._chunks: list[pl.DataFrame] = []
         self._parts: list[Path] = []
         self._converting: list[_Batch] = []
+        self._ends: list[int] = []  # row count after each stored chunk / part (for since())
         self.rows = 0  # rows recorded so far, flushed or not
         self._seen: pl.DataFrame | None = None  # part files read by snapshot()
         self._seen_parts = 0
@@ -124,6 +125,7 @@ class ColumnBuffer:
             self._finish(self._take())
 
     def _store(self, chunk: pl.DataFrame) -> None:
+        self._ends.append((self._ends[-1] if self._ends else 0) + chunk.height)
         if self.spill_dir is not None:
             path = self.spill_dir / f"{self.prefix}-{len(self._parts):05d}.parquet"
             write_part(chunk, path)
@@ -148,6 +150,33 @@ class ColumnBuffer:
             frames.append(
                 pl.DataFrame(
                     [pl.Series(n, c, dtype=schema[n]) for n, c in zip(names, self.columns, strict=True)]
+                )
+            )
+        if not frames:
+            return pl.DataFrame(schema=self.schema)
+        return pl.concat(frames, how="vertical")
+
+    def since(self, start: int) -> pl.DataFrame:
+        """Rows recorded after the first ``start`` ones, without flushing: cost proportional to
+        the new rows (for in-run checks that keep their own running state)."""
+        self._finish_all()
+        stored = self._parts if self.spill_dir is not None else self._chunks
+        frames = []
+        begin = 0
+        for i, end in enumerate(self._ends):
+            if end > start:
+                item = stored[i]
+                chunk = pl.read_parquet(item) if isinstance(item, Path) else item
+                frames.append(chunk.slice(max(start - begin, 0)))
+            begin = end
+        if self.columns[0]:
+            skip = max(start - begin, 0)
+            frames.append(
+                pl.DataFrame(
+                    [
+                        pl.Series(n, c[skip:], dtype=self.schema[n])
+                        for n, c in zip(self.names, self.columns, strict=True)
+                    ]
                 )
             )
         if not frames:

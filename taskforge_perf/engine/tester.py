@@ -18,21 +18,26 @@ import polars as pl
 from taskforge_perf import __version__
 from taskforge_perf.config import Target, as_target
 from taskforge_perf.engine.auth import AuthClient
+from taskforge_perf.engine.checks import check_options
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.fastclient import FastClient
+from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder, autoflush
+from taskforge_perf.engine.run_warnings import add_fault_meta
 from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
 from taskforge_perf.mix import RequestMix
 from taskforge_perf.plan import StressPlan
+from taskforge_perf.redact import log_redaction, redact_text
 from taskforge_perf.results import DEFAULT_STORE, Run, default_store, make_run_id
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
-from taskforge_perf.store import RunFolder
+from taskforge_perf.store import RunFolder, write_part
 from taskforge_perf.threshold_eval import ThresholdWatch
+from taskforge_perf.threshold_eval import _coerce as _coerce_thresholds
 from taskforge_perf.thresholds import Threshold
 from taskforge_perf.users import Strategy, UserPool, random_assignment
 
@@ -54,6 +59,15 @@ class LoadTester:
     everything through the aiohttp session. Auth, setup and redirects always use aiohttp.
     ``ssl_context`` applies to both for https targets: an ``ssl.SSLContext`` (e.g. one that
     trusts a self-signed certificate), ``False`` (no certificate check) or None (the defaults).
+
+    The plan's end is the end: no request starts after it; requests still in flight get
+    ``drain_grace`` seconds (default: the target's request timeout) and are then cancelled
+    (``cancelled`` rows), and open-model arrivals that never started become ``dropped`` rows.
+    A run's load never lasts longer than the plan plus the grace.
+
+    ``honor_retry_after`` (default True): a 429 or 503 answer with a ``Retry-After`` header makes
+    the closed-model virtual user that got it wait that long (at most until the run ends); the
+    open model records such answers and keeps its schedule. Counts in ``meta["retry_after"]``.
 
     Every run streams to its own folder as it goes, ``<save_dir>/<run-id>/`` (default
     ``data/runs``, or ``$TASKFORGE_PERF_RUNS``), created when the run starts: ``meta.json`` and
@@ -82,8 +96,21 @@ class LoadTester:
         live: bool | None = None,
         http_client: str = "fast",
         ssl_context: ssl.SSLContext | bool | None = None,
+        drain_grace: float | None = None,
+        honor_retry_after: bool = True,
     ) -> None:
         self.target: Target = as_target(target)
+        if drain_grace is not None and (
+            isinstance(drain_grace, bool)
+            or not isinstance(drain_grace, int | float)
+            or not 0 <= drain_grace < float("inf")
+        ):
+            raise ConfigError(
+                f"drain_grace must be a number of seconds >= 0, or None for the target's request "
+                f"timeout (got {drain_grace!r})"
+            )
+        #: Seconds requests in flight at the plan's end may take before they are cancelled.
+        self.drain_grace = float(drain_grace) if drain_grace is not None else None
         if http_client not in ("fast", "aiohttp"):
             raise ConfigError(f"http_client must be 'fast' or 'aiohttp' (got {http_client!r})")
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext | bool):
@@ -94,6 +121,10 @@ class LoadTester:
         #: "fast": load traffic on engine.fastclient; "aiohttp": everything on the aiohttp session.
         self.http_client = http_client
         self.ssl_context = ssl_context
+        if not isinstance(honor_retry_after, bool):
+            raise ConfigError(f"honor_retry_after must be True or False (got {honor_retry_after!r})")
+        #: Closed model: a 429/503 with Retry-After pauses the virtual user that got it.
+        self.honor_retry_after = honor_retry_after
         self.users = users if users is not None else UserPool()
         if not isinstance(self.users, UserPool):
             raise ConfigError(f"users must be a UserPool (got {type(self.users).__name__})")
@@ -102,8 +133,11 @@ class LoadTester:
             raise ConfigError(f"mix must be a RequestMix (got {type(self.mix).__name__})")
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int) or max_in_flight < 1:
             raise ConfigError(f"max_in_flight must be an integer >= 1 (got {max_in_flight!r})")
-        if connections is not None and (not isinstance(connections, int) or connections < 1):
+        if connections is not None and (
+            isinstance(connections, bool) or not isinstance(connections, int) or connections < 1
+        ):
             raise ConfigError(f"connections must be an integer >= 1 or None (got {connections!r})")
+        check_options(seed, recent_tasks, monitor_interval, assignment, setup_progress, listeners, live)
         self.max_in_flight = max_in_flight
         self.connections = connections
         self.seed = seed
@@ -133,7 +167,9 @@ class LoadTester:
         self._ws_driver: WsDriver | None = None
 
     def __repr__(self) -> str:
-        return f"LoadTester(target={self.target.base_url!r}, users={len(self.users)}, mix={self.mix!r})"
+        return (
+            f"LoadTester(target={self.target.display_base_url!r}, users={len(self.users)}, mix={self.mix!r})"
+        )
 
     # --- public entry points -------------------------------------------------------------------
 
@@ -146,7 +182,8 @@ class LoadTester:
         rate: float | None = None,
         think_time: float = 0.0,
         name: str = "run",
-        thresholds: Sequence[Threshold | str] = (),
+        thresholds: Sequence[Threshold | str] | Threshold | str | None = (),
+        wait_for_tasks: float = 0.0,
         save_to: str | Path | None = None,
     ) -> Run:
         """Run a plan (or one phase given by duration + concurrency | rate); returns the Run.
@@ -158,17 +195,40 @@ class LoadTester:
         are evaluated at the end (``run.thresholds()``, ``run.passed``); those marked
         ``abort_on_fail`` are also watched during the run, which stops within a second of a breach.
 
+        ``wait_for_tasks`` (seconds, WebSockets only): after the load, keep the sockets open without
+        sending any request until every tracked task got its completed/failed message or this
+        time passed, so the task table counts tasks the pipeline finishes late; rows of the wait
+        are in phase "teardown", and the load's duration leaves the wait out.
+
         ``save_to`` is the folder this run streams to (default ``<save_dir>/<run-id>``); it is checked
         before any load (a file, or a folder holding another run, is a ConfigError).
         """
         plan = _resolve_plan(plan, duration, concurrency, rate, think_time)
+        if (
+            isinstance(wait_for_tasks, bool)
+            or not isinstance(wait_for_tasks, int | float)
+            or not 0 <= wait_for_tasks < float("inf")
+        ):
+            raise ConfigError(
+                f"wait_for_tasks must be a number of seconds >= 0 (got {wait_for_tasks!r}); "
+                "e.g. 60 to let the task pipeline finish after the load, 0 to stop at once"
+            )
+        if wait_for_tasks and not self._wants_ws(plan):
+            raise ConfigError(
+                "wait_for_tasks needs WebSocket connections to see tasks finish; "
+                "set websockets= (or a phase's websockets) or wait_for_tasks=0"
+            )
         if self._wants_ws(plan) and self.target.ws_url is None:
             raise ConfigError(
                 "WebSocket connections were asked for (websockets= or a phase's websockets) but "
                 "Target.ws_url is None; give the status gateway's URL, e.g. "
                 "Target('http://127.0.0.1:3000', 'ws://127.0.0.1:4000'), or set websockets=0"
             )
-        checks = tuple(t if isinstance(t, Threshold) else Threshold.parse(t) for t in thresholds)
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(
+                f"run(name=...) must be a non-empty string (got {name!r}); e.g. name='baseline'"
+            )
+        checks = tuple(_coerce_thresholds(thresholds))
         phase_names = {p.name for p in plan.phases} | {"setup", "teardown"}
         for t in checks:
             if t.phase is not None and t.phase not in phase_names:
@@ -183,7 +243,10 @@ class LoadTester:
         if view is not None:
             self.listeners.append(view)
         try:
-            run = await self._run(plan, name, checks, save_to)
+            # The tester's and its libraries' log records lose tokens and passwords while it runs
+            # (websockets logs every handshake, ?token=<access JWT> included, at DEBUG).
+            with log_redaction(secrets=[u.password for u in self.users]):
+                run = await self._run(plan, name, checks, float(wait_for_tasks), save_to)
         except BaseException as exc:
             self._close_folder(
                 self._stop_reason or "cancelled"
@@ -209,7 +272,7 @@ class LoadTester:
         from taskforge_perf.live import live_view
 
         return live_view(
-            f"{name} on {self.target.base_url}",
+            f"{name} on {self.target.display_base_url}",
             plan.duration,
             interval_s=self.monitor_interval,
             force=self.live is True,
@@ -270,7 +333,12 @@ class LoadTester:
     # --- the run -------------------------------------------------------------------------------
 
     async def _run(
-        self, plan: StressPlan, name: str, checks: tuple[Threshold, ...] = (), save_to: Any = None
+        self,
+        plan: StressPlan,
+        name: str,
+        checks: tuple[Threshold, ...] = (),
+        wait_for_tasks: float = 0.0,
+        save_to: Any = None,
     ) -> Run:
         clock = Clock()
         folder = self._open_folder(plan, name, clock, save_to)
@@ -305,6 +373,7 @@ class LoadTester:
         gc_keeper: asyncio.Future[None] | None = None
         cancelled = False
         setup_s = 0.0
+        ready: int | None = None
         load_start_ns = load_end_ns = 0
         async with aiohttp.ClientSession(
             connector=connector,
@@ -340,6 +409,7 @@ class LoadTester:
                 recent_tasks=self.recent_tasks,
                 state=state,
                 fast=fast,
+                honor_retry_after=self.honor_retry_after,
             )
             self._driver = driver
             self._ws_driver = None
@@ -349,6 +419,13 @@ class LoadTester:
                 lvl = plan.at(min(max(elapsed, 0.0), plan.duration - 1e-9))
                 return lvl.remaining_in_phase if lvl is not None else 0.0
 
+            health = HealthProbe(
+                clock,
+                driver.lateness,
+                interval=self.monitor_interval,
+                phase=lambda: state.phase,
+                in_flight=lambda: counters.in_flight,
+            )
             monitor = Monitor(
                 list(self.listeners),
                 clock,
@@ -359,6 +436,7 @@ class LoadTester:
                 planned_s=plan.duration,
                 load_start=lambda: starts[0] if starts else None,
                 phase_remaining=remaining,
+                health=health,
             )
             monitor_task = asyncio.ensure_future(monitor.run()) if self.listeners else None
             flusher = (
@@ -373,9 +451,16 @@ class LoadTester:
                 ready = await auth.setup(self.setup_progress)
                 if ready == 0:
                     raise TargetError(
-                        f"no user could sign up or log in at {self.target.base_url} "
+                        f"no user could sign up or log in at {self.target.display_base_url} "
                         f"({len(self.users)} tried; errors: {counters.errors}); check the target's "
                         "auth endpoints and the UserPool's email/password"
+                    )
+                if ready < self.users.min_ready:
+                    raise TargetError(
+                        f"only {ready} of {len(self.users)} users could sign up or log in at "
+                        f"{self.target.base_url}, below UserPool.min_ready={self.users.min_ready} "
+                        f"(errors: {counters.errors}); check the target's auth endpoints and the "
+                        "users' passwords, or lower min_ready"
                     )
                 setup_s = clock.seconds()
                 logged_in = [u for u in self.users if u.access is not None]
@@ -389,6 +474,8 @@ class LoadTester:
                 gc_keeper = asyncio.ensure_future(_freeze_survivors())
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
+                driver.end_ns = load_start_ns + int(plan.duration * 1e9)
+                health.start()
                 if folder is not None:
                     folder.write_meta(
                         {**self._folder_meta, "stopped": "running", "load_start_ns": load_start_ns}
@@ -404,6 +491,7 @@ class LoadTester:
                             load_start_ns,
                             abort,
                             breach,
+                            health,
                         )
                     )
                     if watched
@@ -418,13 +506,19 @@ class LoadTester:
                 if breach:
                     stopped = f"aborted: {breach[0]}"
 
-                await driver.drain(self.target.request_timeout)
+                # The grace runs from the plan's end (the loop may reach this point late).
+                grace = self.drain_grace if self.drain_grace is not None else self.target.request_timeout
+                await driver.drain(min(driver.end_ns, clock.now()) / 1e9 + grace - clock.seconds())
                 load_end_ns = clock.now()
+                if wait_for_tasks and self._ws_driver is not None and not breach:
+                    state.phase = "teardown"  # no request is sent; the sockets stay open
+                    await self._ws_driver.wait_for_tasks(wait_for_tasks)
             except asyncio.CancelledError:
                 cancelled, stopped = True, self._stop_reason or "cancelled"
                 load_end_ns = load_end_ns or clock.now()
                 await asyncio.shield(driver.drain(0.5))
             finally:
+                await health.stop()
                 state.phase = "teardown"
                 if flusher is not None:
                     flusher.cancel()
@@ -455,17 +549,25 @@ class LoadTester:
         meta = self._meta(
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
+        meta["generator"] = health.summary()
+        add_fault_meta(meta, driver, auth, ready)
+        health_frame = health.frame()
         if folder is not None:  # compact the parts; the Run reads the frames back lazily
             recorder.flush()
             ws_recorder.flush()
+            write_part(health_frame, folder.path / "health.parquet")
             folder.finish(meta, {"events": HTTP_SCHEMA, "ws_events": WS_SCHEMA})
             self._folder = None
             p = folder.path
             run = Run(
-                pl.scan_parquet(p / "events.parquet"), pl.scan_parquet(p / "ws_events.parquet"), meta, path=p
+                pl.scan_parquet(p / "events.parquet"),
+                pl.scan_parquet(p / "ws_events.parquet"),
+                meta,
+                health=health_frame,
+                path=p,
             )
         else:
-            run = Run(recorder.frame(), ws_recorder.frame(), meta)
+            run = Run(recorder.frame(), ws_recorder.frame(), meta, health=health_frame)
         if checks:
             results = run.evaluate(checks)
             meta["thresholds"] = results.to_dicts()
@@ -487,15 +589,25 @@ class LoadTester:
         t0_ns: int,
         abort: asyncio.Event,
         breach: list[Threshold],
+        health: HealthProbe | None = None,
     ) -> None:
-        """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach."""
+        """Check abort-on-fail thresholds a few times a second; set ``abort`` on a breach.
+
+        Incremental: each check reads only the rows recorded since the last one.
+        """
         watch = ThresholdWatch(watched)
+        seen = seen_ws = 0
         while not abort.is_set():
             await asyncio.sleep(WATCH_INTERVAL_S)
-            events = recorder.snapshot()
-            events = events.filter(pl.col("t_start") >= t0_ns)
-            hit = watch.check(
-                events, ws_recorder.snapshot(), elapsed_s=(clock.now() - t0_ns) / 1e9, plan=plan
+            events = recorder.since(seen)
+            ws_new = ws_recorder.since(seen_ws)
+            seen += events.height
+            seen_ws += ws_new.height
+            watch.add(events.filter(pl.col("t_start") >= t0_ns), ws_new)
+            hit = watch.poll(
+                elapsed_s=(clock.now() - t0_ns) / 1e9,
+                plan=plan,
+                generator=health.summary() if watch.needs_generator and health is not None else None,
             )
             if hit is not None:
                 breach.append(hit)
@@ -611,7 +723,8 @@ class LoadTester:
             self.counters.requests += 1
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise TargetError(
-                f"cannot reach the target at {self.target.base_url} ({type(exc).__name__}: {exc}); "
+                f"cannot reach the target at {self.target.display_base_url} "
+                f"({type(exc).__name__}: {redact_text(str(exc))}); "
                 "is it running, and are Target.base_url's host and port right?"
             ) from None
 

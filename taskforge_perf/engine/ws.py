@@ -7,27 +7,31 @@ creator (``on_task`` is an ``HttpDriver.task_listeners`` entry), resubscribes su
 got no answer, reconnects after server drops, and records every event as a ``WsRecorder`` row.
 
 Rows (``kind``): ``connect`` (``handshake_ns``), ``connect_error`` (``error`` timeout / refused /
-rejected / auth / other; ``code`` the close code, or the HTTP status of a refused handshake),
-``subscribe`` / ``resubscribe`` (``status`` = the reason, see ``ws_conn.SUBSCRIBE_REASONS``; a
-resubscribe is sent when a tracked subscription got nothing within ``resubscribe_after``),
-``message`` (task id, status, progress, since_created_ns, since_subscribe_ns), ``isolation`` (an
-update for a task the receiving user did not create, isolation probe only), ``close`` (``code``;
-``error`` null when we closed, "dropped" when the server closed an established socket, "rejected"
-for a 1008 policy close), ``reconnect`` (a successful re-open after a drop), ``error``
-(``unparsable`` frame, ``server_error`` for a ``{"type": "error"}`` answer, ``lost_subscription``
-when the gateway answers a resubscribe at once with a cached status: the first subscription was
-lost). A socket that closes with 1005/1006 and no message within 200 ms of opening, or with 1008
-before any message, is a rejection: one ``connect_error`` row (``error="rejected"``) and no
-``connect`` row. Tokens are never recorded.
+rejected / auth / cancelled / other; ``code`` the close code, or the HTTP status of a refused
+upgrade), ``subscribe`` / ``resubscribe`` (``status`` = the reason, see
+``ws_conn.SUBSCRIBE_REASONS``; a resubscribe is sent when a tracked subscription got nothing within
+``resubscribe_after``), ``message`` (task id, status, progress, since_created_ns,
+since_subscribe_ns), ``isolation`` (an update for a task another user of this run created, always
+recorded; ``error="expected"`` when cross-user sampling asked for it), ``close`` (``code``;
+``error`` null when we closed, "dropped" when the server closed or reset an established socket),
+``reconnect`` (a successful re-open after a drop), ``error`` (``unparsable`` frame,
+``server_error`` for a ``{"type": "error"}`` answer, ``lost_subscription`` when a resubscribe
+proved the first subscription lost, see ``ws_lost``).
+
+Rejection: only the gateway's refusal of a token is ``rejected`` (and makes the user's token be
+renewed): an upgrade refused with 401/403, or a socket closed with no code (1005) or a policy
+close (1008) within 200 ms of opening and before any message: one ``connect_error`` row
+(``error="rejected"``) and no ``connect`` row. An abrupt close (1006, a reset) is a ``dropped``
+close however soon it comes, and renews no token. A handshake still in flight when the run ends
+(or the connection is retired) is a ``connect_error`` row with ``error="cancelled"``. Tokens are
+never recorded.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import random
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -39,31 +43,23 @@ from taskforge_perf.engine.auth import AuthClient, AuthFailed
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.recorder import LiveCounters, WsRecorder
 from taskforge_perf.engine.ws_conn import (
-    FINAL,
+    REJECT_CODES,
+    REJECT_STATUSES,
     REJECT_WINDOW_NS,
     Conn,
-    TaskInfo,
     WsOptions,
-    parse_message,
 )
+from taskforge_perf.engine.ws_subs import Subscriptions
 from taskforge_perf.users import User, round_robin_assignment
 
 __all__ = ["WsDriver", "WsOptions"]
 
-# Created tasks remembered (FIFO eviction). ~330 B each (TaskInfo, id, ints, dict slot): 50k = ~16 MB,
-# 3 minutes of history at 270 tasks/s; 200k held ~65 MB and broke the soak's +50 MB bound (issue 12).
-_TASKS_MAX = 50_000
-#: A resubscribe answered within this time carries the gateway's cached status: the task had a status
-#: the first subscription never delivered, so that subscription was lost. No quick answer means the
-#: task simply had no status yet (still queued): not counted as lost.
-LOST_CONFIRM_NS = 250_000_000
 #: Subscriptions are resent this long after one of a user's sockets closed, once the gateway has
 #: handled the close (resent earlier, the gateway's cleanup would drop them again).
 RESTORE_AFTER_CLOSE_S = 0.25
-_SLICE = 10  # sample subscriptions sent per loop turn (each send ~40 µs: keeps loop lag < 1 ms)
 
 
-class WsDriver:
+class WsDriver(Subscriptions):
     """N connections to ``ws_url`` for ``users``; every event becomes a row of ``recorder``."""
 
     def __init__(
@@ -93,7 +89,6 @@ class WsDriver:
         self.recent_tasks = recent_tasks if recent_tasks is not None else collections.deque(maxlen=100)
         self.conns: list[Conn] = []  # wanted connections, in opening order
         self.by_user: dict[str, list[Conn]] = {}
-        self.tasks: dict[str, TaskInfo] = {}
         self.want = 0
         self.stopping = False
         self.stats: dict[str, int] = dict.fromkeys(
@@ -107,10 +102,11 @@ class WsDriver:
                 "subscribes",
                 "resubscribes",
                 "lost_subscriptions",
+                "lost_unresolved",
                 "isolation",
+                "isolation_expected",
                 "unparsable",
                 "unknown_shape",
-                "untracked_tasks",
                 "max_open",
                 "closed",
             ),
@@ -118,14 +114,11 @@ class WsDriver:
         )
         self._pick = round_robin_assignment(users, rng)
         self._next = 0
-        self._rr = 0
-        self._recent_owned: collections.deque[tuple[str, str]] = collections.deque(maxlen=100)
-        self._pending: collections.deque[tuple[int, Conn, str, int, bool]] = collections.deque()
-        self._resub_wait: dict[tuple[int, str], int] = {}  # (conn, task) -> resubscribe time
+        self._init_subscriptions()
+        self.wait_info: dict[str, float] | None = None
         self._bg: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._opener: asyncio.Task[None] | None = None
-        self._after_ns = int(self.options.resubscribe_after * 1e9)
 
     # --- rows --------------------------------------------------------------------------------------
 
@@ -173,6 +166,7 @@ class WsDriver:
                 self._next += 1
                 self.conns.append(c)
                 self.by_user.setdefault(c.user.email, []).append(c)
+                self._adopt_waiting(c)
                 c.task = asyncio.ensure_future(self._conn_main(c))
             if len(self.conns) < self.want and opts.batch_pause > 0:
                 await asyncio.sleep(opts.batch_pause)
@@ -180,6 +174,8 @@ class WsDriver:
     async def close_all(self, timeout: float = 5.0) -> None:
         """Close every socket with a close frame (1000), record close rows; bounded by ``timeout``."""
         self.stopping = True
+        self._resolve_lost()
+        self.stats["lost_unresolved"] = self.lost.open  # answered too late to be judged
         for t in (*self._loops, self._opener):
             if t is not None and not t.done():
                 t.cancel()
@@ -267,12 +263,21 @@ class WsDriver:
                 user_agent_header=None,
             )
         except asyncio.CancelledError:
+            self._connect_error(c, "cancelled")  # the run ended (or retired it) mid-handshake
             raise
         except TimeoutError:
             self._connect_error(c, "timeout")
             return None
         except InvalidStatus as exc:
-            self._connect_error(c, "rejected", exc.response.status_code)
+            status = exc.response.status_code
+            if status not in REJECT_STATUSES:
+                self._connect_error(c, "other", status)
+                return None
+            self._connect_error(c, "rejected", status)
+            try:
+                await self.auth.reauth(c.user, token)
+            except Exception:  # noqa: BLE001 - the next connect records the failure
+                pass
             return None
         except ConnectionRefusedError:
             self._connect_error(c, "refused")
@@ -294,10 +299,12 @@ class WsDriver:
         else:
             for tid in list(c.subs):
                 info = self.tasks.get(tid)
-                if info is not None and info.done:
+                if info is None or info.done:
                     del c.subs[tid]
-                else:
+                elif reconnect:
                     self._subscribe(c, tid, "restore", info)
+                else:  # subscribed while the socket was opening
+                    self._subscribe(c, tid, "own" if info.owner == c.user.email else "sample", info)
         return token
 
     def _connect_error(self, c: Conn, error: str, code: int | None = None) -> None:
@@ -337,9 +344,9 @@ class WsDriver:
             ws.transport.abort()
         code = ws.close_code if ws.close_code is not None else 1006
         t = self.clock.now()
-        if not c.confirmed:
-            quick = t - c.opened_ns < REJECT_WINDOW_NS and code in (1005, 1006)
-            if not c.closed_by_us and (quick or code == 1008):
+        if not c.confirmed:  # no message yet, and within the rejection window (or just past it)
+            quick = t - c.opened_ns < REJECT_WINDOW_NS
+            if not c.closed_by_us and quick and code in REJECT_CODES:
                 c.confirmed = True
                 c.ws = None
                 self.counters.ws_open -= 1
@@ -352,12 +359,11 @@ class WsDriver:
         if c.closed_by_us:
             self._row(t, "close", c, code=code)
         else:
-            err = "rejected" if code == 1008 else "dropped"
-            self._row(t, "close", c, code=code, error=err)
+            self._row(t, "close", c, code=code, error="dropped")
             self.stats["dropped"] += 1
         if not self.stopping:  # after the gateway has handled the close (it unsubscribes then)
             asyncio.get_running_loop().call_later(RESTORE_AFTER_CLOSE_S, self._restore_user, c)
-        return code == 1008
+        return code == 1008  # a policy close of an established socket: renew the token
 
     def _restore_user(self, closed: Conn) -> None:
         """Resend the user's unfinished subscriptions on its other open sockets.
@@ -385,188 +391,6 @@ class WsDriver:
                     self._subscribe(others[i % len(others)], tid, "restore", info)
             closed.subs.clear()
 
-    # --- frames ------------------------------------------------------------------------------------
-
-    def _on_frame(self, c: Conn, raw: str | bytes) -> None:
-        t = self.clock.now()
-        if not c.got_message:
-            c.got_message = True
-            if not c.confirmed:
-                self._confirm(c, c.ws)
-        kind, tid, status, progress, err = parse_message(raw)
-        info = self.tasks.get(tid) if tid is not None else None
-        if self._resub_wait and tid is not None:
-            t_resub = self._resub_wait.pop((c.index, tid), None)
-            if t_resub is not None and t - t_resub <= LOST_CONFIRM_NS:
-                self._row(
-                    t,
-                    "error",
-                    c,
-                    task_id=tid,
-                    task_type=info.task_type if info else None,
-                    since_subscribe_ns=t - t_resub,
-                    error="lost_subscription",
-                )
-                self.stats["lost_subscriptions"] += 1
-        if kind == "error":
-            if info is not None:
-                info.last_msg_ns = t
-            self._row(t, "error", c, task_id=tid, error=err)
-            if err == "unparsable":
-                self.stats["unparsable"] += 1
-            return
-        ttype = since_c = since_s = None
-        if info is not None:
-            ttype = info.task_type
-            since_c = t - info.created_ns
-            info.last_msg_ns = t
-            ts = c.subs.get(tid) or info.subscribed_ns  # type: ignore[arg-type]
-            if ts is not None:
-                since_s = t - ts
-        self._row(
-            t,
-            "message",
-            c,
-            task_id=tid,
-            task_type=ttype,
-            status=status,
-            progress=progress,
-            since_created_ns=since_c,
-            since_subscribe_ns=since_s,
-            error=err,
-        )
-        self.counters.ws_messages += 1
-        self.stats["messages"] += 1
-        if err is not None:
-            self.stats["unknown_shape"] += 1
-        if info is None:
-            if status == "completed":
-                self.counters.ws_completed += 1
-            return
-        if self.options.isolation_probe and info.owner != c.user.email:
-            self._row(
-                t,
-                "isolation",
-                c,
-                task_id=tid,
-                task_type=ttype,
-                status=status,
-                since_created_ns=since_c,
-            )
-            self.stats["isolation"] += 1
-        if status in FINAL and not info.done:
-            info.done = True
-            if status == "completed":
-                self.counters.ws_completed += 1
-        if info.done:
-            c.subs.pop(tid, None)  # type: ignore[arg-type]
-
-    # --- subscriptions -----------------------------------------------------------------------------
-
-    def on_task(self, task_id: str, task_type: str | None, user: User, t_end_ns: int) -> None:
-        """``HttpDriver`` listener: remember the task; with own-task tracking, subscribe it now."""
-        tasks = self.tasks
-        if len(tasks) >= _TASKS_MAX:
-            for key in list(tasks)[: _TASKS_MAX // 10]:
-                del tasks[key]
-        info = tasks[task_id] = TaskInfo(task_type, t_end_ns, user.email)
-        self._recent_owned.append((task_id, user.email))
-        if not self.options.track_own_tasks or self.stopping:
-            return
-        conns = self.by_user.get(user.email)
-        if not conns:
-            self.stats["untracked_tasks"] += 1
-            return
-        self._rr += 1
-        self._subscribe(conns[self._rr % len(conns)], task_id, "own", info)
-
-    def _subscribe(self, c: Conn, tid: str, reason: str, info: TaskInfo | None, resub: bool = False) -> None:
-        t = self.clock.now()
-        tracked = info is not None and not info.done
-        if tracked:
-            subs = c.subs
-            subs[tid] = t
-            if len(subs) > self.options.max_subscriptions_per_conn:
-                del subs[next(iter(subs))]
-            if info.subscribed_ns is None:  # type: ignore[union-attr]
-                info.subscribed_ns = t  # type: ignore[union-attr]
-        ws = c.ws
-        if ws is None:
-            return  # sent when the connection (re)opens
-        self._spawn(ws.send(json.dumps({"type": "subscribe", "taskId": tid})))
-        since_c = t - info.created_ns if info is not None else None
-        ttype = info.task_type if info is not None else None
-        if resub:
-            self._row(
-                t,
-                "resubscribe",
-                c,
-                task_id=tid,
-                task_type=ttype,
-                status=reason,
-                since_created_ns=since_c,
-            )
-            self.stats["resubscribes"] += 1
-            self._resub_wait[(c.index, tid)] = t
-        else:
-            self._row(
-                t,
-                "subscribe",
-                c,
-                task_id=tid,
-                task_type=ttype,
-                status=reason,
-                since_created_ns=since_c,
-            )
-            self.stats["subscribes"] += 1
-        if tracked:
-            self._pending.append((t + self._after_ns, c, tid, t, resub))
-
-    async def _check_lost(self) -> None:
-        """Resubscribe (once) every tracked subscription with no message within resubscribe_after."""
-        pending, clock, waits = self._pending, self.clock, self._resub_wait
-        tick = min(0.25, self.options.resubscribe_after / 4)
-        while not self.stopping:
-            await asyncio.sleep(tick)
-            now = clock.now()
-            for key in [k for k, t in waits.items() if now - t > LOST_CONFIRM_NS]:
-                del waits[key]  # no quick answer: the task had no status yet
-            while pending and pending[0][0] <= now:
-                _, c, tid, t_sub, resub = pending.popleft()
-                info = self.tasks.get(tid)
-                if info is None or info.done or info.last_msg_ns >= t_sub or resub:
-                    continue
-                if c.ws is None or c.closing or c.subs.get(tid) != t_sub:
-                    continue  # restored on reconnect, or subscribed again since
-                self._subscribe(c, tid, "own" if info.owner == c.user.email else "sample", info, resub=True)
-
-    async def _activity(self) -> None:
-        """Every subscribe_interval: a sample of open connections subscribes to recent task ids."""
-        opts, rng = self.options, self.rng
-        while not self.stopping:
-            await asyncio.sleep(opts.subscribe_interval)
-            open_conns = [c for c in self.conns if c.ws is not None and not c.closing]
-            k = opts.sample_size(len(open_conns))
-            recent = list(self.recent_tasks)
-            chosen = rng.sample(open_conns, k) if k else []
-            # Large samples are spread over the first half of the interval (no loop-lag burst).
-            pause = opts.subscribe_interval / 2 / (len(chosen) // _SLICE + 1)
-            for i, c in enumerate(chosen):
-                if i and i % _SLICE == 0:
-                    await asyncio.sleep(pause)
-                if c.ws is None:
-                    continue
-                if recent:
-                    tid = rng.choice(recent)
-                    self._subscribe(c, tid, "sample", self.tasks.get(tid))
-                else:
-                    self._subscribe(c, str(uuid.uuid4()), "random", None)
-            if opts.isolation_probe and self._recent_owned and open_conns:
-                tid, owner = rng.choice(self._recent_owned)
-                others = [c for c in open_conns if c.user.email != owner]
-                if others:
-                    self._subscribe(rng.choice(others), tid, "probe", self.tasks.get(tid))
-
     # --- figures -----------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
@@ -579,5 +403,27 @@ class WsDriver:
             "users": len(self.by_user),
             "conns_per_user_min": min(per_user) if per_user else 0,
             "conns_per_user_max": max(per_user) if per_user else 0,
+            "untracked_tasks": self.untracked_tasks,
+            "unfinished_tasks": self.unfinished,
+            "wait_for_tasks": self.wait_info,
             "options": self.options.to_dict(),
         }
+
+    async def wait_for_tasks(self, timeout: float) -> float:
+        """Keep the sockets open until every tracked task finished, or ``timeout`` s; seconds waited.
+
+        Called after the load: no HTTP request is sent, sampled subscriptions pause, silent
+        subscriptions are still resubscribed and dropped sockets reconnect.
+        """
+        clock = self.clock
+        t0 = clock.now()
+        self.quiet = True
+        if self.unfinished > 0:
+            self.all_done.clear()
+            try:
+                await asyncio.wait_for(self.all_done.wait(), timeout)
+            except TimeoutError:
+                pass
+        waited = (clock.now() - t0) / 1e9
+        self.wait_info = {"asked_s": timeout, "waited_s": waited, "unfinished": self.unfinished}
+        return waited

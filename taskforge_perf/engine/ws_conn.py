@@ -20,19 +20,26 @@ from taskforge_perf.users import User
 #: Statuses that end a task's timeline.
 FINAL = frozenset(("completed", "failed"))
 
-#: A socket closed with no message within this time of opening (1005/1006) is a rejection.
+#: A socket closed with no message within this time of opening, with no close code (1005) or a
+#: policy close (1008), is a rejection. An abrupt close (1006, a reset) is a drop, never a rejection.
 REJECT_WINDOW_NS = 200_000_000
+#: Codes of the gateway's rejection of an open socket (bad, missing or revoked token).
+REJECT_CODES = frozenset((1005, 1008))
+#: HTTP statuses of a refused upgrade that mean "your token is not accepted".
+REJECT_STATUSES = frozenset((401, 403))
+#: Where sampled subscriptions pick their task ids (see ``WsOptions.sample_from``).
+SAMPLE_FROM = ("own", "all")
 
 
 def _num(name: str, v: Any, *, lo: float, strict: bool = False, fix: str = "") -> float:
     if (
         isinstance(v, bool)
         or not isinstance(v, int | float)
-        or math.isnan(v)
+        or not math.isfinite(v)
         or (v <= lo if strict else v < lo)
     ):
         op = ">" if strict else ">="
-        raise ConfigError(f"WsOptions.{name} must be a number {op} {lo:g} (got {v!r}){fix}")
+        raise ConfigError(f"WsOptions.{name} must be a finite number {op} {lo:g} (got {v!r}){fix}")
     return float(v)
 
 
@@ -44,18 +51,33 @@ class WsOptions:
     pauses 100 ms every 10); a socket still opening after ``connect_timeout`` s is terminated and
     recorded as ``connect_error`` / ``timeout``.
 
-    Activity: every ``subscribe_interval`` s a sample of the open connections subscribes to an id
-    from the recent-task FIFO (a random UUID when it is empty). ``subscribe_sample`` is a fraction
-    of the open connections (a float in (0, 1]) or a count (an int >= 1); the default 1.0 is the
-    seed's "every connection, every 2 s". ``track_own_tasks`` subscribes each task created over
-    HTTP at once on a connection of the user who created it.
+    Activity: every ``subscribe_interval`` s a sample of the open connections subscribes to a
+    recent task id (a random UUID when there is none). ``sample_from="own"`` (the default) picks
+    from the connection's user's own recent tasks, so a user only ever subscribes to its own tasks;
+    ``"all"`` is the seed's behaviour (the run-wide FIFO of recent tasks, any user's): it makes
+    other users' updates expected, so the isolation rows they cause are flagged
+    ``error="expected"`` and counted apart (``ws_summary``'s ``isolation_expected``).
+    ``subscribe_sample`` is a fraction of the open connections (a float in (0, 1]) or a count (an
+    int >= 1); the default 1.0 is the seed's "every connection, every 2 s". ``track_own_tasks``
+    subscribes each task created over HTTP at once on a connection of the user who created it (a
+    task created before any of its user's sockets exists is subscribed when one opens).
 
     Robustness: a subscription with no message within ``resubscribe_after`` s is resubscribed
-    once and counted lost; after a server-side drop the connection reconnects (``reconnect``) with
-    exponential backoff ``backoff_initial`` * ``backoff_factor`` ** n, capped at ``backoff_max``.
+    once. The first subscription is counted lost only when the resubscribe is answered (within
+    ``lost_confirm_window`` s) with an update that no other socket of the user receives within
+    ``lost_confirm_window`` s of that answer, and that the resubscribing socket receives only once:
+    the gateway's cached status, which only the resubscribing socket gets. A live update reaches
+    every socket of a subscribed user, so it is never a loss. The window must exceed the time the
+    gateway takes to deliver one dispatch batch to all sockets (~20 ms on the real gateway; 1 s
+    leaves room for a loaded machine). A user with a single open socket has no other socket to
+    compare with: its loss is counted only when the answer came within 250 ms of the resubscribe
+    (open two or more sockets per user for exact counts). After a server-side drop the connection
+    reconnects (``reconnect``) with exponential backoff ``backoff_initial`` *
+    ``backoff_factor`` ** n, capped at ``backoff_max``.
 
+    Isolation: every update for a task another user of this run created is an ``isolation`` row.
     ``isolation_probe`` subscribes, every interval, one connection to another user's recent task
-    and records updates received for tasks the connection's user did not create (``isolation``).
+    to look for such leaks on purpose.
     """
 
     batch_size: int = 10
@@ -71,6 +93,8 @@ class WsOptions:
     backoff_factor: float = 2.0
     isolation_probe: bool = False
     max_subscriptions_per_conn: int = 256
+    lost_confirm_window: float = 1.0
+    sample_from: str = "own"
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "max_subscriptions_per_conn"):
@@ -93,6 +117,18 @@ class WsOptions:
             strict=True,
             fix="; e.g. 2.0 (seconds)",
         )
+        _num(
+            "lost_confirm_window",
+            self.lost_confirm_window,
+            lo=0,
+            strict=True,
+            fix="; e.g. 1.0 (seconds, longer than the gateway's dispatch batch)",
+        )
+        if self.sample_from not in SAMPLE_FROM:
+            raise ConfigError(
+                f"WsOptions.sample_from must be 'own' (each user samples its own tasks) or 'all' "
+                f"(any user's, as the seed did) (got {self.sample_from!r})"
+            )
         _num("backoff_initial", self.backoff_initial, lo=0, strict=True, fix="; e.g. 0.1 (seconds)")
         _num("backoff_max", self.backoff_max, lo=0, strict=True, fix="; e.g. 5 (seconds)")
         _num("backoff_factor", self.backoff_factor, lo=1, fix="; e.g. 2")

@@ -58,6 +58,7 @@ class HttpApi:
             ("POST", "/auth/login", self.login),
             ("POST", "/auth/refresh", self.refresh),
             ("POST", "/auth/logout", self.logout),
+            ("POST", "/auth/remove-test-users", self.remove_test_users),
             ("POST", "/tasks", self.create_task),
             ("GET", "/health", self.health),
             ("GET", "/metrics", self.metrics),
@@ -199,6 +200,12 @@ class HttpApi:
             return who
         self._auth.logout(request.headers["Authorization"][7:])
         return _json(200, {"success": True, "message": "Logged out"})
+
+    async def remove_test_users(self, request: web.Request) -> web.Response:
+        # The real system's clean-up route (no auth): deletes every user whose email starts
+        # with "load"; a "target that forgot its users" for tests of re-signup.
+        n = self._auth.remove_test_users("load")
+        return _json(200, {"success": True, "deleted": n})
 
     async def create_task(self, request: web.Request) -> web.Response:
         who = self._bearer(request)

@@ -170,6 +170,17 @@ class AuthStore:
         self._used_refresh.add(jti)
         return self._issue(user, sid)
 
+    def remove_test_users(self, prefix: str = "load") -> int:
+        """Forget every user whose email starts with ``prefix`` (and their sessions), as the real
+        system's ``POST /auth/remove-test-users`` does; returns how many were removed."""
+        gone = [u for e, u in self._users.items() if e.startswith(prefix)]
+        for user in gone:
+            self.revoke_all(user)
+            del self._users[user.email]
+            self._by_id.pop(user.id, None)
+        self._cache.clear()
+        return len(gone)
+
     def logout(self, token: str) -> None:
         user_id, sid = self.verify_access(token)
         self._sessions.pop(sid, None)

@@ -23,6 +23,8 @@ delays: '20ms' (fixed), 'exp:20ms' (exponential, mean), 'uniform:5ms:15ms', 'nor
 per-endpoint maps: 'POST /tasks=exp:20ms' or 'GET /health=0.1'; '*' = every endpoint; repeat the
 flag or separate entries with commas. endpoints: POST /auth/signup, POST /auth/login,
 POST /auth/refresh, POST /auth/logout, POST /tasks, GET /health, GET /metrics.
+POST /auth/remove-test-users (no auth, as in the real system) forgets every user whose email
+starts with "load": a target that restarted and forgot its users, without restarting it.
 examples:
   taskforge-perf target --port 3000 --ws-port 4000
   taskforge-perf target --latency 'POST /tasks=exp:20ms' --error-rate 'POST /tasks=0.05'
@@ -133,8 +135,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a(
         "--token-check-delay",
         type=_dur,
-        default=0.050,
-        help="with --real-quirks, the async token check that loses early subscribes (50ms)",
+        default=0.002,
+        help="with --real-quirks, the async token check that loses early subscribes (2ms, as the "
+        "real gateway's 0-2 ms)",
     )
     a(
         "--task-duration",

@@ -91,9 +91,9 @@ class TargetConfig:
     Gateway: ``leak`` (True like the real system: updates reach every subscribed user; False: only
     the task's owner), ``ping_interval`` (30 s; sockets that do not answer are dropped),
     ``token_check_delay`` (the async token check before the message handler is attached, only with
-    ``real_quirks``: a subscribe sent earlier is lost), ``ws_garbage_every`` (every N s each open
-    socket receives one frame that is not JSON and one JSON object of an unknown shape, to prove
-    clients cope; 0 = off).
+    ``real_quirks``: a subscribe sent earlier is lost; 2 ms, the real gateway's 0-2 ms),
+    ``ws_garbage_every`` (every N s each open socket receives one frame that is not JSON and one
+    JSON object of an unknown shape, to prove clients cope; 0 = off).
 
     Workers: ``task_durations`` (per-type delay specs; processing is announced after 1/6 of it,
     progress 50 at half, then completed/failed), ``worker_concurrency`` per type,
@@ -125,7 +125,7 @@ class TargetConfig:
     candidate_base: float = 0.020
     leak: bool = True
     ping_interval: float = 30.0
-    token_check_delay: float = 0.050
+    token_check_delay: float = 0.002
     task_durations: Any = ()
     worker_concurrency: int = 4
     task_failure_rate: float = 0.0

@@ -130,7 +130,7 @@ class Gateway:
         if self._cfg.real_quirks:
             # The real gateway attaches its message handler only after an async token check:
             # whatever arrives meanwhile is lost.
-            discard = asyncio.create_task(_discard(ws))
+            discard = asyncio.create_task(self._discard(ws))
             await asyncio.sleep(self._cfg.token_check_delay)
             discard.cancel()
             await asyncio.gather(discard, return_exceptions=True)
@@ -153,6 +153,14 @@ class Gateway:
         finally:
             self._metrics.ws_open -= 1
             self._forget(ws, user)
+
+    async def _discard(self, ws: ServerConnection) -> None:
+        """Read and drop frames until cancelled (counted: the ground truth of lost subscribes)."""
+        try:
+            async for _ in ws:
+                self._metrics.ws_frames_lost += 1
+        except ConnectionClosed:
+            pass
 
     def _check(self, token: str) -> str | None:
         if not token:
@@ -210,11 +218,3 @@ class Gateway:
                     users.discard(user)
                     if not users:
                         del self._subs[task_id]
-
-
-async def _discard(ws: ServerConnection) -> None:
-    try:
-        async for _ in ws:
-            pass
-    except ConnectionClosed:
-        pass

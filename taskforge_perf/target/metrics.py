@@ -43,6 +43,7 @@ class Metrics:
         self.ws_rejected = 0
         self.ws_dropped = 0
         self.ws_messages = 0
+        self.ws_frames_lost = 0  # real_quirks: frames read before the message handler attached
         self.queued: Callable[[], dict[str, int]] = dict
 
     def observe(self, route: str, status: int | str, seconds: float) -> None:
@@ -95,6 +96,11 @@ class Metrics:
             ("taskforge_ws_rejected_total", self.ws_rejected, "WebSockets refused (bad token)."),
             ("taskforge_ws_dropped_total", self.ws_dropped, "WebSockets aborted by drop knobs."),
             ("taskforge_ws_messages_sent_total", self.ws_messages, "Status messages sent."),
+            (
+                "taskforge_ws_frames_lost_total",
+                self.ws_frames_lost,
+                "Client frames lost before the message handler attached (subscribe race).",
+            ),
         ):
             add(f"# HELP {name} {help_}")
             add(f"# TYPE {name} counter")

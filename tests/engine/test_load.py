@@ -112,7 +112,9 @@ async def test_open_model_in_flight_cap_records_late_starts() -> None:
     load = load_rows(run)
     stats = run.meta["phases"]["load"]
     assert stats["planned"] == 200 == load.height  # never silently thinned
-    assert stats["cap_hits"] > 100 and stats["late"] > 100
+    # The plan's end is the end: ~50 start (5 at a time, 100 ms each) late behind the cap, the
+    # rest never start and are dropped.
+    assert stats["cap_hits"] > 100 and stats["late"] > 30 and stats["dropped"] > 100
     assert stats["late"] + stats["on_time"] + stats["dropped"] == 200
     late = load.filter(pl.col("t_start") - pl.col("t_intended") > 50_000_000)
     assert late.height > 50  # response time shows the queueing that latency hides
@@ -151,17 +153,27 @@ async def test_refused_connections_when_target_dies_mid_run() -> None:
     async with tfp.ReferenceTarget(seed=8, **FAST) as target:
         mix = tfp.RequestMix([Endpoint("GET /health", "GET", "/health", auth=False)])
         tester = tfp.LoadTester(target, tfp.UserPool(count=1, email_prefix="dies"), mix, seed=8)
-        task = asyncio.ensure_future(tester.run(duration=3, concurrency=2))
-        for _ in range(200):  # wait (bounded) for the load to be under way
-            if tester.counters.requests > 50:
+        task = asyncio.ensure_future(tester.run(duration=4, concurrency=2))
+        # Synchronise on what the target itself has answered (its /metrics), not on the tester's
+        # counter, which also counts set-up rows (GET /health, signup) and raced the assertion.
+        answered = 0.0
+        deadline = asyncio.get_running_loop().time() + 30  # bounded, generous on a loaded machine
+        while asyncio.get_running_loop().time() < deadline and not task.done():
+            served = await target.ametrics()
+            routes = served.get("taskforge_http_requests_total", {})  # absent before the first answer
+            answered = routes.get(("GET /health", "200"), 0.0)
+            if answered > 60:
                 break
             await asyncio.sleep(0.01)
+        assert answered > 60, answered
         os.kill(target.pid, signal.SIGKILL)
         run = await task
     load = load_rows(run)
     kinds = set(load["error"].cast(pl.String).drop_nulls().unique())
     assert "refused" in kinds, kinds
-    assert load.filter(pl.col("error").is_null()).height > 50
+    # > 60 answers seen by the target: one was set-up's GET /health and at most 2 (the virtual
+    # users' requests in flight at the kill) may be lost with the process, so > 57 load rows.
+    assert load.filter(pl.col("error").is_null()).height > 57
     assert run.meta["stopped"] == "completed"
 
 

@@ -133,7 +133,7 @@ async def test_round_robin_own_tasks_complete_and_garbage_is_recorded() -> None:
     summary = run.ws_summary()
     assert summary["opened"].item() == 12 and summary["messages"].item() > 0
     lat = run.task_latency()
-    assert lat.filter(pl.col("status") == "completed")["never_completed"].sum() == 0
+    assert lat.filter(pl.col("status") == "completed")["unfinished_at_end"].sum() == 0
     assert "tok" not in " ".join(str(v) for v in ws.row(0))
 
 

@@ -161,3 +161,56 @@ async def test_ping_drops_sockets_that_do_not_answer() -> None:
         async with connect(f"{t.ws_url}/?token={token}") as ws:
             await asyncio.sleep(1.0)
             assert ws.state.name == "OPEN"
+
+
+async def _finished_task(t: ReferenceTarget, s: aiohttp.ClientSession, token: str) -> str:
+    """A resize-image task that has completed (its status is in the gateway's cache)."""
+    task_id = (await create_task(s, t.base_url, token, "resize-image"))[1]["taskId"]
+    deadline = time.monotonic() + 5
+    while (await t.ametrics()).get("taskforge_tasks_finished_total", {}).get(
+        ("resize-image", "completed"), 0
+    ) < 1:
+        assert time.monotonic() < deadline, "the task never finished"
+        await asyncio.sleep(0.05)
+    return str(task_id)
+
+
+async def test_real_quirks_loses_only_subscribes_sent_within_2ms_of_opening() -> None:
+    """DESIGN.md section 4: a subscribe is lost only when sent 0-2 ms after the socket opens; from
+    ~10 ms on every subscribe registers. The target counts the frames it lost (ground truth)."""
+    async with ReferenceTarget(real_quirks=True, outbox_interval=0.05, hash_iterations=1000, seed=4) as t:
+        assert t.config.token_check_delay == 0.002
+        async with aiohttp.ClientSession() as s:
+            token = (await signup(s, t.base_url))["accessToken"]
+            task_id = await _finished_task(t, s, token)
+        answered = 0
+        for _ in range(3):  # 20 ms after opening: registered (a 50 ms window would lose all three)
+            async with connect(f"{t.ws_url}/?token={token}") as ws:
+                await asyncio.sleep(0.02)
+                await ws.send(sub(task_id))
+                try:
+                    cached = json.loads(await asyncio.wait_for(ws.recv(), 1.0))
+                except TimeoutError:
+                    continue
+                assert cached["taskId"] == task_id and cached["success"] is True
+                answered += 1
+        assert answered >= 1
+        frames_lost = (await t.ametrics())["taskforge_ws_frames_lost_total"][()]
+        assert frames_lost == 3 - answered
+
+
+async def test_frames_lost_counts_a_subscribe_sent_at_once() -> None:
+    async with ReferenceTarget(
+        real_quirks=True, outbox_interval=0.05, token_check_delay=0.2, hash_iterations=1000, seed=6
+    ) as t:
+        async with aiohttp.ClientSession() as s:
+            token = (await signup(s, t.base_url))["accessToken"]
+            task_id = await _finished_task(t, s, token)
+        async with connect(f"{t.ws_url}/?token={token}") as ws:
+            await ws.send(sub(task_id))  # at once: read and dropped before the handler attaches
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.4)
+            assert (await t.ametrics())["taskforge_ws_frames_lost_total"][()] == 1
+            await ws.send(sub(task_id))  # now registered: the cached status at once
+            assert json.loads(await asyncio.wait_for(ws.recv(), 1.0))["taskId"] == task_id
+        assert (await t.ametrics())["taskforge_ws_frames_lost_total"][()] == 1
