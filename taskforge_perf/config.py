@@ -80,6 +80,9 @@ class Target:
     connect_timeout: float = 5.0
     ws_connect_timeout: float = 10.0
     version: str | None = None
+    #: The target's Prometheus metrics, scraped every monitor interval into ``run.target_metrics``;
+    #: "auto" = ``base_url + "/metrics"``; None = not scraped.
+    metrics_url: str | None = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -95,6 +98,11 @@ class Target:
             )
         for name in ("request_timeout", "connect_timeout", "ws_connect_timeout"):
             object.__setattr__(self, name, _check_positive(f"Target.{name}", getattr(self, name)))
+        if self.metrics_url == "auto":
+            object.__setattr__(self, "metrics_url", self.base_url + "/metrics")
+        elif self.metrics_url is not None:
+            url = _check_url("Target.metrics_url", self.metrics_url, ("http", "https"), "http://h:3000/metrics")
+            object.__setattr__(self, "metrics_url", url)
         if self.version is not None and not isinstance(self.version, str):
             raise ConfigError(f"Target.version must be a string or None (got {self.version!r})")
 
@@ -124,6 +132,7 @@ class Target:
             "connect_timeout": self.connect_timeout,
             "ws_connect_timeout": self.ws_connect_timeout,
             "version": self.version,
+            "metrics_url": None if self.metrics_url is None else redact_url(self.metrics_url),
         }
 
 

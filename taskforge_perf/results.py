@@ -18,6 +18,13 @@ from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
 #: Where runs are saved when no directory is given (relative to the working directory).
 DEFAULT_STORE = Path("data/runs")
 LOAD_EXCLUDED = ("setup", "teardown")
+#: Columns of ``run.target_metrics``: the target's /metrics samples on the run's clock.
+TARGET_METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "t": pl.Int64(),  # ns since the run's start, like events.t_start (the scrape's answer)
+    "name": pl.String(),  # sample name, e.g. taskforge_http_requests_total, ..._bucket
+    "labels": pl.String(),  # the sample's labels in Prometheus text: route="POST /tasks",status="202"
+    "value": pl.Float64(),
+}
 
 
 def make_run_id(name: str, wall_ns: int) -> str:
@@ -38,8 +45,16 @@ class Run:
         events: pl.DataFrame | pl.LazyFrame,
         ws_events: pl.DataFrame | pl.LazyFrame | None,
         meta: dict[str, Any],
+        *,
+        target_metrics: pl.DataFrame | pl.LazyFrame | None = None,
     ) -> None:
         _check_run_args(events, ws_events, meta)
+        if target_metrics is not None and not isinstance(target_metrics, pl.DataFrame | pl.LazyFrame):
+            raise ConfigError(
+                "Run(target_metrics=...) must be a Polars DataFrame or None "
+                f"(got {type(target_metrics).__name__})"
+            )
+        self._target = target_metrics
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
@@ -60,6 +75,16 @@ class Run:
         if isinstance(self._ws, pl.LazyFrame):
             self._ws = self._ws.collect()
         return self._ws
+
+    @property
+    def target_metrics(self) -> pl.DataFrame:
+        """The target's own /metrics samples scraped during the run: t (ns, the events' clock),
+        name, labels (Prometheus text), value; empty when not scraped (``Target(metrics_url=None)``)."""
+        if self._target is None:
+            self._target = pl.DataFrame(schema=TARGET_METRICS_SCHEMA)
+        elif isinstance(self._target, pl.LazyFrame):
+            self._target = self._target.collect()
+        return self._target
 
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
@@ -236,6 +261,8 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         self.events.write_parquet(folder / "events.parquet")
         self.ws_events.write_parquet(folder / "ws_events.parquet")
+        if self.target_metrics.height:
+            self.target_metrics.write_parquet(folder / "target_metrics.parquet")
         # Masked again on the way out: credentials or tokens in any text of meta never reach disk.
         (folder / "meta.json").write_text(json.dumps(redact(self.meta), indent=2, default=str))
         return folder
@@ -293,7 +320,8 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     meta = json.loads(meta_path.read_text())
     events = _read(folder / "events.parquet", HTTP_SCHEMA, lazy)
     ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
-    return Run(events, ws, meta)
+    target = folder / "target_metrics.parquet"
+    return Run(events, ws, meta, target_metrics=_read(target, {}, lazy) if target.is_file() else None)
 
 
 def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
