@@ -334,8 +334,8 @@ class LoadTester:
             watched = [t for t in checks if t.abort_on_fail]
             try:
                 state.phase = "setup"
-                self.metrics_endpoint = await side.start()  # Prometheus endpoint, target scrapes
                 await self._check_reachable(session, recorder, clock)
+                self.metrics_endpoint = await side.start()  # Prometheus endpoint, target scrapes
                 ready = await auth.setup(self.setup_progress)
                 if ready == 0:
                     raise TargetError(

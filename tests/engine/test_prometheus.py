@@ -111,8 +111,13 @@ async def test_target_metrics_agree_with_client_rows_per_route(tmp_path: Path) -
     scrapes = run.meta["target_metrics"]["scrapes"]
     assert times.len() == scrapes >= 3 and run.meta["target_metrics"]["failures"] == 0
     ev = run.events
-    # On the run's clock: a baseline before the first request, a final scrape after the last.
-    assert times[0] < ev["t_start"].min() and times[-1] > ev["t_end"].max()
+    # On the run's clock: a baseline after the reachability check (GET /health) and before the
+    # first user signs up, a final scrape after the last request (logout included).
+    assert (
+        ev["t_end"].min() < times[0] < ev.filter(pl.col("endpoint") == "POST /auth/signup")["t_start"].min()
+    )
+    assert times[-1] > ev["t_end"].max()
+    ev = ev.filter(pl.col("t_start") > times[0])
     req = tm.filter(pl.col("name") == "taskforge_http_requests_total").with_columns(
         route=pl.col("labels").str.extract(r'route="([^"]*)"')
     )
