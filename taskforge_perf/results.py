@@ -310,6 +310,12 @@ class RunCharts:
 
         return charts.ws_connections(self._run.ws_events, **kw)
 
+    def target_vs_client(self, **kw: Any) -> Any:
+        """Client-side latency over time above the target's own scraped metrics (queues, rates)."""
+        from taskforge_perf.charts_target import target_vs_client
+
+        return target_vs_client(self._run.load_events(), self._run.target_metrics, **kw)
+
 
 def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     """Load a saved run folder; frames are read lazily unless ``lazy=False``."""
