@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
 from taskforge_perf.charts_target import default_metrics, target_series, target_vs_client
 from taskforge_perf.results import TARGET_METRICS_SCHEMA
 from taskforge_perf.synthetic import synthetic_events
+
+SAMPLES = Path(__file__).resolve().parent.parent / "data" / "samples"
 
 
 def _tm(rows: list[tuple[int, str, str, float]]) -> pl.DataFrame:
@@ -49,3 +53,20 @@ def test_chart_has_client_and_target_panels() -> None:
         target_vs_client(events, tm, metric="p42")
     empty = target_vs_client(events, pl.DataFrame(schema=TARGET_METRICS_SCHEMA)).to_dict()
     assert empty["vconcat"][1]["title"]["subtitle"] == "no target metrics recorded"
+
+
+@pytest.mark.timeout(240)
+def test_report_shows_the_target_metrics_section(tmp_path: Path) -> None:
+    import taskforge_perf as tfp
+
+    base = tfp.load_run(SAMPLES / "baseline", lazy=False)
+    t_max = int(base.events["t_end"].max())
+    tm = _tm([(t, "taskforge_tasks_queued", 'type="resize-image"', float(i % 7)) for i, t in
+              enumerate(range(0, t_max, t_max // 30))])  # fmt: skip
+    meta = dict(base.meta, target_metrics={"url": "http://127.0.0.1:1/metrics", "scrapes": 30, "failures": 0})
+    folder = tfp.Run(base.events, base.ws_events, meta, target_metrics=tm).save(tmp_path / "with-target")
+    html = tfp.report(folder, output=tmp_path / "r.html", progress=False).read_text()
+    assert "The target&#39;s own metrics" in html or "The target's own metrics" in html
+    assert "30 scrapes, 0 failed" in html
+    plain = tfp.report(SAMPLES / "baseline", output=tmp_path / "p.html", progress=False).read_text()
+    assert "own metrics" not in plain

@@ -150,6 +150,11 @@ async def test_target_metrics_agree_with_client_rows_per_route(tmp_path: Path) -
     # Saved and loaded with the run.
     back = tfp.load_run(run.save(tmp_path / "r"))
     assert back.target_metrics.equals(tm)
+    # Charted beside client latency: the target's queue and connection gauges by default.
+    chart = back.charts.target_vs_client().to_dict()
+    series = {d["series"] for d in chart["vconcat"][1]["data"]["values"]}
+    assert 'taskforge_tasks_queued{type="generate-pdf"}' in series and "taskforge_ws_connections" in series
+    assert all(s.startswith(("taskforge_tasks_queued{", "taskforge_ws_connections")) for s in series)
 
 
 async def test_failing_scrape_is_logged_once_and_never_breaks_the_run(
