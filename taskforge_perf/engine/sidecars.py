@@ -80,5 +80,6 @@ class Sidecars:
             meta["metrics_port"] = self.server.port
         if self.scraper is None:
             return None
+        frame = self.scraper.frame()  # parses the texts: failures known after
         meta["target_metrics"] = self.scraper.summary()
-        return self.scraper.frame()
+        return frame

@@ -167,6 +167,12 @@ async def test_failing_scrape_is_logged_once_and_never_breaks_the_run(
         )
         with caplog.at_level(logging.WARNING, logger="taskforge_perf.engine.scrape"):
             run = await tester.run(duration=0.5, concurrency=1)
+        garbled = tfp.LoadTester(  # 200 with JSON: the parser refuses it at the end of the run
+            tfp.Target(target.base_url, metrics_url=target.base_url + "/health"),
+            tfp.UserPool(count=1, email_prefix="nom"),
+            monitor_interval=0.1,
+        )
+        bad = await garbled.run(duration=0.3, concurrency=1)
         off = tfp.LoadTester(
             tfp.Target(target.base_url, metrics_url=None), tfp.UserPool(count=1, email_prefix="nom")
         )
@@ -174,9 +180,12 @@ async def test_failing_scrape_is_logged_once_and_never_breaks_the_run(
     assert run.meta["stopped"] == "completed" and run.target_metrics.height == 0
     info = run.meta["target_metrics"]
     assert info["failures"] >= 3 and info["scrapes"] == 0 and "HTTP 404" in info["last_error"]
-    warnings = [r for r in caplog.records if "scraping the target's metrics" in r.getMessage()]
+    warnings = [r for r in caplog.records if "no-metrics-here failed" in r.getMessage()]
     assert len(warnings) == 1
     assert quiet.target_metrics.height == 0 and "target_metrics" not in quiet.meta
+    assert bad.meta["stopped"] == "completed" and bad.target_metrics.height == 0
+    assert bad.meta["target_metrics"]["scrapes"] == 0 and bad.meta["target_metrics"]["failures"] >= 2
+    assert "unparsable metrics text" in bad.meta["target_metrics"]["last_error"]
     assert tfp.Target("http://h:1").metrics_url == "http://h:1/metrics"
     with pytest.raises(ConfigError, match="Target.metrics_url"):
         tfp.Target("http://h:1", metrics_url="ftp://h/metrics")
