@@ -3,9 +3,10 @@
 ``LoadTester(..., metrics_port=P)`` serves them on ``http://127.0.0.1:P/metrics`` while a run goes,
 with prometheus_client's own HTTP server on a ``CollectorRegistry`` of the run (no global registry;
 nothing happens at import). Each monitor Snapshot, :class:`LoadExporter` takes the HTTP rows
-recorded since the previous one from the recorder's buffers and adds them up in bulk with Polars
-(requests and errors per endpoint, latency bucket increments per endpoint); scrapes read the
-families built then, so a scrape never touches the event loop's data.
+recorded since the previous one from the recorder's buffers and adds them up in one pass
+(requests and errors per endpoint, latency bucket increments per endpoint: ~0.5 ms per tick at
+1,000 req/s, benchmarks/bench_prom.py); scrapes read the families built then, so a scrape never
+touches the event loop's data.
 
 Metric names (all prefixed ``taskforge_perf_``):
 
@@ -28,13 +29,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.schema import answered_expr
+from taskforge_perf.schema import ANSWERED_ERRORS
 
 if TYPE_CHECKING:
     from prometheus_client.registry import Collector
@@ -45,6 +47,8 @@ if TYPE_CHECKING:
 PREFIX = "taskforge_perf_"
 #: Latency bucket bounds (seconds), the same as the reference target's histogram; +Inf implied.
 BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BOUNDS_NS = [round(b * 1e9) for b in BUCKETS]  # bisect_left: a latency equal to a bound is "le"
+_ANSWERED = frozenset(ANSWERED_ERRORS)
 _COLS = ("t_start", "t_end", "error", "endpoint")
 _DTYPES = {"t_start": pl.Int64(), "t_end": pl.Int64(), "error": pl.String(), "endpoint": pl.String()}
 
@@ -120,23 +124,25 @@ class LoadExporter:
         self._families = self._build(snap, delay)
 
     def _add(self, rows: pl.DataFrame) -> None:
-        for ep, n in rows.group_by("endpoint").len().iter_rows():
-            self.requests[ep] = self.requests.get(ep, 0) + n
-        errs = rows.filter(pl.col("error").is_not_null()).group_by("endpoint", "error").len()
-        for ep, kind, n in errs.iter_rows():
-            self.errors[(ep, kind)] = self.errors.get((ep, kind), 0) + n
-        lat = rows.filter(answered_expr()).select(
-            "endpoint", ((pl.col("t_end") - pl.col("t_start")) / 1e9).alias("s")
-        )
-        if not lat.height:
-            return
-        bounds = pl.Series(BUCKETS, dtype=pl.Float64)
-        lat = lat.with_columns(b=bounds.search_sorted(lat["s"], side="left"))
-        for ep, b, n in lat.group_by("endpoint", "b").len().iter_rows():
-            counts = self.buckets.setdefault(ep, [0] * (len(BUCKETS) + 1))
-            counts[b] += n
-        for ep, s in lat.group_by("endpoint").agg(pl.col("s").sum()).iter_rows():
-            self.sums[ep] = self.sums.get(ep, 0.0) + s
+        # One plain loop over the interval's rows: a Polars pass costs ~0.3 ms per call whatever
+        # the row count (four group_bys took ~1.8 ms for 500 rows); this takes ~0.6 µs per row.
+        req, errs, buckets, sums = self.requests, self.errors, self.buckets, self.sums
+        answered = _ANSWERED
+        nb = len(BUCKETS) + 1
+        cols = rows.get_columns()
+        for t0, t1, kind, ep in zip(*(c.to_list() for c in cols), strict=True):
+            req[ep] = req.get(ep, 0) + 1
+            if kind is not None:
+                errs[(ep, kind)] = errs.get((ep, kind), 0) + 1
+                if kind not in answered:
+                    continue
+            lat = t1 - t0
+            counts = buckets.get(ep)
+            if counts is None:
+                counts = buckets[ep] = [0] * nb
+                sums[ep] = 0.0
+            counts[bisect_left(_BOUNDS_NS, lat)] += 1
+            sums[ep] += lat / 1e9
 
     def _build(self, snap: Snapshot, delay: float) -> list[Any]:
         from prometheus_client.core import (
