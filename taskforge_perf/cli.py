@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from taskforge_perf.cli_ci import add_ci_options, add_runs, add_show, announce_metrics, check_ci_flags
+
 Runner = Callable[[argparse.Namespace], int]
 
 
@@ -105,14 +107,14 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also write a self-contained HTML report next to the saved run",
     )
     _add_load_options(p)
-    _add_ci_options(p, target_metrics=True)
+    add_ci_options(p, target_metrics=True)
     p.set_defaults(func=_cmd_run)
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="start the reference target, run a short load, save and summarise")
     _add_load_options(p)
-    _add_ci_options(p)
+    add_ci_options(p)
     p.add_argument(
         "--no-report",
         dest="html_report",
@@ -159,107 +161,6 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- CI: plans/mixes/thresholds as TOML files, Prometheus, saved runs (issue 15) ---------------
-
-
-def _add_ci_options(p: argparse.ArgumentParser, *, target_metrics: bool = False) -> None:
-    g = p.add_argument_group("files and metrics")
-    g.add_argument(
-        "--plan", metavar="PLAN.toml", help="a StressPlan as TOML (instead of --preset/--duration)"
-    )
-    g.add_argument("--mix", metavar="MIX.toml", help="a RequestMix as TOML (default: the TaskForge mix)")
-    g.add_argument(
-        "--thresholds",
-        metavar="THRESHOLDS.toml",
-        help="pass/fail checks as TOML (added to any --threshold); the exit code is 1 when one fails",
-    )
-    g.add_argument(
-        "--metrics-port",
-        type=_number(int, 0),
-        default=None,
-        metavar="P",
-        help="serve live load metrics for Prometheus on 127.0.0.1:P/metrics during the run (0: a free port)",
-    )
-    if target_metrics:
-        g.add_argument(
-            "--metrics-url",
-            default="auto",
-            metavar="URL",
-            help="the target's own Prometheus metrics, scraped into the run (default BASE_URL/metrics)",
-        )
-        g.add_argument(
-            "--no-target-metrics",
-            dest="metrics_url",
-            action="store_const",
-            const=None,
-            help="do not scrape the target's metrics",
-        )
-
-
-def _check_ci_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """--plan replaces the load-shape flags (the demo's own defaults give way to it)."""
-    if args.command not in ("run", "demo") or not args.plan:
-        return
-    if args.command == "demo":
-        args.duration = None if args.duration == 20.0 else args.duration
-        args.rate = None if args.rate == 100.0 else args.rate
-    given = [
-        flag
-        for flag, value in (
-            ("--preset", args.preset),
-            ("--duration", args.duration),
-            ("--rate", args.rate),
-            ("--concurrency", args.concurrency),
-            ("--think-time", args.think_time),
-        )
-        if value is not None
-    ]
-    if given:
-        parser.error(f"--plan gives the load shape, so drop {', '.join(given)} (or drop --plan)")
-
-
-def _add_runs(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("runs", help="list saved runs: name, start, duration, requests, errors, p95, passed")
-    p.add_argument(
-        "dir", nargs="?", default="data/runs", metavar="DIR", help="the run store (default data/runs)"
-    )
-    p.set_defaults(func=_cmd_runs)
-
-
-def _add_show(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("show", help="print a saved run's summary, thresholds and assessment")
-    p.add_argument("run", metavar="RUN", help="a run folder, or a run's folder name under --dir")
-    p.add_argument("--dir", default="data/runs", help="where to look up RUN by name (default data/runs)")
-    p.set_defaults(func=_cmd_show)
-
-
-def _cmd_runs(args: argparse.Namespace) -> int:
-    from taskforge_perf.run_text import runs_text
-
-    print(runs_text(args.dir))
-    return 0
-
-
-def _cmd_show(args: argparse.Namespace) -> int:
-    from taskforge_perf.results import load_run
-    from taskforge_perf.run_text import resolve_run, show_text
-
-    print(show_text(load_run(resolve_run(args.run, args.dir))))
-    return 0
-
-
-def _announce_metrics(tester: Any) -> Callable[[Any], None]:
-    """A listener that prints where the live metrics are served, once."""
-    said: list[bool] = []
-
-    def announce(_snapshot: Any) -> None:
-        if not said and tester.metrics_endpoint:
-            said.append(True)
-            print(f"taskforge-perf: live metrics on {tester.metrics_endpoint}", file=sys.stderr)
-
-    return announce
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The ``taskforge-perf`` argument parser with every sub-command."""
     parser = argparse.ArgumentParser(
@@ -271,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_report(sub)
     _add_target(sub)
-    _add_runs(sub)
-    _add_show(sub)
+    add_runs(sub)
+    add_show(sub)
     return parser
 
 
@@ -332,7 +233,7 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         metrics_port=args.metrics_port,
     )
     if args.metrics_port is not None:
-        tester.listeners.append(_announce_metrics(tester))
+        tester.listeners.append(announce_metrics(tester))
     print(
         f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.display_base_url} "
         f"with {len(users)} users ...",
@@ -451,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _check_conflicts(parser, args)
-    _check_ci_flags(parser, args)
+    check_ci_flags(parser, args)
     try:
         return func(args)
     except TargetError as exc:  # unreachable at set-up, or no user could log in: exit 3
