@@ -101,7 +101,9 @@ class Target:
         if self.metrics_url == "auto":
             object.__setattr__(self, "metrics_url", self.base_url + "/metrics")
         elif self.metrics_url is not None:
-            url = _check_url("Target.metrics_url", self.metrics_url, ("http", "https"), "http://h:3000/metrics")
+            url = _check_url(
+                "Target.metrics_url", self.metrics_url, ("http", "https"), "http://h:3000/metrics"
+            )
             object.__setattr__(self, "metrics_url", url)
         if self.version is not None and not isinstance(self.version, str):
             raise ConfigError(f"Target.version must be a string or None (got {self.version!r})")

@@ -244,7 +244,7 @@ class LoadTester:
             recorder,
             counters,
             self.monitor_interval,
-            timeout=self.target.request_timeout,
+            timeout=min(self.target.request_timeout, 5.0),  # a hung /metrics never holds the run's end
             ssl=self.ssl_context,
         )
         rng = random.Random(self.seed)
