@@ -130,3 +130,22 @@ def test_toml_flags_errors_exit_2(tmp_path: Path) -> None:
     out = cli("run", "--base-url", "http://127.0.0.1:9", "--plan", str(bad), "--no-save")
     assert out.returncode == 2
     assert f"{bad}, line 3, phases[0].duration:" in out.stderr
+
+
+def test_no_user_can_log_in_exits_3() -> None:
+    """Users that exist with another password: sign-up 409, login 401, nobody ready -> exit 3."""
+    import os
+
+    with tfp.ReferenceTarget(seed=42, hash_iterations=1000) as target:
+        tfp.LoadTester(target, tfp.UserPool(count=2, email_prefix="pw", password="first-password")).run_sync(
+            duration=0.2, concurrency=1
+        )
+        env = dict(os.environ, OTHER_PW="second-password")
+        out = subprocess.run(
+            [sys.executable, "-m", "taskforge_perf", "run", "--base-url", target.base_url, "--users", "2",
+             "--email-prefix", "pw", "--password-env", "OTHER_PW", "--duration", "1", "--rate", "1",
+             "--no-save", "--quiet"],
+            capture_output=True, text=True, timeout=90, check=False, env=env,
+        )  # fmt: skip
+    assert out.returncode == 3, out.stderr
+    assert "no user could sign up or log in" in out.stderr
