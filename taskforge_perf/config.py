@@ -70,7 +70,9 @@ class Target:
     to it). Timeouts are finite seconds > 0. User-info in ``ws_url`` (``ws://user:pass@host``,
     sent as Basic auth on the upgrade) is masked in ``repr``, metadata, reports and messages
     (``display_base_url`` / ``display_ws_url``); in ``base_url`` it is refused, since Basic
-    credentials would clash with TaskForge's Bearer tokens.
+    credentials would clash with TaskForge's Bearer tokens. ``metrics_url`` (default: the API's
+    ``/metrics``; None: off) is the target's Prometheus endpoint, scraped every monitor interval
+    into ``run.target_metrics``.
     """
 
     base_url: str
