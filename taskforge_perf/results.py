@@ -18,6 +18,13 @@ from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, TESTER_SIDE_KINDS,
 #: Where runs are saved when no directory is given (relative to the working directory).
 DEFAULT_STORE = Path("data/runs")
 LOAD_EXCLUDED = ("setup", "teardown")
+#: Columns of ``run.target_metrics``: the target's /metrics samples on the run's clock.
+TARGET_METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "t": pl.Int64(),  # ns since the run's start, like events.t_start (the scrape's answer)
+    "name": pl.String(),  # sample name, e.g. taskforge_http_requests_total, ..._bucket
+    "labels": pl.String(),  # the sample's labels in Prometheus text: route="POST /tasks",status="202"
+    "value": pl.Float64(),
+}
 
 
 def make_run_id(name: str, wall_ns: int) -> str:
@@ -40,8 +47,15 @@ class Run:
         meta: dict[str, Any],
         *,
         health: pl.DataFrame | pl.LazyFrame | None = None,
+        target_metrics: pl.DataFrame | pl.LazyFrame | None = None,
     ) -> None:
         _check_run_args(events, ws_events, meta)
+        if target_metrics is not None and not isinstance(target_metrics, pl.DataFrame | pl.LazyFrame):
+            raise ConfigError(
+                "Run(target_metrics=...) must be a Polars DataFrame or None "
+                f"(got {type(target_metrics).__name__})"
+            )
+        self._target = target_metrics
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
@@ -89,6 +103,16 @@ class Run:
             "WARNING: the load generator was saturated; these numbers include the tester's own "
             "queueing (" + "; ".join(g.get("reasons") or ()) + ")"
         )
+
+    @property
+    def target_metrics(self) -> pl.DataFrame:
+        """The target's own /metrics samples scraped during the run: t (ns, the events' clock),
+        name, labels (Prometheus text), value; empty when not scraped (``Target(metrics_url=None)``)."""
+        if self._target is None:
+            self._target = pl.DataFrame(schema=TARGET_METRICS_SCHEMA)
+        elif isinstance(self._target, pl.LazyFrame):
+            self._target = self._target.collect()
+        return self._target
 
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
@@ -304,6 +328,8 @@ class Run:
         self.ws_events.write_parquet(folder / "ws_events.parquet")
         if self._health is not None:
             self.health.write_parquet(folder / "health.parquet")
+        if self.target_metrics.height:
+            self.target_metrics.write_parquet(folder / "target_metrics.parquet")
         # Masked again on the way out: credentials or tokens in any text of meta never reach disk.
         (folder / "meta.json").write_text(json.dumps(redact(self.meta), indent=2, default=str))
         return folder
@@ -351,6 +377,12 @@ class RunCharts:
 
         return charts.ws_connections(self._run.ws_events, **kw)
 
+    def target_vs_client(self, **kw: Any) -> Any:
+        """Client-side latency over time above the target's own scraped metrics (queues, rates)."""
+        from taskforge_perf.charts_target import target_vs_client
+
+        return target_vs_client(self._run.load_events(), self._run.target_metrics, **kw)
+
 
 def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     """Load a saved run folder; frames are read lazily unless ``lazy=False``."""
@@ -363,7 +395,14 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
     health_path = folder / "health.parquet"
     health = pl.read_parquet(health_path) if health_path.is_file() else None
-    return Run(events, ws, meta, health=health)
+    target = folder / "target_metrics.parquet"
+    return Run(
+        events,
+        ws,
+        meta,
+        health=health,
+        target_metrics=_read(target, {}, lazy) if target.is_file() else None,
+    )
 
 
 def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
