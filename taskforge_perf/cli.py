@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from taskforge_perf.cli_ci import add_ci_options, add_runs, add_show, announce_metrics, check_ci_flags
+
 Runner = Callable[[argparse.Namespace], int]
 
 
@@ -144,12 +146,14 @@ def _add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="also write a self-contained HTML report next to the saved run",
     )
     _add_load_options(p)
+    add_ci_options(p, target_metrics=True)
     p.set_defaults(func=_cmd_run)
 
 
 def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="start the reference target, run a short load, save and summarise")
     _add_load_options(p)
+    add_ci_options(p)
     p.add_argument(
         "--no-report",
         dest="html_report",
@@ -207,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_report(sub)
     _add_target(sub)
+    add_runs(sub)
+    add_show(sub)
     return parser
 
 
@@ -214,6 +220,8 @@ def _plan(args: argparse.Namespace) -> Any:
     from taskforge_perf.errors import ConfigError
     from taskforge_perf.plan import Phase, StressPlan
 
+    if args.plan:
+        return StressPlan.from_toml(args.plan)
     if args.preset:
         if args.duration is not None and args.concurrency is None and args.rate is None:
             raise ConfigError("--preset sets the duration; drop --duration or drop --preset")
@@ -248,24 +256,29 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     )
     progress = [] if args.quiet else [TerminalProgress()]
     kwargs: dict[str, Any] = {"save_dir": None} if args.no_save else {}
+    mix = RequestMix.from_toml(args.mix) if args.mix else RequestMix.taskforge()
+    from taskforge_perf.thresholds import Threshold
+
+    checks = [Threshold.parse(t, abort_on_fail=args.abort_on_fail) for t in args.threshold]
+    checks += Threshold.load_toml(args.thresholds) if args.thresholds else []
     tester = LoadTester(
         target,
         users,
-        RequestMix.taskforge(),
+        mix,
         seed=args.seed,
         max_in_flight=args.max_in_flight,
         listeners=progress,
         websockets=args.websockets or 0,
+        metrics_port=args.metrics_port,
         **kwargs,
     )
+    if args.metrics_port is not None:
+        tester.listeners.append(announce_metrics(tester))
     print(
         f"taskforge-perf: {plan.duration:.0f} s of load on {tester.target.display_base_url} "
         f"with {len(users)} users ...",
         file=sys.stderr,
     )
-    from taskforge_perf.thresholds import Threshold
-
-    checks = [Threshold.parse(t, abort_on_fail=args.abort_on_fail) for t in args.threshold]
     with _Signals() as signals:
         try:
             run = tester.run_sync(
@@ -343,7 +356,8 @@ def _print_table(frame: Any, precision: int = 2) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from taskforge_perf.config import Target
 
-    return _load(args, Target(args.base_url, args.ws_url, request_timeout=args.timeout))
+    target = Target(args.base_url, args.ws_url, request_timeout=args.timeout, metrics_url=args.metrics_url)
+    return _load(args, target)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -398,7 +412,7 @@ def _check_conflicts(parser: argparse.ArgumentParser, args: argparse.Namespace) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    from taskforge_perf.errors import TaskforgePerfError
+    from taskforge_perf.errors import TargetError, TaskforgePerfError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -407,8 +421,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     _check_conflicts(parser, args)
+    check_ci_flags(parser, args)
     try:
         return func(args)
+    except TargetError as exc:  # unreachable at set-up, or no user could log in: exit 3
+        from taskforge_perf.redact import redact_text
+
+        print(f"taskforge-perf: error: {redact_text(str(exc))}", file=sys.stderr)
+        return 3
     except TaskforgePerfError as exc:
         from taskforge_perf.redact import redact_text
 

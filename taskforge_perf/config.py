@@ -70,7 +70,9 @@ class Target:
     to it). Timeouts are finite seconds > 0. User-info in ``ws_url`` (``ws://user:pass@host``,
     sent as Basic auth on the upgrade) is masked in ``repr``, metadata, reports and messages
     (``display_base_url`` / ``display_ws_url``); in ``base_url`` it is refused, since Basic
-    credentials would clash with TaskForge's Bearer tokens.
+    credentials would clash with TaskForge's Bearer tokens. ``metrics_url`` (default: the API's
+    ``/metrics``; None: off) is the target's Prometheus endpoint, scraped every monitor interval
+    into ``run.target_metrics``.
     """
 
     base_url: str
@@ -80,6 +82,9 @@ class Target:
     connect_timeout: float = 5.0
     ws_connect_timeout: float = 10.0
     version: str | None = None
+    #: The target's Prometheus metrics, scraped every monitor interval into ``run.target_metrics``;
+    #: "auto" = ``base_url + "/metrics"``; None = not scraped.
+    metrics_url: str | None = "auto"
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -95,6 +100,13 @@ class Target:
             )
         for name in ("request_timeout", "connect_timeout", "ws_connect_timeout"):
             object.__setattr__(self, name, _check_positive(f"Target.{name}", getattr(self, name)))
+        if self.metrics_url == "auto":
+            object.__setattr__(self, "metrics_url", self.base_url + "/metrics")
+        elif self.metrics_url is not None:
+            url = _check_url(
+                "Target.metrics_url", self.metrics_url, ("http", "https"), "http://h:3000/metrics"
+            )
+            object.__setattr__(self, "metrics_url", url)
         if self.version is not None and not isinstance(self.version, str):
             raise ConfigError(f"Target.version must be a string or None (got {self.version!r})")
 
@@ -124,6 +136,7 @@ class Target:
             "connect_timeout": self.connect_timeout,
             "ws_connect_timeout": self.ws_connect_timeout,
             "version": self.version,
+            "metrics_url": None if self.metrics_url is None else redact_url(self.metrics_url),
         }
 
 

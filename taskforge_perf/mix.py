@@ -8,6 +8,7 @@ import math
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from taskforge_perf.errors import ConfigError
@@ -256,6 +257,22 @@ class RequestMix:
                 "e.g. RequestMix.tasks({'generate-pdf': 3, 'resize-image': 1})"
             )
         return cls([task_endpoint(t, w) for t, w in weights.items()])
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RequestMix:
+        """A mix from ``{"endpoints": [{"task": "generate-pdf", "weight": 30}, {"name": ...,
+        "method": ..., "path": ..., "weight": ..., "auth": ..., "json": ...}]}``."""
+        from taskforge_perf.toml_io import build_mix
+
+        return build_mix(data)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RequestMix:
+        """Load a mix from a TOML file of ``[[endpoints]]`` tables; errors name the file, the line
+        and the field. See ``taskforge_perf.toml_io`` and ``examples/mix.toml``."""
+        from taskforge_perf.toml_io import mix_from_toml
+
+        return mix_from_toml(path)
 
     @classmethod
     def taskforge(cls) -> RequestMix:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from taskforge_perf.phase import Level, Model, Phase, PlanError, _ceil, _fmt, _is_number, _round_half_up
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import altair as alt
     import polars as pl
 
@@ -458,6 +460,15 @@ class StressPlan:
         return cls(phases, recommended_users=data.get("recommended_users"))
 
     # -- frames and charts -----------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: str | Path) -> StressPlan:
+        """Load a plan from a TOML file of ``[[phases]]`` tables (or ``preset = "dev"``); errors
+        name the file, the line and the field. See ``taskforge_perf.toml_io`` and ``examples/plan.toml``.
+        """
+        from taskforge_perf.toml_io import plan_from_toml
+
+        return plan_from_toml(path)
+
     def to_frame(self, step: float = 1.0) -> pl.DataFrame:
         """The planned level sampled every ``step`` seconds, plus each phase's start and end
         (so steps and ramps draw exactly). Columns: t, phase, phase_index, model, level, rate,

@@ -30,6 +30,13 @@ def default_store(save_dir: str | Path | None = DEFAULT_STORE) -> Path:
 
 
 LOAD_EXCLUDED = ("setup", "teardown")
+#: Columns of ``run.target_metrics``: the target's /metrics samples on the run's clock.
+TARGET_METRICS_SCHEMA: dict[str, pl.DataType] = {
+    "t": pl.Int64(),  # ns since the run's start, like events.t_start (the scrape's answer)
+    "name": pl.String(),  # sample name, e.g. taskforge_http_requests_total, ..._bucket
+    "labels": pl.String(),  # the sample's labels in Prometheus text: route="POST /tasks",status="202"
+    "value": pl.Float64(),
+}
 
 
 def make_run_id(name: str, wall_ns: int) -> str:
@@ -54,9 +61,16 @@ class Run:
         meta: dict[str, Any],
         *,
         health: pl.DataFrame | pl.LazyFrame | None = None,
+        target_metrics: pl.DataFrame | pl.LazyFrame | None = None,
         path: str | Path | None = None,
     ) -> None:
         _check_run_args(events, ws_events, meta)
+        if target_metrics is not None and not isinstance(target_metrics, pl.DataFrame | pl.LazyFrame):
+            raise ConfigError(
+                "Run(target_metrics=...) must be a Polars DataFrame or None "
+                f"(got {type(target_metrics).__name__})"
+            )
+        self._target = target_metrics
         self._events = events
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
@@ -105,6 +119,16 @@ class Run:
             "WARNING: the load generator was saturated; these numbers include the tester's own "
             "queueing (" + "; ".join(g.get("reasons") or ()) + ")"
         )
+
+    @property
+    def target_metrics(self) -> pl.DataFrame:
+        """The target's own /metrics samples scraped during the run: t (ns, the events' clock),
+        name, labels (Prometheus text), value; empty when not scraped (``Target(metrics_url=None)``)."""
+        if self._target is None:
+            self._target = pl.DataFrame(schema=TARGET_METRICS_SCHEMA)
+        elif isinstance(self._target, pl.LazyFrame):
+            self._target = self._target.collect()
+        return self._target
 
     def load_events(self) -> pl.DataFrame:
         """HTTP rows of the load itself (setup and teardown auth traffic left out)."""
@@ -335,7 +359,16 @@ class Run:
         if not same:
             check_destination(folder, self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        for name, frame in (("events", self._events), ("ws_events", self._ws), ("health", self._health)):
+        frames = (
+            ("events", self._events),
+            ("ws_events", self._ws),
+            ("health", self._health),
+            (
+                "target_metrics",
+                self._target if self._target is not None and self.target_metrics.height else None,
+            ),
+        )
+        for name, frame in frames:
             if frame is None:
                 continue
             tmp = folder / f".{name}.parquet.tmp"
@@ -399,6 +432,12 @@ class RunCharts:
 
         return charts.ws_connections(self._run.ws_events, **kw)
 
+    def target_vs_client(self, **kw: Any) -> Any:
+        """Client-side latency over time above the target's own scraped metrics (queues, rates)."""
+        from taskforge_perf.charts_target import target_vs_client
+
+        return target_vs_client(self._run.load_events(), self._run.target_metrics, **kw)
+
 
 def load_run(path: str | Path, *, lazy: bool = True) -> Run:
     """Load a run folder; frames are read lazily unless ``lazy=False``.
@@ -424,7 +463,17 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
         meta["duration_s"] = max(0.0, (t_end - meta["load_start_ns"]) / 1e9) if t_end is not None else 0.0
     health_path = folder / "health.parquet"
     health = pl.read_parquet(health_path) if health_path.is_file() else None
-    return Run(frames[0], frames[1], meta, health=health, path=folder)
+    target = folder / "target_metrics.parquet"
+    return Run(
+        frames[0],
+        frames[1],
+        meta,
+        health=health,
+        target_metrics=(pl.scan_parquet(target) if lazy else pl.read_parquet(target))
+        if target.is_file()
+        else None,
+        path=folder,
+    )
 
 
 def _read(folder: Path, name: str, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:

@@ -52,7 +52,7 @@ from taskforge_perf.threshold_text import (
 )
 
 if TYPE_CHECKING:
-    pass
+    from pathlib import Path
 
 __all__ = [
     "MetricRef",
@@ -212,6 +212,15 @@ class Threshold:
         if self.abort_on_fail:
             extra += ", abort_on_fail=True"
         return f"Threshold({self.metric!r}, {self.op!r}, {self.value!r}{extra})"
+
+    @classmethod
+    def load_toml(cls, path: str | Path) -> list[Threshold]:
+        """Load thresholds from a TOML file: ``thresholds = ["p95 < 300ms", ...]`` and/or
+        ``[[threshold]]`` tables with ``expr`` and ``abort_on_fail``; errors name the file, the
+        line and the field. See ``taskforge_perf.toml_io`` and ``examples/thresholds.toml``."""
+        from taskforge_perf.toml_io import thresholds_from_toml
+
+        return thresholds_from_toml(path)
 
     @classmethod
     def parse(cls, text: str, *, abort_on_fail: bool = False) -> Threshold:

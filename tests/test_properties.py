@@ -11,7 +11,9 @@ import taskforge_perf as tfp
 from taskforge_perf.mix import Endpoint
 from taskforge_perf.thresholds import METRICS, OPS, Threshold
 
-PROFILE = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROFILE = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # -- thresholds ----------------------------------------------------------------------------------
 names = st.text(min_size=1, max_size=20).filter(lambda s: s.strip() != "")
@@ -27,8 +29,9 @@ def thresholds(draw: st.DrawFn) -> Threshold:
         value = draw(st.floats(0, 1))
     else:
         value = draw(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12))
-    endpoint = None if metric.startswith("ws.") else draw(st.none() | names | awkward)
-    phase = draw(st.none() | names | awkward)
+    run_wide = metric.startswith("generator.")  # the generator's health has no endpoint or phase
+    endpoint = None if metric.startswith("ws.") or run_wide else draw(st.none() | names | awkward)
+    phase = None if run_wide else draw(st.none() | names | awkward)
     return Threshold(metric, draw(st.sampled_from(OPS)), value, endpoint=endpoint, phase=phase)
 
 

@@ -25,8 +25,10 @@ from taskforge_perf.engine.fastclient import FastClient
 from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
+from taskforge_perf.engine.prom import check_port
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder, autoflush
 from taskforge_perf.engine.run_warnings import add_fault_meta
+from taskforge_perf.engine.sidecars import Sidecars
 from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
@@ -98,6 +100,7 @@ class LoadTester:
         ssl_context: ssl.SSLContext | bool | None = None,
         drain_grace: float | None = None,
         honor_retry_after: bool = True,
+        metrics_port: int | None = None,
     ) -> None:
         self.target: Target = as_target(target)
         if drain_grace is not None and (
@@ -160,6 +163,10 @@ class LoadTester:
         self.ws_options = ws_options
         # Live dashboard: None = show one when running inside an IPython kernel (notebooks).
         self.live = live
+        # Prometheus: live load metrics on 127.0.0.1:metrics_port/metrics while a run goes (0 = a
+        # free port); the URL served is in ``metrics_endpoint`` once the run has started.
+        self.metrics_port = check_port(metrics_port)
+        self.metrics_endpoint: str | None = None
         self.counters = LiveCounters()
         self.last_run: Run | None = None
         self._running = False
@@ -347,6 +354,16 @@ class LoadTester:
         parts = folder.parts if folder is not None else None
         recorder = HttpRecorder(worker=worker, spill_dir=parts)
         ws_recorder = WsRecorder(worker=worker, spill_dir=parts)
+        side = Sidecars(
+            self.metrics_port,
+            self.target.metrics_url,
+            clock,
+            recorder,
+            counters,
+            self.monitor_interval,
+            timeout=min(self.target.request_timeout, 5.0),  # a hung /metrics never holds the run's end
+            ssl=self.ssl_context,
+        )
         rng = random.Random(self.seed)
         max_conc = max((p.concurrency or 0) for p in plan.phases)
         limit = self.connections or (max_conc + (self.max_in_flight if plan.model != "closed" else 0)) or 100
@@ -427,7 +444,7 @@ class LoadTester:
                 in_flight=lambda: counters.in_flight,
             )
             monitor = Monitor(
-                list(self.listeners),
+                list(self.listeners) + side.listeners,
                 clock,
                 counters,
                 recorder,
@@ -438,7 +455,7 @@ class LoadTester:
                 phase_remaining=remaining,
                 health=health,
             )
-            monitor_task = asyncio.ensure_future(monitor.run()) if self.listeners else None
+            monitor_task = asyncio.ensure_future(monitor.run()) if monitor.listeners else None
             flusher = (
                 asyncio.ensure_future(autoflush((recorder, ws_recorder))) if folder is not None else None
             )
@@ -448,6 +465,7 @@ class LoadTester:
             try:
                 state.phase = "setup"
                 await self._check_reachable(session, recorder, clock)
+                self.metrics_endpoint = await side.start()  # Prometheus endpoint, target scrapes
                 ready = await auth.setup(self.setup_progress)
                 if ready == 0:
                     raise TargetError(
@@ -546,16 +564,20 @@ class LoadTester:
                     await asyncio.shield(asyncio.wait_for(auth.logout_all(), self.target.request_timeout))
                 except (TimeoutError, asyncio.CancelledError):
                     pass
+                await side.stop()  # after the last request: the target's final scrape
         meta = self._meta(
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
         meta["generator"] = health.summary()
         add_fault_meta(meta, driver, auth, ready)
         health_frame = health.frame()
+        target_metrics = side.finish(meta)
         if folder is not None:  # compact the parts; the Run reads the frames back lazily
             recorder.flush()
             ws_recorder.flush()
             write_part(health_frame, folder.path / "health.parquet")
+            if target_metrics is not None and target_metrics.height:
+                write_part(target_metrics, folder.path / "target_metrics.parquet")
             folder.finish(meta, {"events": HTTP_SCHEMA, "ws_events": WS_SCHEMA})
             self._folder = None
             p = folder.path
@@ -564,10 +586,17 @@ class LoadTester:
                 pl.scan_parquet(p / "ws_events.parquet"),
                 meta,
                 health=health_frame,
+                target_metrics=target_metrics,
                 path=p,
             )
         else:
-            run = Run(recorder.frame(), ws_recorder.frame(), meta, health=health_frame)
+            run = Run(
+                recorder.frame(),
+                ws_recorder.frame(),
+                meta,
+                health=health_frame,
+                target_metrics=target_metrics,
+            )
         if checks:
             results = run.evaluate(checks)
             meta["thresholds"] = results.to_dicts()
