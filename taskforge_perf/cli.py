@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,6 +13,44 @@ from typing import Any
 from taskforge_perf.cli_ci import add_ci_options, add_runs, add_show, announce_metrics, check_ci_flags
 
 Runner = Callable[[argparse.Namespace], int]
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM while a load runs (the signal number decides the exit code, 128 + n)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _Signals:
+    """SIGINT and SIGTERM become ``Interrupted`` in the main thread while installed.
+
+    The first one stops the run (sockets closed, users logged out, partial run saved); a second one
+    leaves at once (rows already written to the run folder are kept). Exit code 130 / 143.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        raise Interrupted(signum)
+
+    def __enter__(self) -> _Signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the first signal received, or None."""
+        return 128 + self.received[0] if self.received else None
 
 
 def _number(kind: type, lo: float, *, strict: bool = False) -> Callable[[str], Any]:
@@ -203,7 +242,6 @@ def _plan(args: argparse.Namespace) -> Any:
 
 
 def _load(args: argparse.Namespace, target: Any) -> int:
-    from taskforge_perf.analysis import HEADLINE_COLUMNS
     from taskforge_perf.engine.tester import LoadTester
     from taskforge_perf.live import TerminalProgress
     from taskforge_perf.mix import RequestMix
@@ -217,6 +255,7 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         password=os.environ.get(args.password_env) or "testpassword123",
     )
     progress = [] if args.quiet else [TerminalProgress()]
+    kwargs: dict[str, Any] = {"save_dir": None} if args.no_save else {}
     mix = RequestMix.from_toml(args.mix) if args.mix else RequestMix.taskforge()
     from taskforge_perf.thresholds import Threshold
 
@@ -231,6 +270,7 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         listeners=progress,
         websockets=args.websockets or 0,
         metrics_port=args.metrics_port,
+        **kwargs,
     )
     if args.metrics_port is not None:
         tester.listeners.append(announce_metrics(tester))
@@ -239,9 +279,32 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         f"with {len(users)} users ...",
         file=sys.stderr,
     )
-    run = tester.run_sync(plan, name=args.name, thresholds=checks)
-    for p in progress:
-        p.close()
+    with _Signals() as signals:
+        try:
+            run = tester.run_sync(
+                plan, name=args.name, thresholds=checks, save_to=None if args.no_save else args.save
+            )
+        except Interrupted:  # a second signal: leave now; the run folder keeps the flushed rows
+            print(
+                "taskforge-perf: left the run unfinished; the rows already written stay in its folder "
+                "(tfp.load_run reads it)",
+                file=sys.stderr,
+            )
+            # The run's loop thread is still going: finalising the interpreter under it can crash
+            # (SIGSEGV in a library's C code), so the command leaves here, its output flushed.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(signals.exit_code or 130)
+        for p in progress:
+            p.close()
+        code = _report(args, run, checks)
+        return signals.exit_code or code
+
+
+def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
+    """Print the summary, save the run (already streamed unless --no-save), write the HTML report."""
+    from taskforge_perf.analysis import HEADLINE_COLUMNS
+
     summary = run.summary()
     _print_table(summary.select([c for c in HEADLINE_COLUMNS if c in summary.columns]))
     c = run.meta["counters"]
@@ -265,7 +328,9 @@ def _load(args: argparse.Namespace, target: Any) -> int:
     if not args.no_save:
         path = run.save(args.save)
         print(f"saved the run to {path}/ (load it with tfp.load_run({str(path)!r}))")
-        if getattr(args, "html_report", False):
+        if run.meta.get("stopped") == "interrupted":
+            print("the run was interrupted: no HTML report (taskforge-perf report RUN_DIR writes one)")
+        elif getattr(args, "html_report", False):
             from taskforge_perf.report import report
 
             html = report(path, output=path / "report.html", progress=not args.quiet)
@@ -369,5 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(f"taskforge-perf: error: {redact_text(str(exc))}", file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        return 128 + exc.signum
     except KeyboardInterrupt:
         return 130

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
+import os
 import re
+import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +13,22 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.redact import redact
 from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, TESTER_SIDE_KINDS, WS_SCHEMA
+from taskforge_perf.store import FRAMES, check_destination, part_paths, read_meta, write_meta, writer_alive
 
-#: Where runs are saved when no directory is given (relative to the working directory).
+#: Where runs are saved when no directory is given (relative to the working directory);
+#: the environment variable ``TASKFORGE_PERF_RUNS`` overrides it (see ``default_store``).
 DEFAULT_STORE = Path("data/runs")
+
+
+def default_store(save_dir: str | Path | None = DEFAULT_STORE) -> Path:
+    """The run store: ``save_dir``, except that the default (``DEFAULT_STORE``) yields to
+    ``$TASKFORGE_PERF_RUNS`` when that is set (CI jobs, test suites)."""
+    if save_dir is DEFAULT_STORE or save_dir is None:
+        return Path(os.environ.get("TASKFORGE_PERF_RUNS") or DEFAULT_STORE)
+    return Path(save_dir)
+
+
 LOAD_EXCLUDED = ("setup", "teardown")
 #: Columns of ``run.target_metrics``: the target's /metrics samples on the run's clock.
 TARGET_METRICS_SCHEMA: dict[str, pl.DataType] = {
@@ -37,7 +49,9 @@ def make_run_id(name: str, wall_ns: int) -> str:
 class Run:
     """One run: ``events`` (a row per HTTP request), ``ws_events`` and ``meta``.
 
-    Frames given lazily (a loaded run) are read on first access.
+    Frames given lazily (a loaded run, or one that streamed to its folder) are read on first
+    access. ``path`` is the folder the run lives in on disk, its frames' source (None for a
+    memory-only run).
     """
 
     def __init__(
@@ -48,6 +62,7 @@ class Run:
         *,
         health: pl.DataFrame | pl.LazyFrame | None = None,
         target_metrics: pl.DataFrame | pl.LazyFrame | None = None,
+        path: str | Path | None = None,
     ) -> None:
         _check_run_args(events, ws_events, meta)
         if target_metrics is not None and not isinstance(target_metrics, pl.DataFrame | pl.LazyFrame):
@@ -60,6 +75,7 @@ class Run:
         self._ws = ws_events if ws_events is not None else pl.DataFrame(schema=WS_SCHEMA)
         self.meta = meta
         self._health = health
+        self.path = Path(path) if path is not None else None
         self._load: pl.DataFrame | None = None
 
     # --- frames --------------------------------------------------------------------------------
@@ -318,20 +334,59 @@ class Run:
     # --- persistence ---------------------------------------------------------------------------
 
     def save(self, path: str | Path | None = None) -> Path:
-        """Write ``events.parquet``, ``ws_events.parquet`` and ``meta.json`` to a folder.
+        """Write ``events.parquet``, ``ws_events.parquet`` and ``meta.json`` to a folder; returns it.
 
-        Without a path the run goes to ``data/runs/<run_id>/``. Returns the folder.
+        A run that streamed to its folder (the default) is already saved there: ``save()`` (or
+        ``save(run.path)``) only rewrites its meta (and compacts the part files of a crashed or
+        interrupted run loaded with ``load_run``). Another path gets a copy (a file copy of the
+        Parquet the frames were read from: no memory); ``run.path`` keeps pointing at the original.
+        Without a path a memory-only run goes to ``data/runs/<run_id>/``. A folder holding a
+        different run (or unrelated files) is refused with a ConfigError, never overwritten.
         """
-        folder = Path(path) if path is not None else DEFAULT_STORE / self.run_id
+        if path is None:
+            folder = self.path if self.path is not None else default_store() / self.run_id
+        else:
+            folder = Path(path)
+        same = self.path is not None and folder.resolve() == self.path.resolve()
+        if same and self.meta.get("stopped") == "running":
+            raise ConfigError(
+                f"run {self.run_id!r} is still being recorded in {str(folder)!r}; save it to another "
+                "path (run.save('other/folder')) or load it again once it has ended"
+            )
+        if same and (folder / "events.parquet").is_file():
+            write_meta(folder, self.meta)
+            return folder
+        if not same:
+            check_destination(folder, self.run_id)
         folder.mkdir(parents=True, exist_ok=True)
-        self.events.write_parquet(folder / "events.parquet")
-        self.ws_events.write_parquet(folder / "ws_events.parquet")
-        if self._health is not None:
-            self.health.write_parquet(folder / "health.parquet")
-        if self.target_metrics.height:
-            self.target_metrics.write_parquet(folder / "target_metrics.parquet")
+        frames = (
+            ("events", self._events),
+            ("ws_events", self._ws),
+            ("health", self._health),
+            (
+                "target_metrics",
+                self._target if self._target is not None and self.target_metrics.height else None,
+            ),
+        )
+        for name, frame in frames:
+            if frame is None:
+                continue
+            tmp = folder / f".{name}.parquet.tmp"
+            src = self.path / f"{name}.parquet" if self.path is not None and not same else None
+            if src is not None and src.is_file():
+                shutil.copyfile(src, tmp)  # the frames came from there: a file copy, no memory
+            elif isinstance(frame, pl.LazyFrame):
+                frame.sink_parquet(tmp)
+            else:
+                frame.write_parquet(tmp)
+            tmp.replace(folder / f"{name}.parquet")
+            if same:  # a crashed or interrupted run's parts, now compacted
+                for part in part_paths(folder, name):
+                    part.unlink()
         # Masked again on the way out: credentials or tokens in any text of meta never reach disk.
-        (folder / "meta.json").write_text(json.dumps(redact(self.meta), indent=2, default=str))
+        write_meta(folder, self.meta)
+        if self.path is None:
+            self.path = folder
         return folder
 
 
@@ -385,44 +440,69 @@ class RunCharts:
 
 
 def load_run(path: str | Path, *, lazy: bool = True) -> Run:
-    """Load a saved run folder; frames are read lazily unless ``lazy=False``."""
+    """Load a run folder; frames are read lazily unless ``lazy=False``.
+
+    Also opens a run still being recorded (``meta["stopped"] == "running"``: the rows flushed so
+    far) and a crashed one (the process that wrote it is gone: reported as ``"crashed"``, with every
+    row flushed before the crash, i.e. all but at most the last ``FLUSH_INTERVAL_S`` seconds).
+    """
     folder = Path(_check_path("load_run(path)", path))
-    meta_path = folder / "meta.json"
-    if not meta_path.is_file():
-        raise ConfigError(f"{folder} is not a saved run: it has no meta.json (save one with run.save())")
-    meta = json.loads(meta_path.read_text())
-    events = _read(folder / "events.parquet", HTTP_SCHEMA, lazy)
-    ws = _read(folder / "ws_events.parquet", WS_SCHEMA, lazy)
+    meta = read_meta(folder)
+    if meta is None:
+        raise ConfigError(
+            f"{folder} is not a saved run: it has no readable meta.json (save one with run.save())"
+        )
+    if meta.get("stopped") == "running" and writer_alive(meta.get("writer")) is False:
+        meta["stopped"] = "crashed"
+    frames = [
+        _read(folder, name, schema, lazy)
+        for name, schema in zip(FRAMES, (HTTP_SCHEMA, WS_SCHEMA), strict=True)
+    ]
+    if meta.get("duration_s") is None and meta.get("load_start_ns") is not None:
+        t_end = frames[0].lazy().select(pl.col("t_end").max()).collect().item()
+        meta["duration_s"] = max(0.0, (t_end - meta["load_start_ns"]) / 1e9) if t_end is not None else 0.0
     health_path = folder / "health.parquet"
     health = pl.read_parquet(health_path) if health_path.is_file() else None
     target = folder / "target_metrics.parquet"
     return Run(
-        events,
-        ws,
+        frames[0],
+        frames[1],
         meta,
         health=health,
-        target_metrics=_read(target, {}, lazy) if target.is_file() else None,
+        target_metrics=(pl.scan_parquet(target) if lazy else pl.read_parquet(target))
+        if target.is_file()
+        else None,
+        path=folder,
     )
 
 
-def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
-    if not path.is_file():
+def _read(folder: Path, name: str, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
+    path = folder / f"{name}.parquet"
+    if path.is_file():
+        return pl.scan_parquet(path) if lazy else pl.read_parquet(path)
+    # A run still going (or crashed): its part files, read now (the writer may compact them later).
+    parts = part_paths(folder, name)
+    if not parts:
         return pl.DataFrame(schema=schema)
-    return pl.scan_parquet(path) if lazy else pl.read_parquet(path)
+    return pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
 
 
-def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:
-    """Saved runs under ``root`` as a frame: run_id, name, started, duration, requests, errors, path.
+def runs(root: str | Path | None = None) -> pl.DataFrame:
+    """Saved runs under ``root`` (default: the run store) as a frame: run_id, name, started,
+    duration, requests, errors, stopped, path.
 
     Read from each run's meta only (fast): ``requests`` and ``errors`` are the engine's counters,
-    set-up included; ``errors`` leaves out tester-side kinds (dropped, cancelled, auth, client).
+    set-up included; ``errors`` leaves out tester-side kinds (dropped, cancelled, auth, client). A
+    run whose writer process is gone while its meta still says ``running`` is listed as crashed.
     """
     rows = []
-    for meta_path in sorted(Path(_check_path("runs(root)", root)).glob("*/meta.json")):
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError):
+    store = default_store(None if root is None else _check_path("runs(root)", root))
+    for meta_path in sorted(store.glob("*/meta.json")):
+        meta = read_meta(meta_path.parent)
+        if meta is None:
             continue
+        if meta.get("stopped") == "running" and writer_alive(meta.get("writer")) is False:
+            meta["stopped"] = "crashed"
         counters = meta.get("counters") or {}
         rows.append(
             {

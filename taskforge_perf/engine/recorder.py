@@ -1,8 +1,11 @@
-"""Columnar event buffers flushed in chunks to Polars (and optionally spilled to Parquet parts).
+"""Columnar event buffers flushed in chunks to Polars, streamed to Parquet part files.
 
 The hot path appends plain Python values to one list per column: no dict and no frame per event.
-Every ``flush_rows`` events (``FLUSH_ROWS``) the lists become one Polars chunk; with ``spill_dir``
-each chunk is written as its own Parquet part file (crash-safe, bounded memory) instead of kept.
+The lists become one Polars chunk every ``flush_rows`` events (``FLUSH_ROWS``) or every
+``FLUSH_INTERVAL_S`` seconds (``autoflush``), whichever comes first. With ``spill_dir`` (a run
+folder's ``parts/``, the default for ``LoadTester`` runs) each chunk is written as its own Parquet
+part file (atomically: a crash loses at most the rows of the last interval) and dropped from memory,
+so memory stays flat however long the run; without it the chunks stay in memory.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.store import write_part
 
 #: Rows per chunk. Inside a running event loop a full buffer is converted one column per loop turn
 #: (~0.1-0.3 ms each here) instead of in one ~3 ms block, so flushing never shows up as loop lag or
 #: start lateness.
 FLUSH_ROWS = 8_192
+#: Seconds between time-based flushes while a run goes (``autoflush``): the most a crash can lose.
+FLUSH_INTERVAL_S = 2.0
 
 
 class _Batch:
@@ -56,6 +62,8 @@ class ColumnBuffer:
         self._converting: list[_Batch] = []
         self._ends: list[int] = []  # row count after each stored chunk / part (for since())
         self.rows = 0  # rows recorded so far, flushed or not
+        self._seen: pl.DataFrame | None = None  # part files read by snapshot()
+        self._seen_parts = 0
         if spill_dir is not None:
             spill_dir.mkdir(parents=True, exist_ok=True)
 
@@ -105,6 +113,11 @@ class ColumnBuffer:
         for batch in list(self._converting):
             self._finish(batch)
 
+    def flush_pending(self) -> None:
+        """Start converting the buffered rows now (time-based flush); no-op when empty."""
+        if self.columns[0]:
+            self._flush_soon()
+
     def flush(self) -> None:
         """Turn every buffered row into chunks now (or Parquet parts)."""
         self._finish_all()
@@ -115,15 +128,23 @@ class ColumnBuffer:
         self._ends.append((self._ends[-1] if self._ends else 0) + chunk.height)
         if self.spill_dir is not None:
             path = self.spill_dir / f"{self.prefix}-{len(self._parts):05d}.parquet"
-            chunk.write_parquet(path)
+            write_part(chunk, path)
             self._parts.append(path)
         else:
             self._chunks.append(chunk)
 
     def snapshot(self) -> pl.DataFrame:
-        """Every row recorded so far, without flushing (for checks while a run goes)."""
+        """Every row recorded so far, without flushing (for checks while a run goes).
+
+        Part files already read are kept (appended to, never re-read): the abort-on-fail watch
+        calls this a few times a second, and re-reading hundreds of parts would stall the loop.
+        """
         self._finish_all()
-        frames = [pl.read_parquet(p) for p in self._parts] + list(self._chunks)
+        if len(self._parts) > self._seen_parts:
+            new = [pl.read_parquet(p) for p in self._parts[self._seen_parts :]]
+            self._seen = pl.concat(([self._seen] if self._seen is not None else []) + new, how="vertical")
+            self._seen_parts = len(self._parts)
+        frames = ([self._seen] if self._seen is not None else []) + list(self._chunks)
         if self.columns[0]:
             names, schema = self.names, self.schema
             frames.append(
@@ -281,6 +302,14 @@ class WsRecorder(ColumnBuffer):
         self.rows += 1
         if len(self.columns[0]) >= self.flush_rows:
             self._flush_soon()
+
+
+async def autoflush(buffers: tuple[ColumnBuffer, ...], interval: float = FLUSH_INTERVAL_S) -> None:
+    """Flush every buffer every ``interval`` seconds until cancelled (rows reach disk promptly)."""
+    while True:
+        await asyncio.sleep(interval)
+        for buf in buffers:
+            buf.flush_pending()
 
 
 @dataclass

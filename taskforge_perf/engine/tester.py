@@ -26,7 +26,7 @@ from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.prom import check_port
-from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
+from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder, autoflush
 from taskforge_perf.engine.run_warnings import add_fault_meta
 from taskforge_perf.engine.sidecars import Sidecars
 from taskforge_perf.engine.sync import run_blocking
@@ -35,7 +35,9 @@ from taskforge_perf.errors import ConfigError, RunError, TargetError
 from taskforge_perf.mix import RequestMix
 from taskforge_perf.plan import StressPlan
 from taskforge_perf.redact import log_redaction, redact_text
-from taskforge_perf.results import Run, make_run_id
+from taskforge_perf.results import DEFAULT_STORE, Run, default_store, make_run_id
+from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.store import RunFolder, write_part
 from taskforge_perf.threshold_eval import ThresholdWatch
 from taskforge_perf.threshold_eval import _coerce as _coerce_thresholds
 from taskforge_perf.thresholds import Threshold
@@ -68,6 +70,12 @@ class LoadTester:
     ``honor_retry_after`` (default True): a 429 or 503 answer with a ``Retry-After`` header makes
     the closed-model virtual user that got it wait that long (at most until the run ends); the
     open model records such answers and keeps its schedule. Counts in ``meta["retry_after"]``.
+
+    Every run streams to its own folder as it goes, ``<save_dir>/<run-id>/`` (default
+    ``data/runs``, or ``$TASKFORGE_PERF_RUNS``), created when the run starts: ``meta.json`` and
+    Parquet part files written every ``recorder.FLUSH_INTERVAL_S`` seconds or ``FLUSH_ROWS`` rows,
+    compacted at the end. ``run(save_to=...)`` picks the exact folder. ``save_dir=None`` keeps the
+    rows in memory only (small runs and tests; nothing survives a crash).
     """
 
     def __init__(
@@ -81,7 +89,7 @@ class LoadTester:
         seed: int | None = None,
         recent_tasks: int = 100,
         assignment: Strategy = random_assignment,
-        spill_dir: str | Path | None = None,
+        save_dir: str | Path | None = DEFAULT_STORE,
         setup_progress: Progress | None = None,
         listeners: Sequence[Listener] = (),
         monitor_interval: float = 0.5,
@@ -138,7 +146,12 @@ class LoadTester:
         self.seed = seed
         self.recent_tasks = recent_tasks
         self.assignment = assignment
-        self.spill_dir = Path(spill_dir) if spill_dir is not None else None
+        if save_dir is not None and not isinstance(save_dir, str | Path):
+            raise ConfigError(f"save_dir must be a folder path or None (got {type(save_dir).__name__})")
+        self.save_dir = save_dir
+        self._folder: RunFolder | None = None  # the open run folder while a run goes
+        self._folder_meta: dict[str, Any] = {}
+        self._stop_reason: str | None = None
         self.setup_progress = setup_progress
         self.listeners: list[Listener] = list(listeners)
         self.monitor_interval = monitor_interval
@@ -178,6 +191,7 @@ class LoadTester:
         name: str = "run",
         thresholds: Sequence[Threshold | str] | Threshold | str | None = (),
         wait_for_tasks: float = 0.0,
+        save_to: str | Path | None = None,
     ) -> Run:
         """Run a plan (or one phase given by duration + concurrency | rate); returns the Run.
 
@@ -192,6 +206,9 @@ class LoadTester:
         sending any request until every tracked task got its completed/failed message or this
         time passed, so the task table counts tasks the pipeline finishes late; rows of the wait
         are in phase "teardown", and the load's duration leaves the wait out.
+
+        ``save_to`` is the folder this run streams to (default ``<save_dir>/<run-id>``); it is checked
+        before any load (a file, or a folder holding another run, is a ConfigError).
         """
         plan = _resolve_plan(plan, duration, concurrency, rate, think_time)
         if (
@@ -236,8 +253,13 @@ class LoadTester:
             # The tester's and its libraries' log records lose tokens and passwords while it runs
             # (websockets logs every handshake, ?token=<access JWT> included, at DEBUG).
             with log_redaction(secrets=[u.password for u in self.users]):
-                run = await self._run(plan, name, checks, float(wait_for_tasks))
+                run = await self._run(plan, name, checks, float(wait_for_tasks), save_to)
         except BaseException as exc:
+            self._close_folder(
+                self._stop_reason or "cancelled"
+                if isinstance(exc, asyncio.CancelledError)
+                else f"failed: {type(exc).__name__}: {exc}"
+            )
             if view is not None:
                 view.finish(self.last_run, error=exc)
             raise
@@ -270,23 +292,68 @@ class LoadTester:
         running loop without nest_asyncio). Ctrl-C / a kernel interrupt cancels the run and the
         partial Run is returned.
         """
+        self._stop_reason = None
+
+        def interrupted() -> None:
+            self._stop_reason = "interrupted"
+
         try:
-            return run_blocking(lambda: self.run(plan, **kwargs))
+            return run_blocking(lambda: self.run(plan, **kwargs), on_interrupt=interrupted)
         except asyncio.CancelledError:
             if self.last_run is None:
                 raise
             return self.last_run
+        except KeyboardInterrupt:  # a second interrupt: the run is left; its folder says so
+            self._close_folder("interrupted")
+            raise
+
+    def _close_folder(self, stopped: str) -> None:
+        """Mark a run folder left unfinished (error, second interrupt): rows flushed so far stay."""
+        folder, self._folder = self._folder, None
+        if folder is not None:
+            try:
+                folder.write_meta({**self._folder_meta, "stopped": stopped})
+            except OSError:
+                pass
+
+    def _open_folder(self, plan: StressPlan, name: str, clock: Clock, save_to: Any) -> RunFolder | None:
+        """Create the run's folder and its starting meta (before any load), or None (memory only)."""
+        if save_to is None and self.save_dir is None:
+            return None
+        run_id = make_run_id(name, clock.wall_start_ns)
+        path = Path(save_to) if save_to is not None else default_store(self.save_dir) / run_id
+        self._folder_meta = {
+            "run_id": run_id,
+            "name": name,
+            "wall_start_ns": clock.wall_start_ns,
+            "plan": plan.to_dict(),
+            "mix": self.mix.to_dict(),
+            "target": self.target.to_dict(),
+            "users": self.users.to_dict(),
+            "seed": self.seed,
+            "workers": 1,
+            "http_client": self.http_client,
+        }
+        self._folder = RunFolder.create(path, self._folder_meta, field="save_to" if save_to else "save_dir")
+        return self._folder
 
     # --- the run -------------------------------------------------------------------------------
 
     async def _run(
-        self, plan: StressPlan, name: str, checks: tuple[Threshold, ...] = (), wait_for_tasks: float = 0.0
+        self,
+        plan: StressPlan,
+        name: str,
+        checks: tuple[Threshold, ...] = (),
+        wait_for_tasks: float = 0.0,
+        save_to: Any = None,
     ) -> Run:
         clock = Clock()
+        folder = self._open_folder(plan, name, clock, save_to)
         counters = self.counters = LiveCounters()
         worker = 0
-        recorder = HttpRecorder(worker=worker, spill_dir=self._spill("events"))
-        ws_recorder = WsRecorder(worker=worker, spill_dir=self._spill("ws_events"))
+        parts = folder.parts if folder is not None else None
+        recorder = HttpRecorder(worker=worker, spill_dir=parts)
+        ws_recorder = WsRecorder(worker=worker, spill_dir=parts)
         side = Sidecars(
             self.metrics_port,
             self.target.metrics_url,
@@ -389,6 +456,9 @@ class LoadTester:
                 health=health,
             )
             monitor_task = asyncio.ensure_future(monitor.run()) if monitor.listeners else None
+            flusher = (
+                asyncio.ensure_future(autoflush((recorder, ws_recorder))) if folder is not None else None
+            )
             abort = asyncio.Event()
             breach: list[Threshold] = []
             watched = [t for t in checks if t.abort_on_fail]
@@ -424,6 +494,10 @@ class LoadTester:
                 starts.append(load_start_ns / 1e9)
                 driver.end_ns = load_start_ns + int(plan.duration * 1e9)
                 health.start()
+                if folder is not None:
+                    folder.write_meta(
+                        {**self._folder_meta, "stopped": "running", "load_start_ns": load_start_ns}
+                    )
                 watch_task = (
                     asyncio.ensure_future(
                         self._watch(
@@ -458,12 +532,14 @@ class LoadTester:
                     state.phase = "teardown"  # no request is sent; the sockets stay open
                     await self._ws_driver.wait_for_tasks(wait_for_tasks)
             except asyncio.CancelledError:
-                cancelled, stopped = True, "cancelled"
+                cancelled, stopped = True, self._stop_reason or "cancelled"
                 load_end_ns = load_end_ns or clock.now()
                 await asyncio.shield(driver.drain(0.5))
             finally:
                 await health.stop()
                 state.phase = "teardown"
+                if flusher is not None:
+                    flusher.cancel()
                 if gc_keeper is not None:
                     gc_keeper.cancel()
                 gc.unfreeze()
@@ -494,17 +570,39 @@ class LoadTester:
         )
         meta["generator"] = health.summary()
         add_fault_meta(meta, driver, auth, ready)
-        run = Run(
-            recorder.frame(),
-            ws_recorder.frame(),
-            meta,
-            health=health.frame(),
-            target_metrics=side.finish(meta),
-        )
+        health_frame = health.frame()
+        target_metrics = side.finish(meta)
+        if folder is not None:  # compact the parts; the Run reads the frames back lazily
+            recorder.flush()
+            ws_recorder.flush()
+            write_part(health_frame, folder.path / "health.parquet")
+            if target_metrics is not None and target_metrics.height:
+                write_part(target_metrics, folder.path / "target_metrics.parquet")
+            folder.finish(meta, {"events": HTTP_SCHEMA, "ws_events": WS_SCHEMA})
+            self._folder = None
+            p = folder.path
+            run = Run(
+                pl.scan_parquet(p / "events.parquet"),
+                pl.scan_parquet(p / "ws_events.parquet"),
+                meta,
+                health=health_frame,
+                target_metrics=target_metrics,
+                path=p,
+            )
+        else:
+            run = Run(
+                recorder.frame(),
+                ws_recorder.frame(),
+                meta,
+                health=health_frame,
+                target_metrics=target_metrics,
+            )
         if checks:
             results = run.evaluate(checks)
             meta["thresholds"] = results.to_dicts()
             meta["passed"] = bool(results["passed"].all())
+            if folder is not None:
+                folder.write_meta(meta)
         self.last_run = run
         if cancelled:
             raise asyncio.CancelledError
@@ -658,9 +756,6 @@ class LoadTester:
                 f"({type(exc).__name__}: {redact_text(str(exc))}); "
                 "is it running, and are Target.base_url's host and port right?"
             ) from None
-
-    def _spill(self, what: str) -> Path | None:
-        return self.spill_dir / what if self.spill_dir is not None else None
 
     def _meta(
         self,

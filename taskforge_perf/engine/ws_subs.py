@@ -23,7 +23,9 @@ from taskforge_perf.engine.ws_conn import FINAL, Conn, TaskInfo, WsOptions, pars
 from taskforge_perf.engine.ws_lost import LostCheck, LostTracker
 from taskforge_perf.users import User
 
-_TASKS_MAX = 200_000  # created tasks remembered (FIFO eviction)
+# Created tasks remembered (FIFO eviction). ~330 B each (TaskInfo, id, ints, dict slot): 50k = ~16 MB,
+# 3 minutes of history at 270 tasks/s; 200k held ~65 MB and broke the soak's +50 MB bound (issue 12).
+_TASKS_MAX = 50_000
 _PROBED_MAX = 10_000  # (user, task) pairs the isolation probe subscribed, remembered
 _SLICE = 10  # sample subscriptions sent per loop turn (each send ~40 µs: keeps loop lag < 1 ms)
 

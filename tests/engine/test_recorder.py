@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import polars as pl
 
@@ -54,3 +55,17 @@ def test_flush_without_a_loop_is_immediate() -> None:
     assert rec.pending() == 5
     frame = rec.frame()
     assert dict(frame.schema) == WS_SCHEMA and frame["t"].to_list() == list(range(25))
+
+
+def test_spilled_rows_reach_part_files_and_snapshots_read_each_part_once(tmp_path: Path) -> None:
+    rec = HttpRecorder(flush_rows=100, spill_dir=tmp_path)
+    for i in range(250):
+        _record(rec, i)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events-00000.parquet", "events-00001.parquet"]
+    assert rec._chunks == []  # spilled chunks are not kept in memory
+    first = rec.snapshot()
+    assert first["t_intended"].to_list() == list(range(250))
+    (tmp_path / "events-00000.parquet").unlink()  # read once already: a later snapshot does not re-read it
+    for i in range(250, 420):
+        _record(rec, i)
+    assert rec.snapshot()["t_intended"].to_list() == list(range(420))
