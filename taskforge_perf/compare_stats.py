@@ -76,15 +76,24 @@ def side_stats(events: Frame, keys: Sequence[str], metrics: Sequence[str], batch
         _sorted=pl.col("lat").sort(),
         **{f"_{m}_q": pl.col("lat").quantile(q, interpolation="linear") for m, q in qs.items()},
     )
-    for m, q in qs.items():
-        blk = (
-            rows.join(out.select(*gk, f"_{m}_q"), on=gk, nulls_equal=True)
-            .group_by([*gk, "_blk"])
-            .agg(_f=(pl.col("lat") <= pl.col(f"_{m}_q")).mean())
-            .group_by(gk)
-            .agg(_bv=pl.col("_f").var(), _nb=pl.len())
+    # Fraction of each time block at or below the group's quantile, for every metric in one pass.
+    blocks = (
+        rows.lazy()
+        .with_columns(
+            **{
+                f"_{m}_i": (pl.col("lat") <= pl.col("lat").quantile(q, interpolation="linear").over(gk))
+                for m, q in qs.items()
+            }
         )
-        out = out.join(blk, on=gk, how="left", nulls_equal=True)
+        .group_by([*gk, "_blk"])
+        .agg(*[pl.col(f"_{m}_i").mean() for m in qs])
+        .group_by(gk)
+        .agg(*[pl.col(f"_{m}_i").var().alias(f"_{m}_bv") for m in qs], _nb=pl.len())
+        .collect()
+    )
+    out = out.join(blocks, on=gk, how="left", nulls_equal=True)
+    for m, q in qs.items():
+        out = out.with_columns(_bv=pl.col(f"_{m}_bv"))
         iid = q * (1 - q) / pl.col("n")
         bvar = (pl.col("_bv").fill_null(0.0) / pl.col("_nb")).fill_nan(0.0)
         var_f = pl.max_horizontal(iid, bvar)
@@ -106,8 +115,8 @@ def side_stats(events: Frame, keys: Sequence[str], metrics: Sequence[str], batch
                 f"{m}_df": pl.when(pl.col("_batched")).then(pl.col("_nb") - 1.0).otherwise(_INF_DF),
                 f"{m}_ok": pl.col("_ok"),
             }
-        ).drop("_bv", "_nb", "_rlo", "_rhi", "_batched", "_ok")
-    out = out.drop("_sorted", *[f"_{m}_q" for m in qs])
+        ).drop("_bv", "_rlo", "_rhi", "_batched", "_ok")
+    out = out.drop("_sorted", "_nb", *[f"_{m}_q" for m in qs], *[f"_{m}_bv" for m in qs])
     out = counts.join(out, on=gk, how="full", coalesce=True, nulls_equal=True)
     out = out.with_columns(pl.col("n", "sent", "errors").fill_null(0))
     return out.drop("_all") if not keys else out
