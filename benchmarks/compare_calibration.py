@@ -60,6 +60,7 @@ def cell(n: int, process: str, runs: int, slow: float, reps: int, old: Any = Non
     cov = [0, 0]
     insufficient = [0, 0]
     old_not_passed = old_fail = 0
+    old_cov = [0, 0]
     params = GateParams()
     truth = {e.name: 0.0 for e in ENDPOINTS} | ({SLOW: slow - 1} if slow != 1 else {})
     for start in range(0, reps, chunk):
@@ -87,6 +88,12 @@ def cell(n: int, process: str, runs: int, slow: float, reps: int, old: Any = Non
             bad = oc.table().filter(pl.col("verdict") == "regressed")["rep"].unique()
             old_not_passed += bad.len()
             old_fail += oc.regressions(0.10)["rep"].unique().len()
+            for row in oc.table().iter_rows(named=True):  # its 95% interval of the p95 change
+                if row["p95_rel_ci_low"] is not None:
+                    old_cov[1] += 1
+                    old_cov[0] += (
+                        row["p95_rel_ci_low"] <= truth[str(row["endpoint"])] <= row["p95_rel_ci_high"]
+                    )
     k = len(verdicts)
     out = {v: sum(x == v for x in verdicts) / k for v in ("failed", "passed", "inconclusive")}
     out["coverage"] = cov[0] / cov[1] if cov[1] else float("nan")
@@ -94,6 +101,7 @@ def cell(n: int, process: str, runs: int, slow: float, reps: int, old: Any = Non
     if old is not None:
         out["old_not_passed"] = old_not_passed / k
         out["old_fail"] = old_fail / k
+        out["old_coverage"] = old_cov[0] / old_cov[1] if old_cov[1] else float("nan")
     return out
 
 
@@ -135,14 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     sep = "|---|---|---|---|---|---|---|---|---|"
     if old:
-        head += " old passed=False | old verdict FAIL |"
-        sep += "---|---|"
+        head += " old passed=False | old verdict FAIL | old coverage (95%) |"
+        sep += "---|---|---|"
     lines += [head, sep]
     cells: list[tuple[str, int, float, int]] = []
     for process in ("iid", "autocorrelated", "gc", "run_effect"):
         cells += [(process, 1, 1.0, n) for n in sizes]
     cells += [("run_effect", 3, 1.0, n) for n in sizes]
-    power_sizes = sizes if args.quick else [300, 2000, 5000, 20000]
+    power_sizes = sizes if args.quick else [300, 2000, 5000, 10000, 20000]
     cells += [("iid", 1, 1.3, n) for n in power_sizes]
     cells += [("iid", 1, 1.1, n) for n in power_sizes]
     cells += [("autocorrelated", 1, 1.3, n) for n in power_sizes]
@@ -156,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{pct(r['inconclusive'])} | {pct(r['coverage'])} | {pct(r['insufficient'])} |"
         )
         if old:
-            row += f" {pct(r['old_not_passed'])} | {pct(r['old_fail'])} |"
+            row += f" {pct(r['old_not_passed'])} | {pct(r['old_fail'])} | {pct(r['old_coverage'])} |"
         lines.append(row)
         print(row, f"({time.perf_counter() - t1:.0f} s)", file=sys.stderr, flush=True)
     lines += ["", f"Total {time.perf_counter() - t0:.0f} s.", ""]
