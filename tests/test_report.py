@@ -61,6 +61,7 @@ def compare_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     assert "cell 1/" in proc.stderr and "wrote" in proc.stderr  # progress on stderr
+    assert re.search(r"^(PASS|FAIL|INCONCLUSIVE): ", proc.stdout, re.M)  # the one verdict
     return out.read_text(encoding="utf-8")
 
 
