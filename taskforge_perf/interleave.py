@@ -4,10 +4,12 @@ Interleaving spreads slow drifts of the machine (other jobs, thermal state, cach
 sides instead of loading one side with them (Kalibera & Jones 2013). Each side is a factory that
 returns a fresh ``LoadTester`` per run, so each run sets up its own users and connections.
 
->>> async with tfp.ReferenceTarget(seed=1) as a, tfp.ReferenceTarget(seed=1, profile="candidate") as b:
-...     mk = lambda t: (lambda: tfp.LoadTester(t, tfp.UserPool(5), tfp.RequestMix.taskforge()))
-...     cmp = await tfp.compare_interleaved(mk(a), mk(b), tfp.StressPlan.preset("dev"), runs=3)
-...     print(cmp.verdict)                                                    # doctest: +SKIP
+Example (in a notebook cell, or inside ``asyncio.run`` in a script)::
+
+    async with tfp.ReferenceTarget() as a, tfp.ReferenceTarget(profile="candidate") as b:
+        mk = lambda t: (lambda: tfp.LoadTester(t, tfp.UserPool(5), tfp.RequestMix.taskforge()))
+        cmp = await tfp.compare_interleaved(mk(a), mk(b), tfp.StressPlan.preset("dev"), runs=3)
+    print(cmp.verdict)
 """
 
 from __future__ import annotations

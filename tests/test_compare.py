@@ -333,3 +333,11 @@ def test_calibration_script_smoke(tmp_path: Path) -> None:
         r = mod.cell(n, process, runs, slow, reps=3)
         assert set(r) >= {"failed", "passed", "inconclusive", "coverage", "insufficient"}
         assert r["failed"] + r["passed"] + r["inconclusive"] == pytest.approx(1.0)
+
+
+async def test_run_interleaved_checks_runs() -> None:
+    def never() -> Any:
+        raise AssertionError("no tester is built for a bad argument")
+
+    with pytest.raises(ValueError, match="runs"):
+        await tfp.run_interleaved(never, never, tfp.StressPlan([tfp.Phase("p", 1, rate=1)]), runs=0)
