@@ -60,6 +60,7 @@ import polars as pl
 from taskforge_perf import analysis
 from taskforge_perf.analysis import Frame, _keys, _lazy, _sort_keys
 from taskforge_perf.compare_stats import LEVELS, GateParams, gate_table, side_stats
+from taskforge_perf.results import LOAD_EXCLUDED, load_run
 from taskforge_perf.schema import answered_expr
 from taskforge_perf.trend import Trend, compare_series
 
@@ -67,8 +68,6 @@ if TYPE_CHECKING:
     import altair as alt
 
 __all__ = ["Comparison", "Trend", "Verdict", "compare", "compare_series"]
-
-_LOAD_EXCLUDED = ("setup", "teardown")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -260,12 +259,10 @@ def _as_runs(x: Any) -> list[tuple[Frame, Mapping[str, Any] | None]]:
     if isinstance(x, list | tuple):
         return [r for item in x for r in _as_runs(item)]
     if isinstance(x, str | Path):
-        from taskforge_perf.results import load_run
-
         x = load_run(x)
     if isinstance(x, pl.DataFrame | pl.LazyFrame):
         return [
-            (_lazy(x).filter(~pl.col("phase").cast(pl.String).is_in(_LOAD_EXCLUDED).fill_null(False)), None)
+            (_lazy(x).filter(~pl.col("phase").cast(pl.String).is_in(LOAD_EXCLUDED).fill_null(False)), None)
         ]
     load_events = getattr(x, "load_events", None)
     if callable(load_events):  # a Run: compare the load itself, not setup/teardown auth traffic

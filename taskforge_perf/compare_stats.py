@@ -66,7 +66,7 @@ def side_stats(events: Frame, keys: Sequence[str], metrics: Sequence[str], batch
     rows = (
         lf.filter(answered_expr())
         .select(*gk, "t_start", lat=(pl.col("t_end") - pl.col("t_start")).clip(lower_bound=1))
-        .sort([*gk, "t_start"])
+        .sort([*gk, "t_start"], maintain_order=True)
         .with_columns(_blk=(pl.int_range(pl.len()).over(gk) * batches // pl.len().over(gk)))
         .collect()
     )
@@ -234,9 +234,18 @@ def gate_table(
     _decide(rows, keys, family, params)
     for row in rows:
         del row["_lat"], row["_counts"]
-    schema_keys = {k: base[0].schema[k] for k in keys} if base else {}
-    out = pl.DataFrame(rows, infer_schema_length=None)
-    return out.cast(schema_keys) if rows else out  # type: ignore[arg-type]
+    # One schema whatever the order of the groups (and with all-null columns still Float64).
+    f64, i64, s = pl.Float64(), pl.Int64(), pl.String()
+    schema: dict[str, pl.DataType] = {k: (base or cand)[0].schema[k] for k in keys}
+    schema |= {"runs_base": i64, "runs_cand": i64, "n_base": i64, "n_cand": i64}
+    for m in metrics:
+        for suffix in ("base_ms", "cand_ms", "rel", "rel_ci_low", "rel_ci_high"):
+            schema[f"{m}_{suffix}"] = f64
+    schema |= {f"{g}_p": f64, f"{g}_p_holm": f64, f"{g}_decision": s}
+    for suffix in ("base", "cand", "delta", "ci_low", "ci_high", "p", "p_holm"):
+        schema[f"error_rate_{suffix}"] = f64
+    schema |= {"error_rate_decision": s, "verdict": s, "needed": s}
+    return pl.DataFrame([{c: r.get(c) for c in schema} for r in rows], schema=schema)
 
 
 def _decide(rows: list[dict[str, Any]], keys: Sequence[str], family: Sequence[str], p: GateParams) -> None:
