@@ -1,13 +1,17 @@
-"""Regenerate the sample runs in data/samples/: a baseline and a candidate build of the reference target.
+"""Regenerate the sample runs in data/samples/: three runs each of a baseline and a candidate build.
 
-The candidate profile of the reference target makes POST /tasks about 30% slower than a 20 ms base
-(see ``TargetConfig``), so ``tfp.compare(baseline, candidate)`` has a real regression to find.
+Two reference targets run side by side, one with the candidate profile (POST /tasks about 30%
+slower than a 20 ms base, see ``TargetConfig``), and the runs alternate A B A B A B
+(``tfp.run_interleaved``), so ``tfp.compare(baselines, candidates)`` has a real regression to find
+with runs as replicates. Run 1 of each side is saved as ``baseline`` / ``candidate`` (the pair the
+report and notebooks open), runs 2 and 3 as ``baseline-2`` ... ``candidate-3``.
 
-    .venv/bin/python data/make_samples.py            # ~30 s, loopback only
+    .venv/bin/python data/make_samples.py            # ~1.5 min, loopback only
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import sys
 from pathlib import Path
@@ -15,6 +19,7 @@ from pathlib import Path
 import taskforge_perf as tfp
 
 HERE = Path(__file__).resolve().parent / "samples"
+RUNS = 3
 PLAN = tfp.StressPlan(
     [
         tfp.Phase("warmup", 2, rate=50),
@@ -22,31 +27,32 @@ PLAN = tfp.StressPlan(
         tfp.Phase("cooldown", 2, rate=30),
     ]
 )
+KNOBS = {"latency": "POST /tasks=exp:20ms,GET /health=2ms", "hash_iterations": 1000, "seed": 42}
 
 
-def record(profile: str, name: str) -> tfp.Run:
-    """One run of the TaskForge mix against the reference target with the given profile."""
-    knobs = {
-        "latency": "POST /tasks=exp:20ms,GET /health=2ms",
-        "hash_iterations": 1000,
-        "profile": profile,
-        "seed": 42,
-    }
-    with tfp.ReferenceTarget(**knobs) as target:
-        users = tfp.UserPool(count=10, email_prefix="sample")
-        tester = tfp.LoadTester(target, users, tfp.RequestMix.taskforge(), seed=42)
-        run = tester.run_sync(PLAN, name=name)
-    run.meta["target_version"] = profile
-    return run
+async def record() -> tuple[list[tfp.Run], list[tfp.Run]]:
+    """Interleaved runs of the TaskForge mix against a baseline and a candidate target."""
+    async with (
+        tfp.ReferenceTarget(profile="baseline", **KNOBS) as a,
+        tfp.ReferenceTarget(profile="candidate", **KNOBS) as b,
+    ):
+
+        def factory(target: tfp.ReferenceTarget) -> tfp.LoadTester:
+            users = tfp.UserPool(count=10, email_prefix="sample")
+            return tfp.LoadTester(target, users, tfp.RequestMix.taskforge(), seed=42, live=False)
+
+        return await tfp.run_interleaved(lambda: factory(a), lambda: factory(b), PLAN, runs=RUNS)
 
 
 def main() -> int:
-    for profile, name in (("baseline", "baseline"), ("candidate", "candidate")):
-        run = record(profile, name)
-        out = HERE / name
-        shutil.rmtree(out, ignore_errors=True)
-        run.save(out)
-        print(f"{name}: {run.events.height} rows -> {out}", file=sys.stderr)
+    base, cand = asyncio.run(record())
+    for name, runs in (("baseline", base), ("candidate", cand)):
+        for i, run in enumerate(runs, start=1):
+            run.meta["target_version"] = name
+            out = HERE / (name if i == 1 else f"{name}-{i}")
+            shutil.rmtree(out, ignore_errors=True)
+            run.save(out)
+            print(f"{out.name}: {run.events.height} rows", file=sys.stderr)
     return 0
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from taskforge_perf.compare import Comparison, compare, compare_series
+from taskforge_perf.compare import Comparison, Verdict, compare, compare_series
 from taskforge_perf.config import Target
 from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.engine.tester import LoadTester
 from taskforge_perf.engine.ws import WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError, TaskforgePerfError
+from taskforge_perf.interleave import compare_interleaved, run_interleaved
 from taskforge_perf.mix import Endpoint, RequestMix, task_endpoint
 from taskforge_perf.plan import Phase, PlanError, StressPlan
 from taskforge_perf.rendering import setup_notebook
@@ -44,12 +45,15 @@ __all__ = [
     "Threshold",
     "UserPool",
     "UserSpec",
+    "Verdict",
     "WsOptions",
     "__version__",
     "compare",
+    "compare_interleaved",
     "compare_series",
     "load_run",
     "report",
+    "run_interleaved",
     "runs",
     "setup_notebook",
     "task_endpoint",

@@ -180,7 +180,7 @@ def _add_report(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "--max-p95-regression",
         type=_NONNEG,
         default=0.10,
-        help="the verdict's p95 threshold with --compare (default 0.10 = 10%%)",
+        help="the verdict's allowed p95 regression with --compare (default 0.10 = 10%%)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress messages")
     p.set_defaults(func=_cmd_report)
@@ -197,6 +197,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
         max_p95_regression=args.max_p95_regression,
         progress=not args.quiet,
     )
+    if args.compare:  # the one verdict, as the report shows it
+        from taskforge_perf.compare import compare
+
+        print(compare(args.compare, args.run_dir, max_regression=args.max_p95_regression).verdict)
     return 0
 
 

@@ -61,6 +61,7 @@ def compare_report(tmp_path_factory: pytest.TempPathFactory) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     assert "cell 1/" in proc.stderr and "wrote" in proc.stderr  # progress on stderr
+    assert re.search(r"^(PASS|FAIL|INCONCLUSIVE): ", proc.stdout, re.M)  # the one verdict
     return out.read_text(encoding="utf-8")
 
 
@@ -74,7 +75,7 @@ def test_report_is_self_contained(compare_report: str) -> None:
     # Six charts inline as SVG: latency, throughput, spectrum, users, compare, delta.
     assert html.count("<svg") >= 6
     assert "p95_ms" in html and "POST /tasks generate-pdf" in html  # the summary table
-    assert "FAIL:" in html or "PASS:" in html  # the verdict
+    assert re.search(r"Verdict: (PASSED|FAILED|INCONCLUSIVE)", html)  # the one verdict
     assert "def " not in html and "import taskforge_perf" not in html  # code cells hidden
 
 
