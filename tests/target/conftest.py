@@ -25,6 +25,7 @@ def quirks_target() -> Iterator[ReferenceTarget]:
         hash_iterations=1000,
         outbox_interval=0.5,
         outbox_batch=3,
+        worker_concurrency=8,  # a batch starts at once (the real default is 1 consumer per queue)
         token_check_delay=0.05,
     ) as t:
         yield t
