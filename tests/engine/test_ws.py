@@ -260,8 +260,11 @@ async def test_real_quirks_rejection_lost_subscriptions_and_both_shapes() -> Non
         seed=16,
         real_quirks=True,
         outbox_interval=0.5,
+        worker_concurrency=16,  # a batch runs at once (the real default is one consumer per queue)
+        # pdf still processing when resubscribed: the real gateway forgets a finished pdf's status
+        task_durations="generate-pdf=1500ms",
         token_check_delay=0.05,
-        ws_drop_every=1.5,
+        ws_drop_every=2.2,  # after the first resubscribes' 1 s confirmation window
         **FAST,
     ) as target:
         opts = tfp.WsOptions(resubscribe_after=0.8, backoff_initial=0.05, subscribe_sample=0)
