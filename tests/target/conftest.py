@@ -29,3 +29,20 @@ def quirks_target() -> Iterator[ReferenceTarget]:
         token_check_delay=0.05,
     ) as t:
         yield t
+
+
+@pytest.fixture(scope="module")
+def real() -> Iterator[ReferenceTarget]:
+    with ReferenceTarget(real_quirks=True, outbox_time_scale=0.01, hash_iterations=1000, seed=17) as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def plain() -> Iterator[ReferenceTarget]:
+    with ReferenceTarget(hash_iterations=1000, seed=18) as t:
+        yield t
+
+
+@pytest.fixture(params=["real", "plain"])
+def any_target(request: pytest.FixtureRequest) -> ReferenceTarget:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]
