@@ -35,7 +35,7 @@ _FORM = "application/x-www-form-urlencoded"
 #: ``real_timing``: the serial service time of one request (the gateway's one event loop), its
 #: growth per open WebSocket, and the latencies on top (signup/login: bcrypt).
 REAL_SERVICE = 0.002
-REAL_SERVICE_PER_SOCKET = 0.02
+REAL_SERVICE_PER_SOCKET = 0.012
 REAL_LATENCY = {
     "POST /auth/signup": Delay("uniform", 0.120, 0.145),
     "POST /auth/login": Delay("uniform", 0.120, 0.145),
@@ -144,7 +144,7 @@ class HttpApi:
 
     async def _serial(self) -> None:
         """One serial service slot (a virtual clock: exact capacity whatever the timer granularity);
-        each open WebSocket makes it 2% slower, as the real gateway shares its 2 cores."""
+        each open WebSocket makes it 1% slower, as the real gateway shares its 2 cores."""
         now = time.monotonic()
         service = REAL_SERVICE * (1.0 + REAL_SERVICE_PER_SOCKET * self._metrics.ws_open)
         self._busy_until = done = max(now, self._busy_until) + service
