@@ -286,7 +286,7 @@ class HttpApi:
 
     async def remove_test_users(self, request: web.Request) -> web.Response:
         """The real clean-up endpoint: no auth, deletes every user whose email starts with "load"."""
-        n = self._auth.remove_users("load")
+        n = self._auth.remove_test_users("load")
         return _json(200, {"success": True, "message": f"Removed {n} test users", "deleted": n})
 
     async def metrics(self, request: web.Request) -> web.Response:

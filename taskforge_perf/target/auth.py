@@ -136,13 +136,15 @@ class AuthStore:
         user = self._by_id.get(user_id)
         return user is not None and user.access == sid
 
-    def remove_users(self, prefix: str) -> int:
-        """Delete every user whose email starts with ``prefix`` (the real remove-test-users)."""
+    def remove_test_users(self, prefix: str = "load") -> int:
+        """Forget every user whose email starts with ``prefix`` (and their sessions), as the real
+        system's ``POST /auth/remove-test-users`` does; returns how many were removed."""
         gone = [u for e, u in self._users.items() if e.startswith(prefix)]
         for user in gone:
             self.revoke_all(user)
             del self._users[user.email]
-            del self._by_id[user.id]
+            self._by_id.pop(user.id, None)
+        self._cache.clear()
         return len(gone)
 
     def user_of(self, user_id: str) -> User | None:
