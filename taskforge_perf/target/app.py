@@ -144,7 +144,7 @@ class HttpApi:
 
     async def _serial(self) -> None:
         """One serial service slot (a virtual clock: exact capacity whatever the timer granularity);
-        each open WebSocket makes it 1% slower, as the real gateway shares its 2 cores."""
+        each open WebSocket makes it 1.2% slower, as the real gateway shares its 2 cores."""
         now = time.monotonic()
         service = REAL_SERVICE * (1.0 + REAL_SERVICE_PER_SOCKET * self._metrics.ws_open)
         self._busy_until = done = max(now, self._busy_until) + service

@@ -110,7 +110,7 @@ class TargetConfig:
 
     ``real_quirks`` reproduces every quirk of DESIGN.md section 4; ``real_timing`` (implies
     ``real_quirks``) also reproduces the real system's latencies and capacity on a 2-core machine:
-    one serial 2 ms service slot per request, 1% slower per open WebSocket (about 500 req/s alone,
+    one serial 2 ms service slot per request, 1.2% slower per open WebSocket (about 500 req/s alone,
     about 310 with 50 sockets), exponential latencies on top (p95 near 86 ms at 450 req/s) and
     120-145 ms of bcrypt-like cost on signup and login. ``seed`` seeds all randomness.
 
