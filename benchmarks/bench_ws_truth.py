@@ -37,6 +37,7 @@ async def main(a: argparse.Namespace) -> None:
     knobs: dict = {"real_quirks": not a.plain, "hash_iterations": 1000, "seed": 7}
     if a.outbox is not None:
         knobs["outbox_interval"] = a.outbox
+    knobs["outbox_first_delay"] = a.first_delay  # the real 60 s would leave a short run idle
     if a.keep_up:  # the outbox dispatches everything each pass and workers keep up
         knobs.update(outbox_batch=2000, worker_concurrency=64)
     async with tfp.ReferenceTarget(**knobs) as target:
@@ -95,6 +96,7 @@ if __name__ == "__main__":
     p.add_argument("--sockets", type=int, default=50)
     p.add_argument("--users", type=int, default=20)
     p.add_argument("--outbox", type=float, default=None, help="outbox interval (s); default 5 s")
+    p.add_argument("--first-delay", type=float, default=5.0, help="first outbox pass (s); real: 60")
     p.add_argument("--keep-up", action="store_true", help="outbox_batch=2000, worker_concurrency=64")
     p.add_argument("--wait", type=float, default=0.0, help="wait_for_tasks (s)")
     p.add_argument("--cross", action="store_true", help="WsOptions(sample_from='all')")

@@ -111,8 +111,18 @@ class UserSpec:
         return f"UserSpec(email={self.email!r}, password='***')"
 
 
+#: ``UserPool(cleanup=...)``: what a run does with its users at the end.
+CLEANUPS: tuple[str | None, ...] = ("logout", "remove-test-users", None)
+
+
 class UserPool:
     """A factory of test users: ``count`` users ``{prefix}{i}@{domain}`` or an explicit list.
+
+    ``cleanup`` is what the run does with its users at the end: ``"logout"`` (default) logs each
+    one out (TaskForge answers 401 there: counted, never raised); ``"remove-test-users"`` calls the
+    real ``POST /auth/remove-test-users`` once, which deletes EVERY user whose email starts with
+    "load" on the target, other people's included: use it only on a target of your own; ``None``
+    leaves the users as they are.
 
     >>> pool = UserPool(count=3, email_prefix="loadtest", domain="example.com")
     >>> [u.email for u in pool]
@@ -136,6 +146,7 @@ class UserPool:
         signup_concurrency: int = 10,
         token_ttl: float = 900.0,
         min_ready: int | float | None = None,
+        cleanup: str | None = "logout",
     ) -> None:
         if users is None:
             if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -196,6 +207,13 @@ class UserPool:
         self.token_ttl = float(token_ttl)
         self.email_prefix = email_prefix if users is None else None
         self.domain = domain if users is None else None
+        # --- clean-up at the end of a run (issue 17) ---
+        if cleanup not in CLEANUPS:
+            raise ConfigError(
+                f"UserPool.cleanup must be one of {CLEANUPS} (got {cleanup!r}); 'remove-test-users' "
+                "deletes every user whose email starts with 'load' on the target"
+            )
+        self.cleanup = cleanup
 
     def __len__(self) -> int:
         return len(self.users)
@@ -217,6 +235,7 @@ class UserPool:
             "domain": self.domain,
             "signup": self.signup,
             "min_ready": self._min_ready_arg,
+            "cleanup": self.cleanup,
         }
 
 

@@ -31,6 +31,7 @@ SIGNUP, LOGIN, REFRESH, LOGOUT = (
     "POST /auth/refresh",
     "POST /auth/logout",
 )
+REMOVE = "POST /auth/remove-test-users"
 _JSON = {"Content-Type": "application/json"}
 
 
@@ -63,6 +64,7 @@ class AuthClient:
         self.clock = clock
         self.phase = phase
         self.logout_failures = 0
+        self.cleanup_failures = 0  # remove-test-users not answered 2xx
         self.signup_existing = 0
         #: Pool-wide breaker over renewal outcomes (see engine.backoff).
         self.breaker = CircuitBreaker(len(pool))
@@ -265,6 +267,23 @@ class AuthClient:
 
         await asyncio.gather(*(one(u) for u in self.pool))
         return sum(1 for u in self.pool if u.access is not None)
+
+    async def cleanup(self) -> None:
+        """End of run, as ``pool.cleanup`` says: log out, remove the test users, or nothing."""
+        mode = self.pool.cleanup
+        if mode == "logout":
+            await self.logout_all()
+            return
+        for user in self.pool:
+            if user.renewing is not None:
+                user.renewing.cancel()
+        if mode == "remove-test-users":
+            # The real endpoint (no auth) deletes every user whose email starts with "load".
+            status, _ = await self._post(REMOVE, "/auth/remove-test-users", self.pool[0], None)
+            if not 200 <= status < 300:
+                self.cleanup_failures += 1
+        for user in self.pool:
+            user.clear_tokens()
 
     async def logout_all(self) -> None:
         """Log every user out; failures (TaskForge answers 401 here) are counted, never raised."""

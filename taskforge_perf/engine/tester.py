@@ -561,7 +561,7 @@ class LoadTester:
                     except asyncio.CancelledError:
                         pass
                 try:
-                    await asyncio.shield(asyncio.wait_for(auth.logout_all(), self.target.request_timeout))
+                    await asyncio.shield(asyncio.wait_for(auth.cleanup(), self.target.request_timeout))
                 except (TimeoutError, asyncio.CancelledError):
                     pass
                 await side.stop()  # after the last request: the target's final scrape
@@ -794,6 +794,8 @@ class LoadTester:
             "phases": {k: v.as_dict() for k, v in driver.state.phase_stats.items()},
             "auth": {
                 "logout_failures": auth.logout_failures,
+                "cleanup": self.users.cleanup,
+                "cleanup_failures": auth.cleanup_failures,
                 "signup_existing": auth.signup_existing,
             },
             "workers": 1,

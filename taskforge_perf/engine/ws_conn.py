@@ -226,7 +226,8 @@ def parse_message(raw: str | bytes) -> Parsed:
     """Classify one frame; never raises.
 
     ``("message", id, status, progress, None)`` for a status update (``{success: true}`` of the
-    image worker is ``completed``, ``{success: false}`` is ``failed``); ``("message", id,
+    image and video workers and ``{url, cached: true}`` of the image worker are ``completed``,
+    ``{success: false}`` is ``failed``); ``("message", id,
     "unknown", None, "unknown_shape")`` for JSON of another shape; ``("error", id, None, None,
     "server_error")`` for ``{"type": "error"}``; ``("error", None, None, None, "unparsable")`` for a
     frame that is not JSON.
@@ -247,7 +248,7 @@ def parse_message(raw: str | bytes) -> Parsed:
     progress = float(prog) if isinstance(prog, int | float) and not isinstance(prog, bool) else None
     if not isinstance(status, str) or not status:
         ok = msg.get("success")
-        if ok is True:
+        if ok is True or msg.get("cached") is True:
             status, progress = "completed", 100.0 if progress is None else progress
         elif ok is False:
             status = "failed"

@@ -1,5 +1,8 @@
 """The HTTP API of the reference target (aiohttp), DESIGN.md section 4 line by line.
 
+``real_quirks`` switches to the real gateway's messages and error bodies (Express: an HTML 404 for
+unknown routes); ``real_timing`` adds its latencies and capacity (see ``TargetConfig``).
+
 Each route is wrapped once, at build time, by ``_instrument``: it counts the request, observes its
 latency and applies only the fault knobs configured for that route (connection drop, capacity
 slot, added latency, injected 500, stall windows), so an unconfigured target does almost no work
@@ -15,17 +18,34 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 
 from taskforge_perf.target.auth import AuthError, AuthStore
 from taskforge_perf.target.config import TASK_TYPES, TargetConfig
 from taskforge_perf.target.metrics import Metrics
+from taskforge_perf.target.specs import Delay
 from taskforge_perf.target.workers import Workers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _JSON = "application/json"
 _TASK_TYPES = frozenset(TASK_TYPES)
+_FORM = "application/x-www-form-urlencoded"
+#: ``real_timing``: the serial service time of one request (the gateway's one event loop), its
+#: growth per open WebSocket, and the latencies on top (signup/login: bcrypt).
+REAL_SERVICE = 0.002
+REAL_SERVICE_PER_SOCKET = 0.012
+REAL_LATENCY = {
+    "POST /auth/signup": Delay("uniform", 0.120, 0.145),
+    "POST /auth/login": Delay("uniform", 0.120, 0.145),
+    "GET /metrics": Delay("exp", 0.003),
+}
+REAL_LATENCY_OTHER = Delay("exp", 0.015)
+_EXPRESS_404 = (
+    '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n'
+    "</head>\n<body>\n<pre>Cannot %s %s</pre>\n</body>\n</html>\n"
+)
 
 
 def _json(status: int, obj: object) -> web.Response:
@@ -44,6 +64,9 @@ class HttpApi:
         self._stalls: list[tuple[float, float]] = []  # absolute monotonic windows, set at start
         self._sem = asyncio.Semaphore(config.max_concurrency) if config.max_concurrency else None
         self._quirks = config.real_quirks
+        self._busy_until = 0.0  # real_timing: when the serial service slot is free again
+        msg = b"Task created and queued for dispatch." if self._quirks else b"Task queued for processing"
+        self._created = b'{"success":true,"taskId":"%s","message":"' + msg + b'"}'
 
     def mark_started(self, now: float | None = None) -> None:
         """Anchor the stall windows: call once when the target is ready."""
@@ -61,6 +84,8 @@ class HttpApi:
             ("POST", "/auth/remove-test-users", self.remove_test_users),
             ("POST", "/tasks", self.create_task),
             ("GET", "/health", self.health),
+            ("GET", "/health/live", self.live),
+            ("GET", "/health/ready", self.ready),
             ("GET", "/metrics", self.metrics),
         ]
         for method, path, handler in routes:
@@ -75,6 +100,9 @@ class HttpApi:
         perf, monotonic, sleep = time.perf_counter, time.monotonic, asyncio.sleep
         drop = cfg.drop_rate if route != "GET /metrics" else 0.0
         delay = cfg.latency_for(route)
+        if cfg.real_timing and delay is None:
+            delay = REAL_LATENCY.get(route, REAL_LATENCY_OTHER)
+        serial = self._serial if cfg.real_timing else None
         err = cfg.error_rate_for(route)
         sem = self._sem if route != "GET /metrics" else None
         service = cfg.service_time
@@ -92,6 +120,8 @@ class HttpApi:
             if sem is not None:
                 async with sem:
                     await sleep(service)
+            if serial is not None:
+                await serial()
             if delay is not None:
                 await sleep(delay.sample(rng))
             if err and rng.random() < err:
@@ -112,6 +142,14 @@ class HttpApi:
 
         return instrumented
 
+    async def _serial(self) -> None:
+        """One serial service slot (a virtual clock: exact capacity whatever the timer granularity);
+        each open WebSocket makes it 1.2% slower, as the real gateway shares its 2 cores."""
+        now = time.monotonic()
+        service = REAL_SERVICE * (1.0 + REAL_SERVICE_PER_SOCKET * self._metrics.ws_open)
+        self._busy_until = done = max(now, self._busy_until) + service
+        await asyncio.sleep(done - now)
+
     # --- response helpers -----------------------------------------------------------------------
 
     def _error_obj(self, status: int, message: str) -> dict[str, object]:
@@ -128,8 +166,11 @@ class HttpApi:
         return _json(401, {"message": message})
 
     async def _body(self, request: web.Request) -> dict[str, object] | web.Response:
+        raw = await request.read()
+        if request.content_type == _FORM:  # express.urlencoded(): form bodies are parsed too
+            return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
         try:
-            data = json.loads(await request.read())
+            data = json.loads(raw)
         except ValueError:
             return self._error(400, "Invalid JSON body")
         if not isinstance(data, dict):
@@ -139,7 +180,7 @@ class HttpApi:
     def _bearer(self, request: web.Request) -> tuple[str, str] | web.Response:
         header = request.headers.get("Authorization")
         if not header or not header.startswith("Bearer "):
-            return self._unauthorized("No token provided")
+            return self._unauthorized("Unauthorized" if self._quirks else "No token provided")
         try:
             return self._auth.verify_access(header[7:])
         except AuthError as e:
@@ -157,7 +198,9 @@ class HttpApi:
             return data
         email, password = data.get("email"), data.get("password")
         if not isinstance(email, str) or not email or not isinstance(password, str) or not password:
-            return self._error(400, "Email and password are required")
+            return self._error(
+                400, "Email and password required" if self._quirks else "Email and password are required"
+            )
         return email, password
 
     async def signup(self, request: web.Request) -> web.Response:
@@ -184,12 +227,10 @@ class HttpApi:
             return data
         token = data.get("refreshToken")
         if not isinstance(token, str) or not token:
-            return self._error(400, "refreshToken is required")
+            return self._error(400, "Refresh token required" if self._quirks else "refreshToken is required")
         try:
             return self._tokens(200, *self._auth.refresh(token))
         except AuthError as e:
-            if self._quirks and e.message == "jwt malformed":
-                return self._error(500, e.message)
             return self._error(e.status, e.message)
 
     async def logout(self, request: web.Request) -> web.Response:
@@ -200,12 +241,6 @@ class HttpApi:
             return who
         self._auth.logout(request.headers["Authorization"][7:])
         return _json(200, {"success": True, "message": "Logged out"})
-
-    async def remove_test_users(self, request: web.Request) -> web.Response:
-        # The real system's clean-up route (no auth): deletes every user whose email starts
-        # with "load"; a "target that forgot its users" for tests of re-signup.
-        n = self._auth.remove_test_users("load")
-        return _json(200, {"success": True, "deleted": n})
 
     async def create_task(self, request: web.Request) -> web.Response:
         who = self._bearer(request)
@@ -218,34 +253,48 @@ class HttpApi:
         data = await self._body(request)
         if isinstance(data, web.Response):
             return data
-        task_type = data.get("type")
-        if not task_type:
-            return self._error(400, "Task type is required")
+        task_type, payload = data.get("type"), data.get("payload")
+        if not task_type or payload is None:  # the real contract, every mode
+            return self._error(400, "type and payload are required")
         if not isinstance(task_type, str) or task_type not in _TASK_TYPES:
             return self._error(400, f"Unsupported task type: {task_type}")
-        payload = data.get("payload", {})
-        if payload is not None and not isinstance(payload, dict):
+        if not isinstance(payload, dict):
             return self._error(400, "payload must be an object")
         task_id = str(uuid.uuid4())
         created = self._metrics.tasks_created
         created[task_type] = created.get(task_type, 0) + 1
-        self._workers.submit(task_id, task_type, user_id)
-        return web.Response(
-            body=b'{"success":true,"taskId":"%s","message":"Task queued for processing"}' % task_id.encode(),
-            status=202,
-            content_type=_JSON,
-        )
+        self._workers.submit(task_id, task_type, user_id, payload)
+        return web.Response(body=self._created % task_id.encode(), status=202, content_type=_JSON)
 
     async def health(self, request: web.Request) -> web.Response:
         ts = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        t0 = time.perf_counter()
+        await asyncio.sleep(0)  # the real one pings PostgreSQL and Redis: report the round trips
+        lat = round((time.perf_counter() - t0) * 1e3)
         return web.Response(
-            body=b'{"status":"ok","timestamp":"%s","services":{"database":"up","redis":"up"},'
-            b'"uptime":%.3f}' % (ts.encode(), self._metrics.uptime()),
+            body=b'{"status":"ok","timestamp":"%s","services":{"database":{"status":"up","latency":%d},'
+            b'"redis":{"status":"up","latency":%d}},"uptime":%.3f}'
+            % (ts.encode(), lat, lat, self._metrics.uptime()),
             content_type=_JSON,
         )
+
+    async def live(self, request: web.Request) -> web.Response:
+        return _json(200, {"status": "alive"})
+
+    async def ready(self, request: web.Request) -> web.Response:
+        return _json(200, {"status": "ready"})
+
+    async def remove_test_users(self, request: web.Request) -> web.Response:
+        """The real clean-up endpoint: no auth, deletes every user whose email starts with "load"."""
+        n = self._auth.remove_test_users("load")
+        return _json(200, {"success": True, "message": f"Removed {n} test users", "deleted": n})
 
     async def metrics(self, request: web.Request) -> web.Response:
         return web.Response(text=self._metrics.render(), content_type="text/plain")
 
     async def not_found(self, request: web.Request) -> web.Response:
+        if self._quirks:  # Express's default final handler
+            return web.Response(
+                text=_EXPRESS_404 % (request.method, request.path), status=404, content_type="text/html"
+            )
         return self._error(404, f"Cannot {request.method} {request.path}")

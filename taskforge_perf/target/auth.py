@@ -1,4 +1,13 @@
-"""Users, sessions and tokens of the reference target (in memory, one store per process)."""
+"""Users, sessions and tokens of the reference target (in memory, one store per process).
+
+Two token models. By default access tokens carry ``sub, sid, jti`` and every login opens a
+session. With ``real_quirks`` they carry the real ``{id, email, iat, exp}`` (integer times: two
+tokens of one user issued in the same second are identical, as in the real system) and each user
+holds one stored refresh token and one current access token, like the real database and Redis:
+a login replaces both, a refresh rotates both, reuse detection, a wrong password and a removal
+clear both. In every mode, refreshing after the stored refresh token was cleared is 403
+"Access denied" (the real controller's answer).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +34,8 @@ class User:
     salt: bytes
     digest: bytes
     sessions: set[str] = field(default_factory=set)
+    refresh: str | None = None  # real_quirks: the stored refresh token
+    access: str | None = None  # real_quirks: the current access token (the gateway's session)
 
 
 class AuthError(Exception):
@@ -47,6 +58,8 @@ class AuthStore:
         self._sessions: dict[str, str] = {}  # sid -> user id, only live sessions
         self._used_refresh: set[str] = set()
         self._cache: dict[str, tuple[str, str, float]] = {}
+        self._quirks = config.real_quirks
+        self._refresh_secret = secrets.token_bytes(32)
 
     # --- passwords ------------------------------------------------------------------------------
 
@@ -58,7 +71,23 @@ class AuthStore:
 
     # --- sessions and tokens --------------------------------------------------------------------
 
+    def _issue_real(self, user: User) -> tuple[str, str]:
+        now = int(time.time())
+        claims = {"id": user.id, "email": user.email, "iat": now}
+        access = jwt.encode(
+            {**claims, "exp": now + int(self._cfg.access_ttl)}, self._secret, algorithm="HS256"
+        )
+        refresh = jwt.encode(
+            {**claims, "jti": secrets.token_hex(12), "exp": now + int(self._cfg.refresh_ttl)},
+            self._refresh_secret,
+            algorithm="HS256",
+        )
+        user.access, user.refresh = access, refresh
+        return access, refresh
+
     def _issue(self, user: User, sid: str | None = None) -> tuple[str, str]:
+        if self._quirks:
+            return self._issue_real(user)
         if sid is None:
             sid = uuid.uuid4().hex
             self._sessions[sid] = user.id
@@ -93,9 +122,30 @@ class AuthStore:
         for sid in user.sessions:
             self._sessions.pop(sid, None)
         user.sessions.clear()
+        user.access = user.refresh = None
 
     def session_live(self, sid: str) -> bool:
-        return sid in self._sessions
+        """Default model: the session ``sid`` is open. With ``real_quirks`` ``sid`` is the access
+        token itself: live while it is its user's current one (not replaced, not revoked)."""
+        if not self._quirks:
+            return sid in self._sessions
+        try:
+            user_id, _ = self.verify_access(sid)
+        except AuthError:
+            return False
+        user = self._by_id.get(user_id)
+        return user is not None and user.access == sid
+
+    def remove_test_users(self, prefix: str = "load") -> int:
+        """Forget every user whose email starts with ``prefix`` (and their sessions), as the real
+        system's ``POST /auth/remove-test-users`` does; returns how many were removed."""
+        gone = [u for e, u in self._users.items() if e.startswith(prefix)]
+        for user in gone:
+            self.revoke_all(user)
+            del self._users[user.email]
+            self._by_id.pop(user.id, None)
+        self._cache.clear()
+        return len(gone)
 
     def user_of(self, user_id: str) -> User | None:
         return self._by_id.get(user_id)
@@ -106,19 +156,24 @@ class AuthStore:
         The session is not checked here: callers decide (the real system forgets on POST /tasks).
         """
         hit = self._cache.get(token)
+        quirks = self._quirks
         if hit is None:
+            bad = "Invalid or expired token" if quirks else "Invalid token"
             try:
                 claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"verify_exp": False})
-                hit = (str(claims["sub"]), str(claims["sid"]), float(claims["exp"]))
+                if quirks:
+                    hit = (str(claims["id"]), token, float(claims["exp"]))
+                else:
+                    hit = (str(claims["sub"]), str(claims["sid"]), float(claims["exp"]))
             except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-                raise AuthError(401, "Invalid token") from None
+                raise AuthError(401, bad) from None
             if "typ" in claims:
-                raise AuthError(401, "Invalid token")
+                raise AuthError(401, bad)
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[token] = hit
         if hit[2] <= time.time():
-            raise AuthError(401, "Token expired")
+            raise AuthError(401, "Invalid or expired token" if quirks else "Token expired")
         return hit[0], hit[1]
 
     # --- the four routes ------------------------------------------------------------------------
@@ -146,7 +201,27 @@ class AuthStore:
         self.revoke_all(user)
         return self._issue(user)
 
+    def _refresh_real(self, token: str) -> tuple[str, str]:
+        # jsonwebtoken's errors reach the real error handler: 500 with the library's message.
+        try:
+            claims = jwt.decode(token, self._refresh_secret, algorithms=["HS256"])
+        except jwt.InvalidSignatureError:
+            raise AuthError(500, "invalid signature") from None
+        except jwt.ExpiredSignatureError:
+            raise AuthError(500, "jwt expired") from None
+        except jwt.PyJWTError:
+            raise AuthError(500, "jwt malformed") from None
+        user = self._by_id.get(str(claims.get("id")))
+        if user is None or user.refresh is None:
+            raise AuthError(403, "Access denied")
+        if user.refresh != token:
+            self.revoke_all(user)
+            raise AuthError(403, "Token reuse detected")
+        return self._issue_real(user)
+
     def refresh(self, token: str) -> tuple[str, str]:
+        if self._quirks:
+            return self._refresh_real(token)
         try:
             claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"verify_exp": False})
         except jwt.DecodeError:
@@ -165,24 +240,18 @@ class AuthStore:
             self.revoke_all(user)
             raise AuthError(403, "Token reuse detected")
         sid = str(claims["sid"])
-        if sid not in self._sessions:
-            raise AuthError(401, "Session revoked")
+        if sid not in self._sessions:  # the stored refresh token was cleared (reuse, logout, ...)
+            raise AuthError(403, "Access denied")
         self._used_refresh.add(jti)
         return self._issue(user, sid)
 
-    def remove_test_users(self, prefix: str = "load") -> int:
-        """Forget every user whose email starts with ``prefix`` (and their sessions), as the real
-        system's ``POST /auth/remove-test-users`` does; returns how many were removed."""
-        gone = [u for e, u in self._users.items() if e.startswith(prefix)]
-        for user in gone:
-            self.revoke_all(user)
-            del self._users[user.email]
-            self._by_id.pop(user.id, None)
-        self._cache.clear()
-        return len(gone)
-
     def logout(self, token: str) -> None:
         user_id, sid = self.verify_access(token)
+        if self._quirks:
+            user = self._by_id.get(user_id)
+            if user is not None and user.access == token:
+                self.revoke_all(user)
+            return
         self._sessions.pop(sid, None)
         user = self._by_id.get(user_id)
         if user is not None:

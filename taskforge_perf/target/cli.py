@@ -22,9 +22,8 @@ _EPILOG = """\
 delays: '20ms' (fixed), 'exp:20ms' (exponential, mean), 'uniform:5ms:15ms', 'normal:20ms:5ms'.
 per-endpoint maps: 'POST /tasks=exp:20ms' or 'GET /health=0.1'; '*' = every endpoint; repeat the
 flag or separate entries with commas. endpoints: POST /auth/signup, POST /auth/login,
-POST /auth/refresh, POST /auth/logout, POST /tasks, GET /health, GET /metrics.
-POST /auth/remove-test-users (no auth, as in the real system) forgets every user whose email
-starts with "load": a target that restarted and forgot its users, without restarting it.
+POST /auth/refresh, POST /auth/logout, POST /auth/remove-test-users, POST /tasks, GET /health,
+GET /health/live, GET /health/ready, GET /metrics.
 examples:
   taskforge-perf target --port 3000 --ws-port 4000
   taskforge-perf target --latency 'POST /tasks=exp:20ms' --error-rate 'POST /tasks=0.05'
@@ -32,6 +31,8 @@ examples:
   taskforge-perf target --profile candidate       # POST /tasks +6 ms (30% of a 20 ms base)
   taskforge-perf target --max-concurrency 8 --service-time 4ms   # saturates near 2,000 req/s
   taskforge-perf target --real-quirks              # reproduce the real system's quirks
+  taskforge-perf target --real-quirks --outbox-time-scale 0.05   # ... with a 20x faster outbox
+  taskforge-perf target --real-timing              # quirks + the real latencies and capacity
 """
 
 
@@ -146,7 +147,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="'TYPE=DELAY'",
         help="per-type task duration, e.g. 'compress-video=uniform:300ms:900ms' (repeatable)",
     )
-    a("--worker-concurrency", type=int, default=4, help="workers per task type (default 4)")
+    a(
+        "--worker-concurrency",
+        type=int,
+        default=None,
+        help="workers per task type (default 4; 1 with --real-quirks, as the real consumers)",
+    )
     a("--task-failure-rate", type=float, default=0.0, help="fraction of tasks that fail")
     a(
         "--outbox-interval",
@@ -154,8 +160,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="outbox poll interval (default: 5s with --real-quirks, else immediate dispatch)",
     )
+    a(
+        "--outbox-first-delay",
+        type=_dur,
+        default=None,
+        help="first outbox pass after this (default: 60s with --real-quirks, else one interval)",
+    )
     a("--outbox-batch", type=int, default=20, help="tasks dispatched per type per poll (20)")
+    a(
+        "--outbox-time-scale",
+        type=float,
+        default=1.0,
+        help="multiply every outbox timing (0.05: the real 60s/5s become 3s/0.25s)",
+    )
     a("--real-quirks", action="store_true", help="reproduce the real system's quirks")
+    a(
+        "--real-timing",
+        action="store_true",
+        help="--real-quirks plus the real latencies and capacity (~450 req/s, bcrypt-like auth)",
+    )
     a("--seed", type=int, default=None, help="seed of every random choice")
     a(
         "--exit-with-parent",
@@ -191,8 +214,11 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         worker_concurrency=args.worker_concurrency,
         task_failure_rate=args.task_failure_rate,
         outbox_interval=args.outbox_interval,
+        outbox_first_delay=args.outbox_first_delay,
         outbox_batch=args.outbox_batch,
+        outbox_time_scale=args.outbox_time_scale,
         real_quirks=args.real_quirks,
+        real_timing=args.real_timing,
         seed=args.seed,
     )
 

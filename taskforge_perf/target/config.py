@@ -46,8 +46,11 @@ ENDPOINTS: tuple[str, ...] = (
     "POST /auth/login",
     "POST /auth/refresh",
     "POST /auth/logout",
+    "POST /auth/remove-test-users",
     "POST /tasks",
     "GET /health",
+    "GET /health/live",
+    "GET /health/ready",
     "GET /metrics",
 )
 TASK_TYPES: tuple[str, ...] = (
@@ -95,12 +98,21 @@ class TargetConfig:
     ``ws_garbage_every`` (every N s each open socket receives one frame that is not JSON and one
     JSON object of an unknown shape, to prove clients cope; 0 = off).
 
-    Workers: ``task_durations`` (per-type delay specs; processing is announced after 1/6 of it,
-    progress 50 at half, then completed/failed), ``worker_concurrency`` per type,
-    ``task_failure_rate``, ``outbox_interval`` (None = 5 s with ``real_quirks``, else immediate
-    dispatch), ``outbox_batch`` (20 per type per poll).
+    Workers: ``task_durations`` (per-type delay specs; each worker sends the real worker's
+    messages, see ``workers``), ``worker_concurrency`` per type (None = 1 with ``real_quirks``,
+    the real system's one consumer with prefetch 1; else 4), ``task_failure_rate``,
+    ``outbox_interval`` (None = 5 s with ``real_quirks``, else immediate dispatch),
+    ``outbox_first_delay`` (None = 60 s with ``real_quirks`` and no ``outbox_interval``, else one
+    interval), ``outbox_batch`` (20 per type per poll) and ``outbox_time_scale`` (multiplies every
+    outbox timing, e.g. 0.05 turns 60 s / 5 s / 10 s / 15 s into 3 s / 0.25 s / 0.5 s / 0.75 s;
+    with ``real_quirks`` the interval doubles / triples while a queue's backlog exceeds 50 / 100
+    per consumer).
 
-    ``real_quirks`` reproduces every quirk of DESIGN.md section 4; ``seed`` seeds all randomness.
+    ``real_quirks`` reproduces every quirk of DESIGN.md section 4; ``real_timing`` (implies
+    ``real_quirks``) also reproduces the real system's latencies and capacity on a 2-core machine:
+    one serial 2 ms service slot per request, 1.2% slower per open WebSocket (about 500 req/s alone,
+    about 310 with 50 sockets), exponential latencies on top (p95 near 86 ms at 450 req/s) and
+    120-145 ms of bcrypt-like cost on signup and login. ``seed`` seeds all randomness.
 
     >>> TargetConfig(latency="POST /tasks=exp:20ms", error_rate={"GET /health": 0.1}).latency
     (('POST /tasks', Delay('exp:20ms')),)
@@ -127,11 +139,14 @@ class TargetConfig:
     ping_interval: float = 30.0
     token_check_delay: float = 0.002
     task_durations: Any = ()
-    worker_concurrency: int = 4
+    worker_concurrency: int | None = None
     task_failure_rate: float = 0.0
     outbox_interval: float | None = None
+    outbox_first_delay: float | None = None
     outbox_batch: int = 20
+    outbox_time_scale: float = 1.0
     real_quirks: bool = False
+    real_timing: bool = False
     seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -158,8 +173,15 @@ class TargetConfig:
                 raise ValueError(f"{name}: {v!r} must be >= 0 seconds")
         for name in ("hash_iterations", "worker_concurrency", "outbox_batch"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if (v is not None or name != "worker_concurrency") and (not isinstance(v, int) or v < 1):
                 raise ValueError(f"{name}: {v!r} must be an integer >= 1")
+        if self.real_timing:
+            s(self, "real_quirks", True)
+        t = self.outbox_time_scale
+        if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < float("inf"):
+            raise ValueError(f"outbox_time_scale: {t!r} must be a number > 0 (0.05 = 20 times faster)")
+        if self.outbox_first_delay is not None and not self.outbox_first_delay >= 0:
+            raise ValueError("outbox_first_delay: must be >= 0 seconds or None")
         if not isinstance(self.max_concurrency, int) or self.max_concurrency < 0:
             raise ValueError(
                 f"max_concurrency: {self.max_concurrency!r} must be an integer >= 0 (0 = unlimited)"
@@ -236,9 +258,25 @@ class TargetConfig:
 
     @property
     def effective_outbox_interval(self) -> float:
+        """Seconds between outbox passes (0 = dispatch at once), ``outbox_time_scale`` applied."""
         if self.outbox_interval is not None:
-            return self.outbox_interval
-        return 5.0 if self.real_quirks else 0.0
+            return self.outbox_interval * self.outbox_time_scale
+        return 5.0 * self.outbox_time_scale if self.real_quirks else 0.0
+
+    @property
+    def effective_outbox_first_delay(self) -> float:
+        """Seconds from start to the first outbox pass (the real outbox-publisher waits 60 s)."""
+        if self.outbox_first_delay is not None:
+            return self.outbox_first_delay * self.outbox_time_scale
+        if self.real_quirks and self.outbox_interval is None:
+            return 60.0 * self.outbox_time_scale
+        return self.effective_outbox_interval
+
+    @property
+    def effective_worker_concurrency(self) -> int:
+        if self.worker_concurrency is not None:
+            return self.worker_concurrency
+        return 1 if self.real_quirks else 4
 
     def to_argv(self) -> list[str]:
         """Command-line flags of ``python -m taskforge_perf target`` that rebuild this config."""
@@ -282,8 +320,13 @@ class TargetConfig:
         opt("--task-failure-rate", repr(self.task_failure_rate), repr(d.task_failure_rate))
         if self.outbox_interval is not None:
             argv += ["--outbox-interval", repr(float(self.outbox_interval))]
+        if self.outbox_first_delay is not None:
+            argv += ["--outbox-first-delay", repr(float(self.outbox_first_delay))]
         opt("--outbox-batch", self.outbox_batch, d.outbox_batch)
-        if self.real_quirks:
+        opt("--outbox-time-scale", repr(float(self.outbox_time_scale)), repr(d.outbox_time_scale))
+        if self.real_timing:
+            argv.append("--real-timing")
+        elif self.real_quirks:
             argv.append("--real-quirks")
         if self.seed is not None:
             argv += ["--seed", str(self.seed)]

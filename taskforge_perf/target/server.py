@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 from aiohttp import web
@@ -31,10 +33,21 @@ class TargetServer:
         self.config = config
         self.metrics = Metrics()
         self.auth = AuthStore(config)
-        self.workers = Workers(config, self.metrics, lambda t, o, m: self.gateway.publish(t, o, m))
+        self.workers = Workers(config, self.metrics, lambda t, o, m, f: self.gateway.publish(t, o, m, f))
         self.gateway = Gateway(config, self.auth, self.workers, self.metrics)
         self.api = HttpApi(config, self.auth, self.workers, self.metrics)
         self._runner: web.AppRunner | None = None
+        self._lag_task: asyncio.Task[None] | None = None
+
+    async def _sample_lag(self, every: float = 0.5, keep: int = 120) -> None:
+        """Event-loop lag samples for the nodejs_eventloop_lag_* families (one timer a half second)."""
+        lag = self.metrics.loop_lag
+        while True:
+            t0 = time.monotonic()
+            await asyncio.sleep(every)
+            lag.append(max(0.0, time.monotonic() - t0 - every))
+            if len(lag) > keep:
+                del lag[0]
 
     async def start(self) -> tuple[str, str]:
         """Bind both ports and start the workers; return ``(base_url, ws_url)``."""
@@ -48,9 +61,14 @@ class TargetServer:
         ws_port = await self.gateway.start()
         self.metrics.started = time.monotonic()
         self.api.mark_started(self.metrics.started)
+        self._lag_task = asyncio.create_task(self._sample_lag())
         return _url("http", cfg.host, http_port), _url("ws", cfg.host, ws_port)
 
     async def stop(self) -> None:
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
         await self.gateway.stop()
         if self._runner is not None:
             await self._runner.cleanup()

@@ -25,6 +25,24 @@ def quirks_target() -> Iterator[ReferenceTarget]:
         hash_iterations=1000,
         outbox_interval=0.5,
         outbox_batch=3,
+        worker_concurrency=8,  # a batch starts at once (the real default is 1 consumer per queue)
         token_check_delay=0.05,
     ) as t:
         yield t
+
+
+@pytest.fixture(scope="module")
+def real() -> Iterator[ReferenceTarget]:
+    with ReferenceTarget(real_quirks=True, outbox_time_scale=0.01, hash_iterations=1000, seed=17) as t:
+        yield t
+
+
+@pytest.fixture(scope="module")
+def plain() -> Iterator[ReferenceTarget]:
+    with ReferenceTarget(hash_iterations=1000, seed=18) as t:
+        yield t
+
+
+@pytest.fixture(params=["real", "plain"])
+def any_target(request: pytest.FixtureRequest) -> ReferenceTarget:
+    return request.getfixturevalue(request.param)  # type: ignore[no-any-return]

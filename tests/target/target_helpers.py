@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
 import uuid
 from typing import Any
 
 import aiohttp
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from taskforge_perf.target import ReferenceTarget
 
 PASSWORD = "testpassword123"
 
@@ -67,4 +75,50 @@ async def collect(ws: Any, until: Any, within: float = 5.0, limit: int = 200) ->
 
 
 def final(msg: Any) -> bool:
-    return msg.get("status") in ("completed", "failed") or "success" in msg
+    return msg.get("status") in ("completed", "failed") or "success" in msg or msg.get("cached") is True
+
+
+# --- acceptance helpers (issue 17) ---
+
+IMAGE = {"imageUrl": "https://example.com/images/cat.jpg", "width": 320, "height": 200}
+
+
+def sub(task_id: str) -> str:
+    return json.dumps({"type": "subscribe", "taskId": task_id})
+
+
+async def next_second() -> None:
+    """Tokens carry integer times: wait for the wall clock's next second (deterministic)."""
+    await asyncio.sleep(1.0 - time.time() % 1.0 + 0.01)
+
+
+async def refresh(s: aiohttp.ClientSession, base: str, token: str) -> tuple[int, Any]:
+    return await call(s, "POST", base + "/auth/refresh", json={"refreshToken": token})
+
+
+async def rejected_1005(url: str) -> float:
+    """Open a socket that the gateway accepts then closes with no code; seconds until closed."""
+    t0 = time.monotonic()
+    async with connect(url) as ws:
+        with pytest.raises(ConnectionClosed) as info:
+            async with asyncio.timeout(3):
+                await ws.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1005
+    return time.monotonic() - t0
+
+
+async def task(s: aiohttp.ClientSession, base: str, token: str, ttype: str, payload: Any) -> str:
+    status, body = await call(
+        s, "POST", base + "/tasks", headers=bearer(token), json={"type": ttype, "payload": payload}
+    )
+    assert status == 202, body
+    return str(body["taskId"])
+
+
+async def watched(t: ReferenceTarget, s: aiohttp.ClientSession, token: str, ttype: str, payload: Any) -> Any:
+    """Create a task, subscribe once the handler is attached, return its messages up to the final."""
+    async with connect(f"{t.ws_url}/?token={token}") as ws:
+        await asyncio.sleep(0.1)  # past the async session check (2 ms)
+        task_id = await task(s, t.base_url, token, ttype, payload)
+        await ws.send(sub(task_id))
+        return task_id, await collect(ws, final, within=10)

@@ -50,6 +50,18 @@ def test_outbox_defaults_follow_quirks() -> None:
     assert TargetConfig().effective_outbox_interval == 0.0
     assert TargetConfig(real_quirks=True).effective_outbox_interval == 5.0
     assert TargetConfig(real_quirks=True, outbox_interval=0.2).effective_outbox_interval == 0.2
+    # The real outbox-publisher: first pass 60 s after start, one consumer per queue.
+    real = TargetConfig(real_quirks=True)
+    assert real.effective_outbox_first_delay == 60.0 and real.effective_worker_concurrency == 1
+    assert TargetConfig().effective_worker_concurrency == 4
+    fast = TargetConfig(real_quirks=True, outbox_time_scale=0.05)
+    assert (fast.effective_outbox_first_delay, fast.effective_outbox_interval) == pytest.approx((3.0, 0.25))
+    # An explicit interval keeps its old meaning: the first pass one interval after start.
+    assert TargetConfig(real_quirks=True, outbox_interval=0.2).effective_outbox_first_delay == 0.2
+    with pytest.raises(ValueError, match="outbox_time_scale"):
+        TargetConfig(outbox_time_scale=0)
+    with pytest.raises(ValueError, match="worker_concurrency"):
+        TargetConfig(worker_concurrency=0)
     with pytest.raises(TypeError):
         TargetConfig(5)  # type: ignore[misc]  # keyword-only
 

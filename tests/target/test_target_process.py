@@ -141,3 +141,9 @@ def test_config_round_trips_through_the_command_line() -> None:
     )
     args = build_parser().parse_args(["target", *cfg.to_argv()])
     assert config_from_args(args) == cfg
+    real = TargetConfig(
+        real_timing=True, outbox_time_scale=0.05, outbox_first_delay=2, worker_concurrency=2, seed=1
+    )
+    assert real.real_quirks and "--real-timing" in real.to_argv()
+    args = build_parser().parse_args(["target", *real.to_argv()])
+    assert config_from_args(args) == real
