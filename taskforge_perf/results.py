@@ -13,7 +13,7 @@ import polars as pl
 
 from taskforge_perf.errors import ConfigError
 from taskforge_perf.redact import redact
-from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, WS_SCHEMA, with_schema_columns
 
 #: Where runs are saved when no directory is given (relative to the working directory).
 DEFAULT_STORE = Path("data/runs")
@@ -160,6 +160,18 @@ class Run:
         from taskforge_perf import analysis
 
         return analysis.percentile_spectrum(self.load_events(), by=by)
+
+    def by_group(self, *, endpoint: bool = False) -> pl.DataFrame:
+        """``summary`` per user group (``UserGroup`` / ``Sessions`` name), or group x endpoint."""
+        from taskforge_perf import analysis
+
+        return analysis.by_group(self.load_events(), endpoint=endpoint, duration_s=self.duration_s or None)
+
+    def sessions_timeline(self, window_s: float = 1.0) -> pl.DataFrame:
+        """Concurrent sessions over time (``analysis.sessions_timeline``)."""
+        from taskforge_perf import analysis
+
+        return analysis.sessions_timeline(self.events, self.ws_events, window_s=window_s)
 
     def errors(self) -> pl.DataFrame:
         """Errors by kind, status and endpoint."""
@@ -310,6 +322,18 @@ class RunCharts:
 
         return charts.task_latency_hist(self._run.ws_events, **kw)
 
+    def groups(self, **kw: Any) -> Any:
+        """Latency percentiles and throughput per user group."""
+        from taskforge_perf import group_charts
+
+        return group_charts.groups(self._run.by_group(), **kw)
+
+    def sessions(self, **kw: Any) -> Any:
+        """Concurrent sessions over time."""
+        from taskforge_perf import group_charts
+
+        return group_charts.sessions(self._run.sessions_timeline(), **kw)
+
     def ws_connections(self, **kw: Any) -> Any:
         """Open WebSocket connections over time."""
         from taskforge_perf import charts
@@ -334,7 +358,12 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
 def _read(path: Path, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
     if not path.is_file():
         return pl.DataFrame(schema=schema)
-    return pl.scan_parquet(path) if lazy else pl.read_parquet(path)
+    if lazy:  # columns added to the schema since the run was saved come back as nulls
+        scan = pl.scan_parquet(path)
+        names = scan.collect_schema().names()
+        missing = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in names]
+        return scan.with_columns(missing) if missing else scan
+    return with_schema_columns(pl.read_parquet(path), schema)
 
 
 def runs(root: str | Path = DEFAULT_STORE) -> pl.DataFrame:

@@ -111,6 +111,8 @@ class AuthClient:
                 user.email,
                 self.phase(),
                 None,
+                user.group,
+                user.session,
             )
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
@@ -128,6 +130,8 @@ class AuthClient:
             user.email,
             self.phase(),
             None,
+            user.group,
+            user.session,
         )
         self.counters.requests += 1
         if err is not None:

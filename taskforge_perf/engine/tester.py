@@ -24,16 +24,20 @@ from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.fastclient import FastClient
 from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
+from taskforge_perf.engine.lanes import GroupSetup
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
 from taskforge_perf.engine.run_warnings import add_fault_meta
+from taskforge_perf.engine.sessions import SessionDriver
 from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
+from taskforge_perf.groups import UserGroup, check_groups, combined_pool
 from taskforge_perf.mix import RequestMix
 from taskforge_perf.plan import StressPlan
 from taskforge_perf.redact import log_redaction, redact_text
 from taskforge_perf.results import Run, make_run_id
+from taskforge_perf.sessions import Sessions
 from taskforge_perf.threshold_eval import ThresholdWatch
 from taskforge_perf.threshold_eval import _coerce as _coerce_thresholds
 from taskforge_perf.thresholds import Threshold
@@ -90,8 +94,20 @@ class LoadTester:
         ssl_context: ssl.SSLContext | bool | None = None,
         drain_grace: float | None = None,
         honor_retry_after: bool = True,
+        groups: Sequence[UserGroup] | None = None,
     ) -> None:
         self.target: Target = as_target(target)
+        #: User groups (``UserGroup``): an alternative to one pool with one mix.
+        self.groups: tuple[UserGroup, ...] = () if groups is None else check_groups(groups)
+        if self.groups:
+            if users is not None or mix is not None:
+                raise ConfigError(
+                    "give either users= and mix= (one kind of user), or groups=[UserGroup(...), ...] "
+                    "(each group has its own users and mix), not both"
+                )
+            users, mix = combined_pool(self.groups), self.groups[0].mix
+        #: ``Sessions`` of the current run (``run(sessions=...)``), None without.
+        self._sessions: Sessions | None = None
         if drain_grace is not None and (
             isinstance(drain_grace, bool)
             or not isinstance(drain_grace, int | float)
@@ -171,6 +187,7 @@ class LoadTester:
         name: str = "run",
         thresholds: Sequence[Threshold | str] | Threshold | str | None = (),
         wait_for_tasks: float = 0.0,
+        sessions: Sessions | None = None,
     ) -> Run:
         """Run a plan (or one phase given by duration + concurrency | rate); returns the Run.
 
@@ -185,8 +202,17 @@ class LoadTester:
         sending any request until every tracked task got its completed/failed message or this
         time passed, so the task table counts tasks the pipeline finishes late; rows of the wait
         are in phase "teardown", and the load's duration leaves the wait out.
+
+        ``sessions`` (``Sessions``): users that arrive during the run, sign up or log in, follow a
+        journey (an async function) and leave, beside the plan's load (use ``rate=0`` for
+        sessions alone); each step is a row with its session number (``run.sessions_timeline()``).
         """
         plan = _resolve_plan(plan, duration, concurrency, rate, think_time)
+        if sessions is not None and not isinstance(sessions, Sessions):
+            raise ConfigError(
+                f"sessions must be a Sessions(journey, rate=...) (got {type(sessions).__name__})"
+            )
+        self._sessions = sessions
         if (
             isinstance(wait_for_tasks, bool)
             or not isinstance(wait_for_tasks, int | float)
@@ -346,6 +372,8 @@ class LoadTester:
             )
             self._driver = driver
             self._ws_driver = None
+            group_setup = GroupSetup(self.groups, self.target, self.http_client, self.ssl_context)
+            sess: SessionDriver | None = None
             starts: list[float] = []
 
             def remaining(elapsed: float) -> float:
@@ -395,6 +423,12 @@ class LoadTester:
                 setup_s = clock.seconds()
                 logged_in = [u for u in self.users if u.access is not None]
                 driver.pick_user = self.assignment(logged_in, rng)
+                await group_setup.start(driver, logged_in, self.assignment, rng)
+                sess = (
+                    SessionDriver(self._sessions, plan, driver, auth, ws_recorder, self.target, rng)
+                    if self._sessions is not None
+                    else None
+                )
                 if self._wants_ws(plan):
                     self._start_ws(plan, auth, logged_in, ws_recorder, counters, clock, rng, driver)
                 # Objects alive now (imports, setup, the recorder's column lists) leave the
@@ -405,6 +439,8 @@ class LoadTester:
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
                 driver.end_ns = load_start_ns + int(plan.duration * 1e9)
+                if sess is not None:
+                    sess.start(load_start_ns)
                 health.start()
                 watch_task = (
                     asyncio.ensure_future(
@@ -452,6 +488,7 @@ class LoadTester:
                 state.stopping = True
                 if fast is not None:
                     fast.close()
+                await group_setup.close()
                 if monitor_task is not None:
                     monitor_task.cancel()
                     await asyncio.gather(monitor_task, return_exceptions=True)
@@ -474,6 +511,7 @@ class LoadTester:
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
         meta["generator"] = health.summary()
+        meta.update(group_setup.meta(sess))
         add_fault_meta(meta, driver, auth, ready)
         run = Run(recorder.frame(), ws_recorder.frame(), meta, health=health.frame())
         if checks:
