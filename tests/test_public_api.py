@@ -8,6 +8,12 @@ import sys
 import taskforge_perf as tfp
 
 EXPECTED = {
+    "find_capacity",
+    "UserGroup",
+    "ThinkTime",
+    "Sessions",
+    "Session",
+    "CapacityResult",
     "Comparison",
     "ConfigError",
     "Endpoint",
