@@ -20,6 +20,7 @@ from taskforge_perf.errors import ConfigError, RunError, TargetError, TaskforgeP
 from taskforge_perf.groups import ThinkTime, UserGroup
 from taskforge_perf.mix import Endpoint, RequestMix, task_endpoint
 from taskforge_perf.plan import Phase, PlanError, StressPlan
+from taskforge_perf.regions import Region
 from taskforge_perf.rendering import setup_notebook
 from taskforge_perf.report import report  # heavy imports (nbclient, nbconvert) happen on call
 from taskforge_perf.results import Run, load_run, runs
@@ -37,6 +38,7 @@ __all__ = [
     "Phase",
     "PlanError",
     "ReferenceTarget",
+    "Region",
     "RequestMix",
     "Run",
     "RunError",

@@ -8,6 +8,7 @@ import sys
 import taskforge_perf as tfp
 
 EXPECTED = {
+    "Region",
     "find_capacity",
     "UserGroup",
     "ThinkTime",

@@ -36,6 +36,7 @@ class GroupSetup:
         if any(g.region is not None for g in self.groups) and http_client != "fast":
             raise ConfigError("a UserGroup with a region needs http_client='fast' (the default)")
         self._regions: list[Any] = []  # open region handles
+        self._modes: dict[str, str] = {}  # group -> how its region was built
         self._clients: list[FastClient] = []
 
     async def start(
@@ -59,6 +60,7 @@ class GroupSetup:
             if g.region is not None:
                 handle = await g.region.open(self.target.base_url)
                 self._regions.append(handle)
+                self._modes[g.name] = handle.mode
                 client = FastClient(
                     handle.base_url,
                     timeout=self.target.request_timeout,
@@ -87,7 +89,7 @@ class GroupSetup:
         """Run metadata: the groups and the sessions' summary."""
         out: dict[str, Any] = {}
         if self.groups:
-            out["groups"] = [g.to_dict() for g in self.groups]
+            out["groups"] = [{**g.to_dict(), "region_mode": self._modes.get(g.name)} for g in self.groups]
         if sessions is not None:
             out["sessions"] = sessions.summary()
         return out
