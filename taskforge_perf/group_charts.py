@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import polars as pl
 
@@ -45,7 +47,7 @@ def sessions(timeline: pl.DataFrame) -> alt.Chart:
     )
 
 
-def capacity(steps: pl.DataFrame, *, slo_ms: float | None = None, knee: float | None = None) -> alt.Chart:
+def capacity(steps: pl.DataFrame, *, slo_ms: float | None = None, knee: float | None = None) -> Any:
     """A capacity search: p95 latency (line) and achieved rate against the offered rate, each step
     coloured by whether it held the SLO; the SLO's latency bound and the knee as rules."""
     df = steps.select("rate", "achieved_rps", "p95_ms", "passed").with_columns(

@@ -15,9 +15,10 @@ direct). Two ways to build it (``mode``):
   emulated above TCP, so a relay region refuses ``loss``.
 
 ``"auto"`` (the default) uses netem where a real attempt to build it works, else the relay; the
-run's ``meta["groups"][i]["region_mode"]`` says which. Relays run as their own process (``region_relay``)
-with the listening socket handed over, so neither the tester's loop nor its GIL delays them. Everything stays on 127.0.0.1 and on
-addresses of namespaces the tester created itself, and is torn down at the end of the run.
+run's ``meta["groups"][i]["region_mode"]`` says which. Relays run as their own process
+(``region_relay``) with the listening socket handed over, so neither the tester's loop nor its GIL
+delays them. Everything stays on 127.0.0.1 and on addresses of namespaces the tester created
+itself, and is torn down at the end of the run.
 """
 
 from __future__ import annotations
