@@ -168,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_report(sub)
     _add_target(sub)
+    from taskforge_perf.cli_capacity import add_capacity
+
+    add_capacity(sub)
     return parser
 
 

@@ -87,3 +87,35 @@ def test_find_capacity_config_errors() -> None:
         import asyncio
 
         asyncio.run(tfp.find_capacity(tester, slo=[]))
+
+
+@pytest.mark.timeout(60)
+def test_cli_capacity_prints_the_result_and_exits_0(
+    tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from taskforge_perf.cli import main
+
+    with tfp.ReferenceTarget(seed=1, hash_iterations=1000) as target:
+        out = tmp_path / "cap.json"
+        code = main(
+            [
+                "capacity",
+                "--base-url",
+                target.base_url,
+                "--slo",
+                "p95 < 500ms",
+                "--start",
+                "100",
+                "--max",
+                "100",
+                "--users",
+                "2",
+                "--json",
+                str(out),
+            ]
+        )
+    assert code == 0
+    assert "rate=100/s holds [p95 < 500ms]" in capsys.readouterr().out
+    assert json.loads(out.read_text())["rate"] == 100
