@@ -298,6 +298,8 @@ async def _step(
         reasons.append(f"answered {answered.height} of {ev.height} requests (< {keep_up:.0%})")
     gen = run.meta.get("generator") or {}
     saturated = bool(gen.get("saturated")) and "tester" in (gen.get("causes") or ())
+    if saturated:
+        reasons.append("generator saturated: " + "; ".join(gen.get("reasons") or ()))
     return {
         "step": number,
         "rate": float(rate),
