@@ -119,3 +119,17 @@ def test_cli_capacity_prints_the_result_and_exits_0(
     assert code == 0
     assert "rate=100/s holds [p95 < 500ms]" in capsys.readouterr().out
     assert json.loads(out.read_text())["rate"] == 100
+
+
+@pytest.mark.timeout(60)
+async def test_a_slight_overload_fails_on_throughput_even_when_latency_holds() -> None:
+    # 10% above a 200/s capacity: over a short step the queue adds well under 2 s of latency, so
+    # only the steady-state throughput (~200/s of 220/s offered) shows the rate is not sustainable
+    async with tfp.ReferenceTarget(
+        seed=1, hash_iterations=1000, max_concurrency=50, service_time=0.25
+    ) as target:
+        tester = tfp.LoadTester(target, tfp.UserPool(count=2), HEALTH, seed=1, live=False)
+        result = await tfp.find_capacity(tester, "p95 < 2s", start=220, max=220, max_steps=1)
+    step = result.steps.row(0, named=True)
+    assert not step["passed"] and step["p95_ms"] < 2000, step
+    assert "throughput" in step["reason"] and step["achieved_rps"] < 0.95 * 220, step
