@@ -50,7 +50,7 @@ def think() -> str:
     de = ks(e, lambda x: 1 - math.exp(-x / 0.5))
     du = ks(u, lambda x: min(max((x - 0.1) / 0.2, 0.0), 1.0))
     crit = 1.63 / math.sqrt(4000)
-    return f"think-time KS D (4,000 draws, seed 42): exponential {de:.4f}, uniform {du:.4f} (1% critical {crit:.4f})"
+    return f"think-time KS D (4,000 draws, seed 42): exp {de:.4f}, uniform {du:.4f} (1% critical {crit:.4f})"
 
 
 async def sessions() -> str:
