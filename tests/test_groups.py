@@ -125,3 +125,20 @@ async def test_closed_model_groups_use_their_think_time() -> None:
     # 2 idle users, each at most one request per 0.25 s think (+1 at the start): <= 2 * (2 / 0.25 + 1)
     assert counts["idle"] <= 18, counts
     assert counts["busy"] > 5 * counts["idle"], counts
+
+
+def test_runs_saved_before_the_group_and_session_columns_load_with_nulls(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from taskforge_perf.synthetic import synthetic_events
+
+    folder = Path(str(tmp_path)) / "old"
+    run = tfp.Run(synthetic_events(50, seed=1), None, {"name": "old"})
+    run.save(folder)
+    old = pl.read_parquet(folder / "events.parquet").drop("group", "session")
+    old.write_parquet(folder / "events.parquet")
+    for lazy in (True, False):
+        loaded = tfp.load_run(folder, lazy=lazy)
+        ev = loaded.events
+        assert ev["group"].null_count() == ev["session"].null_count() == 50
+        assert loaded.by_group()["count"].to_list() == [50]
