@@ -364,3 +364,69 @@ def slowest_users(events: Frame, n: int = 10, *, include: Include = "answered") 
     return df.select(
         "rank", "user", "count", "share", "error_rate", "p50_ms", "p95_ms", "p99_ms", "resp_p95_ms"
     )
+
+
+# --- user groups and sessions (issue 18) ----------------------------------------------------
+
+
+_SESSIONS_SCHEMA = {"t_s": pl.Float64, "active": pl.Int64, "started": pl.Int64, "ended": pl.Int64}
+
+
+def by_group(events: Frame, *, endpoint: bool = False, duration_s: float | None = None) -> pl.DataFrame:
+    """``summary`` per user group (a ``UserGroup`` or ``Sessions`` name; null: rows of no group),
+    per group x endpoint with ``endpoint=True``.
+
+    >>> from taskforge_perf.synthetic import synthetic_events
+    >>> by_group(synthetic_events(100, seed=1))["count"].to_list()
+    [100]
+    """
+    lf = _lazy(events)
+    if "group" not in lf.collect_schema().names():  # a frame from before groups existed
+        lf = lf.with_columns(pl.lit(None, dtype=pl.Categorical).alias("group"))
+    return summary(lf, by=("group", "endpoint") if endpoint else ("group",), duration_s=duration_s)
+
+
+def sessions_timeline(
+    events: Frame, ws_events: Frame | None = None, *, window_s: float = 1.0
+) -> pl.DataFrame:
+    """Concurrent sessions over time: per window, ``t_s`` (window start, seconds since run start),
+    ``active`` (sessions alive at some time in the window: from their first row to their last),
+    ``started``
+    and ``ended`` (sessions whose first / last row falls in the window). A session spans its rows
+    (HTTP rows and, with ``ws_events``, its watch rows)."""
+    if not window_s > 0:
+        raise ValueError(f"window_s must be > 0 (got {window_s})")
+    w_ns = int(round(window_s * _NS_PER_S))
+    lf = _lazy(events)
+    if "session" not in lf.collect_schema().names():
+        return pl.DataFrame(schema=_SESSIONS_SCHEMA)
+    parts = [lf.select(pl.col("session"), pl.col("t_start").alias("t0"), pl.col("t_end").alias("t1"))]
+    if ws_events is not None:
+        wl = _lazy(ws_events)
+        if "session" in wl.collect_schema().names():
+            parts.append(wl.select(pl.col("session"), pl.col("t").alias("t0"), pl.col("t").alias("t1")))
+    spans = (
+        pl.concat(parts)
+        .filter(pl.col("session").is_not_null())
+        .group_by("session")
+        .agg(pl.col("t0").min().alias("start"), pl.col("t1").max().alias("end"))
+        .collect()
+    )
+    if spans.height == 0:
+        return pl.DataFrame(schema=_SESSIONS_SCHEMA)
+    first = int(spans["start"].min()) // w_ns  # type: ignore[arg-type]
+    last = int(spans["end"].max()) // w_ns  # type: ignore[arg-type]
+    grid = pl.DataFrame({"w": pl.int_range(first, last + 1, eager=True).cast(pl.Int64)})
+    starts = spans.group_by((pl.col("start") // w_ns).alias("w")).agg(pl.len().alias("started"))
+    ends = spans.group_by((pl.col("end") // w_ns).alias("w")).agg(pl.len().alias("ended"))
+    out = (
+        grid.join(starts, on="w", how="left")
+        .join(ends, on="w", how="left")
+        .with_columns(pl.col("started", "ended").fill_null(0).cast(pl.Int64))
+        .with_columns(
+            # started up to this window, minus those that ended before it: sessions alive in it
+            (pl.col("started").cum_sum() - pl.col("ended").cum_sum() + pl.col("ended")).alias("active"),
+            (pl.col("w") * window_s).cast(pl.Float64).alias("t_s"),
+        )
+    )
+    return out.select("t_s", "active", "started", "ended")

@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(sub)
     add_runs(sub)
     add_show(sub)
+    from taskforge_perf.cli_capacity import add_capacity
+
+    add_capacity(sub)
     return parser
 
 

@@ -13,7 +13,13 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA, TESTER_SIDE_KINDS, WS_SCHEMA
+from taskforge_perf.schema import (
+    HEALTH_SCHEMA,
+    HTTP_SCHEMA,
+    TESTER_SIDE_KINDS,
+    WS_SCHEMA,
+    with_schema_columns,
+)
 from taskforge_perf.store import FRAMES, check_destination, part_paths, read_meta, write_meta, writer_alive
 
 #: Where runs are saved when no directory is given (relative to the working directory);
@@ -235,6 +241,18 @@ class Run:
 
         return analysis.headline_lines(self.events)
 
+    def by_group(self, *, endpoint: bool = False) -> pl.DataFrame:
+        """``summary`` per user group (``UserGroup`` / ``Sessions`` name), or group x endpoint."""
+        from taskforge_perf import analysis
+
+        return analysis.by_group(self.load_events(), endpoint=endpoint, duration_s=self.duration_s or None)
+
+    def sessions_timeline(self, window_s: float = 1.0) -> pl.DataFrame:
+        """Concurrent sessions over time (``analysis.sessions_timeline``)."""
+        from taskforge_perf import analysis
+
+        return analysis.sessions_timeline(self.events, self.ws_events, window_s=window_s)
+
     def errors(self) -> pl.DataFrame:
         """Errors by kind, status and endpoint."""
         from taskforge_perf import analysis
@@ -426,6 +444,18 @@ class RunCharts:
 
         return charts.task_latency_hist(self._run.ws_events, **kw)
 
+    def groups(self, **kw: Any) -> Any:
+        """Latency percentiles and throughput per user group."""
+        from taskforge_perf import group_charts
+
+        return group_charts.groups(self._run.by_group(), **kw)
+
+    def sessions(self, **kw: Any) -> Any:
+        """Concurrent sessions over time."""
+        from taskforge_perf import group_charts
+
+        return group_charts.sessions(self._run.sessions_timeline(), **kw)
+
     def ws_connections(self, **kw: Any) -> Any:
         """Open WebSocket connections over time."""
         from taskforge_perf import charts
@@ -479,12 +509,17 @@ def load_run(path: str | Path, *, lazy: bool = True) -> Run:
 def _read(folder: Path, name: str, schema: dict[str, pl.DataType], lazy: bool) -> pl.DataFrame | pl.LazyFrame:
     path = folder / f"{name}.parquet"
     if path.is_file():
-        return pl.scan_parquet(path) if lazy else pl.read_parquet(path)
+        if lazy:  # columns added to the schema since the run was saved come back as nulls
+            scan = pl.scan_parquet(path)
+            names = scan.collect_schema().names()
+            missing = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in names]
+            return scan.with_columns(missing) if missing else scan
+        return with_schema_columns(pl.read_parquet(path), schema)
     # A run still going (or crashed): its part files, read now (the writer may compact them later).
     parts = part_paths(folder, name)
     if not parts:
         return pl.DataFrame(schema=schema)
-    return pl.concat([pl.read_parquet(p) for p in parts], how="vertical")
+    return with_schema_columns(pl.concat([pl.read_parquet(p) for p in parts], how="diagonal_relaxed"), schema)
 
 
 def runs(root: str | Path | None = None) -> pl.DataFrame:

@@ -24,6 +24,8 @@ HTTP_SCHEMA: dict[str, pl.DataType] = {
     "phase": pl.Categorical(),  # "setup", "teardown" or the plan phase's name
     "worker": pl.UInt16(),  # the process/shard that sent it
     "task_id": pl.String(),  # set on task creation rows
+    "group": pl.Categorical(),  # the user's UserGroup name; null without groups
+    "session": pl.UInt32(),  # the session's number (Sessions); null outside sessions
 }
 
 #: One row per WebSocket event.
@@ -44,6 +46,7 @@ WS_SCHEMA: dict[str, pl.DataType] = {
     "error": pl.Categorical(),  # null when fine; see WS_ERROR_KINDS
     "phase": pl.Categorical(),
     "worker": pl.UInt16(),
+    "session": pl.UInt32(),  # the session's number (Sessions watch); null outside sessions
 }
 
 #: Error kinds of HTTP rows.
@@ -138,6 +141,13 @@ def answered_expr(error: str = "error") -> pl.Expr:
 def sent_expr(error: str = "error") -> pl.Expr:
     """True for rows the target saw (answered or a target failure): the denominator of error rates."""
     return ~pl.col(error).cast(pl.String).is_in(TESTER_SIDE_KINDS).fill_null(False)
+
+
+def with_schema_columns(frame: pl.DataFrame, schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """``frame`` with every column of ``schema`` it lacks added as nulls (frames saved or built
+    before a column was added to the schema)."""
+    missing = [pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in frame.columns]
+    return frame.with_columns(missing) if missing else frame
 
 
 def empty_http_frame() -> pl.DataFrame:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA, with_schema_columns
 
 __all__ = [
     "DEFAULT_ENDPOINTS",
@@ -276,7 +276,7 @@ def synthetic_events(
             task_id=pl.when(tester).then(None).otherwise(pl.col("task_id")),
             bytes_in=pl.when(tester).then(0).otherwise(pl.col("bytes_in")),
         )
-    return out.select(pl.col(c).cast(t) for c, t in HTTP_SCHEMA.items())
+    return with_schema_columns(out, HTTP_SCHEMA).select(pl.col(c).cast(t) for c, t in HTTP_SCHEMA.items())
 
 
 def synthetic_ws_events(

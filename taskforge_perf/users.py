@@ -44,6 +44,9 @@ class User:
         "renewing",
         "auth_failures",
         "retry_at",
+        "group",
+        "session",
+        "via",
     )
 
     def __init__(self, email: str, password: str, index: int = 0) -> None:
@@ -57,6 +60,9 @@ class User:
         self.renewing: Any = None  # the single renewal in flight (an asyncio.Task), if any
         self.auth_failures = 0  # consecutive failed renewals (engine.backoff)
         self.retry_at = 0.0  # monotonic seconds: no renewal is tried before this
+        self.group: str | None = None  # the UserGroup's name (a column of its rows)
+        self.session: int | None = None  # the session's number while in a Sessions journey
+        self.via: Any = None  # the group's region client (a FastClient), None = direct
 
     @property
     def password(self) -> str:

@@ -52,6 +52,8 @@ def queue_run(plan: StressPlan, capacity_rps: float, *, offset_s: float = 0.0) -
             "phase": phases,
             "worker": [0] * n,
             "task_id": [None] * n,
+            "group": [None] * n,
+            "session": [None] * n,
         },
         schema=HTTP_SCHEMA,
     )

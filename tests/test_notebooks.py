@@ -22,6 +22,13 @@ SHORT: dict[str, dict[str, Any]] = {
     "03_compare_builds": {"DURATION": 3, "RATE": 100},
     "04_websocket_status": {"DURATION": 4, "RATE": 30, "WEBSOCKETS": 5, "DROP_EVERY": 2.0},
     "05_explore_saved_runs": {},
+    "06_capacity_and_users": {
+        "DURATION": 3,
+        "RATE": 60,
+        "SESSION_RATE": 3,
+        "CAP_START": 100,
+        "CAP_PRECISION": 0.25,
+    },
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"
 

@@ -8,6 +8,13 @@ import sys
 import taskforge_perf as tfp
 
 EXPECTED = {
+    "Region",
+    "find_capacity",
+    "UserGroup",
+    "ThinkTime",
+    "Sessions",
+    "Session",
+    "CapacityResult",
     "Comparison",
     "ConfigError",
     "Endpoint",

@@ -56,6 +56,8 @@ def http(
             "phase": [phase] * n,
             "worker": [0] * n,
             "task_id": [None] * n,
+            "group": [None] * n,
+            "session": [None] * n,
         },
         schema=HTTP_SCHEMA,
     )

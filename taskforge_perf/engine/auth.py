@@ -113,6 +113,8 @@ class AuthClient:
                 user.email,
                 self.phase(),
                 None,
+                user.group,
+                user.session,
             )
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
@@ -130,6 +132,8 @@ class AuthClient:
             user.email,
             self.phase(),
             None,
+            user.group,
+            user.session,
         )
         self.counters.requests += 1
         if err is not None:

@@ -100,6 +100,17 @@ class DriverState:
         return s
 
 
+@dataclass(frozen=True)
+class GroupLane:
+    """One user group as the driver sees it (``taskforge_perf.groups``): its mix, its users and
+    its think time (None: the phase's)."""
+
+    name: str
+    mix: RequestMix
+    pick_user: Callable[[], User]
+    think: Callable[[random.Random], float] | None = None
+
+
 class HttpDriver:
     """Sends requests of a mix for a pool of users and records each one."""
 
@@ -164,6 +175,16 @@ class HttpDriver:
         self._end_s = 0.0
         self._bounds: Iterator[tuple[float, str]] = iter(())
         self._phase_end, self._phase = 0.0, "load"
+        #: User groups (empty: one mix for every user); ``picker`` chooses the group of a request.
+        self.lanes: tuple[GroupLane, ...] = ()
+        self.picker: Any = None
+
+    def _pick(self) -> tuple[Endpoint, User]:
+        """The endpoint and user of the next open-model request (through its group, if any)."""
+        if not self.lanes:
+            return self.mix.pick(self.rng), self.pick_user()
+        lane = self.lanes[self.picker.pick(self.rng)]
+        return lane.mix.pick(self.rng), lane.pick_user()
 
     # --- one request ---------------------------------------------------------------------------
 
@@ -315,7 +336,7 @@ class HttpDriver:
         except Exception as exc:  # noqa: BLE001 - a request that cannot be built is a row
             return self._client_error(ep, user, t_intended, exc, phase)
         nout = len(body) if body is not None else 0
-        fast = self.fast
+        fast = user.via if user.via is not None else self.fast  # a group's region, or direct
         assert fast is not None
         counters.in_flight += 1
         t0 = clock.now()
@@ -409,6 +430,8 @@ class HttpDriver:
             user.email,
             self.state.phase if phase is None else phase,
             task_id,
+            user.group,
+            user.session,
         )
         counters = self.counters
         counters.requests += 1
@@ -449,6 +472,8 @@ class HttpDriver:
             user.email,
             self.state.phase if phase is None else phase,
             task_id,
+            user.group,
+            user.session,
         )
         self.counters.requests += 1
         if err is not None:
@@ -458,11 +483,14 @@ class HttpDriver:
 
     async def _virtual_user(self, index: int) -> None:
         state, clock, pick, mix, rng = self.state, self.clock, self.pick_user, self.mix, self.rng
+        lane = self.lanes[self.picker.for_index(index)] if self.lanes else None
+        if lane is not None:
+            pick, mix = lane.pick_user, lane.mix
         send = self._send
         intended = clock.now()
         while index < state.level and not state.stopping and intended <= self.end_ns:
             pause = await send(mix.pick(rng), pick(), intended, True, None)
-            think = state.think_time
+            think = state.think_time if lane is None or lane.think is None else lane.think(rng)
             if pause > 0:  # Retry-After, auth back-off or a request that could not be built
                 wait = max(pause, think)
                 self.pauses["count"] += 1
@@ -538,14 +566,14 @@ class HttpDriver:
             ti = int(nxt * 1e9)
             if now_ns > self.end_ns + END_SLACK_NS:
                 # The loop reached this arrival only after the plan's end: it is never sent.
-                self._drop(ti, phase, self.mix.pick(self.rng), self.pick_user(), now_ns)
+                self._drop(ti, phase, *self._pick(), now_ns)
             elif self._open_active < self.max_in_flight:
                 self._open_active += 1
                 self._spawn(self._open_request(ti, phase))
             else:
                 stats.cap_hits += 1
                 counters.cap_hits += 1
-                self._pending.append((ti, phase, self.mix.pick(self.rng), self.pick_user()))
+                self._pending.append((ti, phase, *self._pick()))
             nxt = next(arrivals, None)
         self._nxt = nxt
         self._phase_end, self._phase = phase_end, phase
@@ -562,7 +590,7 @@ class HttpDriver:
         # own (health); queued ones after it are late because of the in-flight cap.
         now = clock.now()
         self.lateness.append(now - ti)
-        ep, user = self.mix.pick(self.rng), self.pick_user()
+        ep, user = self._pick()
         while True:
             stats = state.stats(phase)
             if now - ti > LATE_AFTER_NS:

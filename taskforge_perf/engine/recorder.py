@@ -216,6 +216,8 @@ class HttpRecorder(ColumnBuffer):
             self._ph,
             self._wk,
             self._tk,
+            self._gr,
+            self._se,
         ) = (c.append for c in self.columns)
 
     def record(
@@ -232,6 +234,8 @@ class HttpRecorder(ColumnBuffer):
         user: str,
         phase: str,
         task_id: str | None,
+        group: str | None = None,
+        session: int | None = None,
     ) -> None:
         """Append one request (times in ns since run start)."""
         self._ti(t_intended)
@@ -247,6 +251,8 @@ class HttpRecorder(ColumnBuffer):
         self._ph(phase)
         self._wk(self.worker)
         self._tk(task_id)
+        self._gr(group)
+        self._se(session)
         self.rows += 1
         if len(self.columns[0]) >= self.flush_rows:
             self._flush_soon()
@@ -278,6 +284,7 @@ class WsRecorder(ColumnBuffer):
         handshake_ns: int | None = None,
         code: int | None = None,
         error: str | None = None,
+        session: int | None = None,
     ) -> None:
         """Append one WebSocket event (WebSocket events are far rarer than requests)."""
         values = (
@@ -296,6 +303,7 @@ class WsRecorder(ColumnBuffer):
             error,
             phase,
             self.worker,
+            session,
         )
         for col, v in zip(self.columns, values, strict=True):
             col.append(v)

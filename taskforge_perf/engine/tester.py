@@ -24,19 +24,23 @@ from taskforge_perf.engine.failures import status_error
 from taskforge_perf.engine.fastclient import FastClient
 from taskforge_perf.engine.health import HealthProbe
 from taskforge_perf.engine.http import DriverState, HttpDriver
+from taskforge_perf.engine.lanes import GroupSetup
 from taskforge_perf.engine.monitor import Listener, Monitor
 from taskforge_perf.engine.prom import check_port
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder, autoflush
 from taskforge_perf.engine.run_warnings import add_fault_meta
+from taskforge_perf.engine.sessions import SessionDriver
 from taskforge_perf.engine.sidecars import Sidecars
 from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError
+from taskforge_perf.groups import UserGroup, check_groups, combined_pool
 from taskforge_perf.mix import RequestMix
 from taskforge_perf.plan import StressPlan
 from taskforge_perf.redact import log_redaction, redact_text
 from taskforge_perf.results import DEFAULT_STORE, Run, default_store, make_run_id
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
+from taskforge_perf.sessions import Sessions
 from taskforge_perf.store import RunFolder, write_part
 from taskforge_perf.threshold_eval import ThresholdWatch
 from taskforge_perf.threshold_eval import _coerce as _coerce_thresholds
@@ -101,8 +105,20 @@ class LoadTester:
         drain_grace: float | None = None,
         honor_retry_after: bool = True,
         metrics_port: int | None = None,
+        groups: Sequence[UserGroup] | None = None,
     ) -> None:
         self.target: Target = as_target(target)
+        #: User groups (``UserGroup``): an alternative to one pool with one mix.
+        self.groups: tuple[UserGroup, ...] = () if groups is None else check_groups(groups)
+        if self.groups:
+            if users is not None or mix is not None:
+                raise ConfigError(
+                    "give either users= and mix= (one kind of user), or groups=[UserGroup(...), ...] "
+                    "(each group has its own users and mix), not both"
+                )
+            users, mix = combined_pool(self.groups), self.groups[0].mix
+        #: ``Sessions`` of the current run (``run(sessions=...)``), None without.
+        self._sessions: Sessions | None = None
         if drain_grace is not None and (
             isinstance(drain_grace, bool)
             or not isinstance(drain_grace, int | float)
@@ -192,6 +208,7 @@ class LoadTester:
         thresholds: Sequence[Threshold | str] | Threshold | str | None = (),
         wait_for_tasks: float = 0.0,
         save_to: str | Path | None = None,
+        sessions: Sessions | None = None,
     ) -> Run:
         """Run a plan (or one phase given by duration + concurrency | rate); returns the Run.
 
@@ -209,8 +226,16 @@ class LoadTester:
 
         ``save_to`` is the folder this run streams to (default ``<save_dir>/<run-id>``); it is checked
         before any load (a file, or a folder holding another run, is a ConfigError).
+        ``sessions`` (``Sessions``): users that arrive during the run, sign up or log in, follow a
+        journey (an async function) and leave, beside the plan's load (use ``rate=0`` for
+        sessions alone); each step is a row with its session number (``run.sessions_timeline()``).
         """
         plan = _resolve_plan(plan, duration, concurrency, rate, think_time)
+        if sessions is not None and not isinstance(sessions, Sessions):
+            raise ConfigError(
+                f"sessions must be a Sessions(journey, rate=...) (got {type(sessions).__name__})"
+            )
+        self._sessions = sessions
         if (
             isinstance(wait_for_tasks, bool)
             or not isinstance(wait_for_tasks, int | float)
@@ -430,6 +455,8 @@ class LoadTester:
             )
             self._driver = driver
             self._ws_driver = None
+            group_setup = GroupSetup(self.groups, self.target, self.http_client, self.ssl_context)
+            sess: SessionDriver | None = None
             starts: list[float] = []
 
             def remaining(elapsed: float) -> float:
@@ -483,6 +510,12 @@ class LoadTester:
                 setup_s = clock.seconds()
                 logged_in = [u for u in self.users if u.access is not None]
                 driver.pick_user = self.assignment(logged_in, rng)
+                await group_setup.start(driver, logged_in, self.assignment, rng)
+                sess = (
+                    SessionDriver(self._sessions, plan, driver, auth, ws_recorder, self.target, rng)
+                    if self._sessions is not None
+                    else None
+                )
                 if self._wants_ws(plan):
                     self._start_ws(plan, auth, logged_in, ws_recorder, counters, clock, rng, driver)
                 # Objects alive now (imports, setup, the recorder's column lists) leave the
@@ -493,6 +526,8 @@ class LoadTester:
                 load_start_ns = clock.now()
                 starts.append(load_start_ns / 1e9)
                 driver.end_ns = load_start_ns + int(plan.duration * 1e9)
+                if sess is not None:
+                    sess.start(load_start_ns)
                 health.start()
                 if folder is not None:
                     folder.write_meta(
@@ -546,6 +581,7 @@ class LoadTester:
                 state.stopping = True
                 if fast is not None:
                     fast.close()
+                await group_setup.close()
                 if monitor_task is not None:
                     monitor_task.cancel()
                     await asyncio.gather(monitor_task, return_exceptions=True)
@@ -569,6 +605,7 @@ class LoadTester:
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
         meta["generator"] = health.summary()
+        meta.update(group_setup.meta(sess))
         add_fault_meta(meta, driver, auth, ready)
         health_frame = health.frame()
         target_metrics = side.finish(meta)
