@@ -20,12 +20,15 @@ from taskforge_perf.charts import _HEIGHT, _TIME_AXIS, _WIDTH, _span_s, _title, 
 #: Default target series: names that look like queues, backlogs or work in progress.
 DEFAULT_PATTERN = re.compile(r"queue|queued|backlog|waiting|pending|in_?flight|active|connections")
 _HISTOGRAM_PARTS = ("_bucket", "_sum", "_count", "_created")
+#: Runtime families of the client libraries (prom-client's ``nodejs_*``/``process_*``, Python's
+#: ``python_*``): never picked by default, the service's own queues are what the chart is for.
+_RUNTIME_PREFIXES = ("nodejs_", "process_", "python_")
 
 
 def default_metrics(target_metrics: pl.DataFrame) -> list[str]:
     """Sample names charted when none are given: queue-like gauges, else request counters."""
     names = target_metrics["name"].unique().sort().to_list()
-    plain = [n for n in names if not n.endswith(_HISTOGRAM_PARTS)]
+    plain = [n for n in names if not n.endswith(_HISTOGRAM_PARTS) and not n.startswith(_RUNTIME_PREFIXES)]
     picked = [n for n in plain if DEFAULT_PATTERN.search(n)]
     return picked or [n for n in plain if n.endswith("requests_total")]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from typing import Any
 
 import aiohttp
@@ -59,8 +60,10 @@ class TargetScraper:
         self.last_error: str | None = None
         # Raw texts, parsed when the frame is asked for: prometheus_client's parser costs ~37 µs
         # per sample (~4 ms for the reference target's 104), too long a block for the event loop
-        # every interval while the load runs.
-        self._texts: list[tuple[int, str]] = []
+        # every interval while the load runs. Kept zlib-compressed (level 1: ~0.1 ms for the
+        # reference target's 22 KB, 7x smaller) so a long run's memory stays flat: raw, they were
+        # ~44 KB/s at two scrapes a second, ~70 B per recorded row in the 30 s soak check.
+        self._texts: list[tuple[int, bytes]] = []
         self._frame: pl.DataFrame | None = None
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Future[None] | None = None
@@ -96,7 +99,7 @@ class TargetScraper:
             self._fail(f"{type(exc).__name__}: {exc}")
             return
         self.scrapes += 1
-        self._texts.append((t, text))
+        self._texts.append((t, zlib.compress(text.encode(), 1)))
 
     async def stop(self) -> None:
         """Stop the loop, scrape a last time (after the load's last request), close the session."""
@@ -126,9 +129,9 @@ class TargetScraper:
             return self._frame
         cols: tuple[list[Any], ...] = ([], [], [], [])
         ts, names, labels, values = cols
-        for t, text in self._texts:
+        for t, packed in self._texts:
             try:
-                samples = parse_samples(text)
+                samples = parse_samples(zlib.decompress(packed).decode())
             except Exception as exc:  # noqa: BLE001 - a garbled scrape is skipped, never raised
                 self.scrapes -= 1
                 self._fail(f"unparsable metrics text: {type(exc).__name__}: {exc}")

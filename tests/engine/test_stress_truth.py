@@ -44,7 +44,11 @@ async def test_open_plan_far_above_capacity_ends_within_the_grace() -> None:
     meta = run.meta
     end = meta["load_start_ns"] + int(plan_s * 1e9)
     # Wall time of the load, from the run's own clock: plan + grace (+ the cancellation itself).
-    assert meta["load_end_ns"] - meta["load_start_ns"] <= (plan_s + grace + 0.25) * 1e9, meta["duration_s"]
+    # The grace timer fires on the event loop: a loop held up (a busy machine) delays it by the lag
+    # the run's own health frame measured, never more.
+    lag_s = (run.health["lag_max_ms"].max() or 0.0) / 1e3
+    took_ns = meta["load_end_ns"] - meta["load_start_ns"]
+    assert took_ns <= (plan_s + grace + 0.25 + lag_s) * 1e9, (meta["duration_s"], lag_s)
     load = run.load_events()
     stats = meta["phases"]["load"]
     assert stats["planned"] == 400 == load.height  # every planned arrival is a row
