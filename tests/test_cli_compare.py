@@ -207,3 +207,18 @@ def test_the_console_command_exits_1_on_a_regression() -> None:
     )
     assert out.returncode == 1, out.stderr
     assert out.stdout == (GOLDEN / "compare_3v3.md").read_text()
+
+
+def test_the_command_in_docs_ci_works(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/ci.md's compare step, with the sample runs as baseline and candidate."""
+    import re
+    import shlex
+
+    doc = (ROOT / "docs" / "ci.md").read_text()
+    step = re.search(r"taskforge-perf compare (perf/baseline .*?)> perf-out/compare\.md", doc, re.S)
+    assert step is not None
+    args = shlex.split(step.group(1).replace("\\\n", " "))
+    assert args[:2] == ["perf/baseline", "perf-out/candidate"]
+    code, out, _ = run_main([BASE[0], CAND[0], *args[2:]], capsys)
+    assert code == 1  # the sample candidate regresses the POST /tasks endpoints
+    assert out.startswith("**FAIL: ") and "| endpoint | p95 base (ms) |" in out
