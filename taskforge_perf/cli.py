@@ -218,8 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_runs(sub)
     add_show(sub)
     from taskforge_perf.cli_capacity import add_capacity
+    from taskforge_perf.cli_compare import add_compare
 
     add_capacity(sub)
+    add_compare(sub)
     return parser
 
 
