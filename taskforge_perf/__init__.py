@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from taskforge_perf.compare import Comparison, compare, compare_series
 from taskforge_perf.config import Target
 from taskforge_perf.engine.monitor import Snapshot
+from taskforge_perf.engine.dask_runner import DaskRunner
 from taskforge_perf.engine.tester import LoadTester
 from taskforge_perf.engine.ws import WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError, TaskforgePerfError
@@ -27,6 +28,7 @@ from taskforge_perf.users import UserPool, UserSpec
 __all__ = [
     "Comparison",
     "ConfigError",
+    "DaskRunner",
     "Endpoint",
     "LoadTester",
     "Phase",

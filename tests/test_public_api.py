@@ -10,6 +10,7 @@ import taskforge_perf as tfp
 EXPECTED = {
     "Comparison",
     "ConfigError",
+    "DaskRunner",
     "Endpoint",
     "LoadTester",
     "Phase",
