@@ -13,7 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
+from taskforge_perf.engine.hub import Hub, SocketChannel, reachable_host
 from taskforge_perf.engine.runners import EXIT_GRACE_S, coordinate
 from taskforge_perf.engine.shard import Shard
 from taskforge_perf.engine.worker import shard_main
@@ -26,21 +28,6 @@ if TYPE_CHECKING:
     from taskforge_perf.engine.tester import LoadTester
 
 
-class _DaskChannel:
-    def __init__(self, inbox: Any, outbox: Any) -> None:
-        self.inbox, self.outbox = inbox, outbox
-
-    def send(self, msg: tuple[Any, ...]) -> None:
-        self.outbox.put(msg)
-
-    def recv(self, timeout: float) -> tuple[Any, ...] | None:
-        try:
-            msg: tuple[Any, ...] = self.inbox.get(timeout=timeout)
-        except TimeoutError:
-            return None
-        return msg
-
-
 def _dask_shard(
     tester: Any,
     shard: Shard,
@@ -49,32 +36,19 @@ def _dask_shard(
     plan: StressPlan,
     name: str,
     wait_for_tasks: float,
-    inbox: Any,
-    outbox: Any,
+    channel: SocketChannel,
 ) -> dict[str, bytes | None] | None:
     """The task on a Dask worker: the shard in this thread; rows as IPC bytes without a shared folder."""
     local = parts is None
     folder = Path(tempfile.mkdtemp(prefix="taskforge-perf-shard-")) / "parts" if local else Path(str(parts))
     folder.mkdir(parents=True, exist_ok=True)
-    channel = _DaskChannel(inbox, outbox)
     return shard_main(tester, shard, wall_start_ns, folder, plan, name, wait_for_tasks, channel, local)
 
 
 class _DaskTransport:
-    def __init__(self, futures: list[Any], inboxes: list[Any], outbox: Any) -> None:
-        self.futures, self.inboxes, self.outbox = futures, inboxes, outbox
+    def __init__(self, futures: list[Any]) -> None:
+        self.futures = futures
         self._ended: dict[int, float] = {}
-
-    def send(self, k: int, msg: tuple[Any, ...]) -> None:
-        self.inboxes[k].put(msg)
-
-    def recv_all(self, timeout: float) -> list[tuple[Any, ...]]:
-        try:
-            first = self.outbox.get(timeout=timeout)
-        except TimeoutError:
-            return []
-        rest = self.outbox.get(batch=True)
-        return [first, *rest]
 
     def lost(self, reported: set[int]) -> dict[int, str]:
         out = {}
@@ -140,18 +114,15 @@ class DaskRunner:
     def start(
         self,
         jobs: list[tuple[Any, Shard]],
+        hub: Hub,
         wall_start_ns: int,
         parts: Path,
         plan: StressPlan,
         name: str,
         wait_for_tasks: float,
     ) -> _DaskTransport:
-        from distributed import Queue
-
-        outbox = Queue(client=self.client)
-        inboxes, futures = [], []
+        futures = []
         for (tester, shard), addr in zip(jobs, self.addresses, strict=True):
-            inbox = Queue(client=self.client)
             fut = self.client.submit(
                 _dask_shard,
                 tester,
@@ -161,16 +132,19 @@ class DaskRunner:
                 plan,
                 name,
                 wait_for_tasks,
-                inbox,
-                outbox,
+                hub.channel(shard.index),
                 workers=[addr],
                 allow_other_workers=False,
                 pure=False,
                 key=f"taskforge-perf-shard-{shard.index}-{wall_start_ns}",
             )
-            inboxes.append(inbox)
             futures.append(fut)
-        return _DaskTransport(futures, inboxes, outbox)
+        return _DaskTransport(futures)
+
+    def host(self) -> str:
+        """The address the workers reach this process at (the route towards the scheduler)."""
+        addr = str(self.client.scheduler.address)  # e.g. tcp://10.0.0.5:8786
+        return reachable_host(urlsplit(addr).hostname)
 
     async def run(
         self,

@@ -76,7 +76,7 @@ def merge_generator(gens: dict[int, dict[str, Any]]) -> dict[str, Any]:
         return {"saturated": False, "causes": [], "reasons": [], "workers": {}}
 
     def worst(key: str) -> Any:
-        known = [g.get(key) for g in items if g.get(key) is not None]
+        known: list[float] = [g[key] for g in items if g.get(key) is not None]
         return max(known) if known else None
 
     means = [g["cpu_mean"] for g in items if g.get("cpu_mean") is not None]

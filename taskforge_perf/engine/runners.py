@@ -13,16 +13,18 @@ import asyncio
 import copy
 import io
 import multiprocessing as mp
-import queue
+import pickle
 import shutil
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+import cloudpickle
 import polars as pl
 
 from taskforge_perf.engine.assemble import evaluate, open_run
 from taskforge_perf.engine.clock import Clock
+from taskforge_perf.engine.hub import Hub, SocketChannel
 from taskforge_perf.engine.merge import aggregate, merge_metas
 from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.engine.recorder import LiveCounters
@@ -32,7 +34,7 @@ from taskforge_perf.engine.worker import shard_main
 from taskforge_perf.errors import ConfigError, RunError
 from taskforge_perf.plan import StressPlan
 from taskforge_perf.results import Run, default_store
-from taskforge_perf.schema import HEALTH_SCHEMA
+from taskforge_perf.schema import HEALTH_SCHEMA, HTTP_SCHEMA
 from taskforge_perf.store import RunFolder, part_paths, write_part
 from taskforge_perf.threshold_eval import ThresholdWatch
 from taskforge_perf.thresholds import Threshold
@@ -149,11 +151,9 @@ class _Coordinator:
         self.seen.update(new_ev + new_ws)
         if not new_ev and not new_ws:
             return
-        ev = pl.concat([pl.read_parquet(p) for p in new_ev]) if new_ev else None
+        ev = pl.concat([pl.read_parquet(p) for p in new_ev]) if new_ev else pl.DataFrame(schema=HTTP_SCHEMA)
         ws = pl.concat([pl.read_parquet(p) for p in new_ws]) if new_ws else None
-        if ev is not None:
-            ev = ev.filter(pl.col("t_start") >= self.load_start_ns)
-        self.watch.add(ev, ws)
+        self.watch.add(ev.filter(pl.col("t_start") >= self.load_start_ns), ws)
         hit = self.watch.poll(
             elapsed_s=(self.clock.now() - self.load_start_ns) / 1e9, plan=plan, generator=None
         )
@@ -202,15 +202,16 @@ async def coordinate(
     tester._folder, tester._folder_meta = folder, base
     co = _Coordinator(tester, n, clock, folder.parts, checks)
     jobs = [(shard_tester(tester, Shard(index=k, count=n)), Shard(index=k, count=n)) for k in range(n)]
-    transport = runner.start(jobs, clock.wall_start_ns, folder.parts, plan, name, wait_for_tasks)
-    co.send = transport.send
+    hub = Hub(runner.host())
+    transport = runner.start(jobs, hub, clock.wall_start_ns, folder.parts, plan, name, wait_for_tasks)
+    co.send = hub.send
     loop = asyncio.get_running_loop()
     cancelled = False
     last_watch = 0.0
     try:
         while not co.finished():
             try:
-                msgs = await loop.run_in_executor(None, transport.recv_all, 0.1)
+                msgs = await loop.run_in_executor(None, hub.recv_all, 0.1)
             except asyncio.CancelledError:
                 cancelled = True
                 co.stop_all(tester._stop_reason or "interrupted", interrupt=True)
@@ -224,6 +225,7 @@ async def coordinate(
                 co.check_thresholds(plan)
     finally:
         transport.close()
+        hub.close()
     for k, frames in transport.returned().items():  # Dask without a shared folder: Arrow IPC bytes
         for frame, data in frames.items():
             if data:
@@ -252,11 +254,14 @@ async def coordinate(
     tester._folder = None
     if temp is not None:  # save_dir=None: the Run in memory, the temporary folder removed
         run = Run(
-            run.events.collect(), run.ws_events.collect(), meta, health=health, target_metrics=target_metrics
+            pl.read_parquet(folder.path / "events.parquet"),
+            pl.read_parquet(folder.path / "ws_events.parquet"),
+            meta,
+            health=health,
+            target_metrics=target_metrics,
         )
         shutil.rmtree(temp, ignore_errors=True)
-        folder = None
-    evaluate(run, checks, folder)
+    evaluate(run, checks, folder if temp is None else None)
     tester.last_run = run
     if cancelled:
         raise asyncio.CancelledError
@@ -270,42 +275,23 @@ def _concat(paths: list[Path], schema: dict[str, pl.DataType]) -> pl.DataFrame:
     return pl.concat(frames, how="vertical_relaxed")
 
 
-class _MpChannel:
-    """A shard's channel over two multiprocessing queues."""
-
-    def __init__(self, inbox: Any, outbox: Any) -> None:
-        self.inbox, self.outbox = inbox, outbox
-
-    def send(self, msg: tuple[Any, ...]) -> None:
-        self.outbox.put(msg)
-
-    def recv(self, timeout: float) -> tuple[Any, ...] | None:
-        try:
-            msg: tuple[Any, ...] = self.inbox.get(timeout=timeout)
-        except queue.Empty:
-            return None
-        return msg
+def _spawned(job: bytes, channel: SocketChannel) -> None:
+    """The target of a spawned worker process."""
+    try:
+        args = pickle.loads(job)
+    except Exception as exc:  # noqa: BLE001 - reported: the other shards go on
+        channel.send(("failed", -1, f"cannot load the shard's job: {type(exc).__name__}: {exc}"))
+        return
+    tester, shard, wall_start_ns, parts, plan, name, wait_for_tasks = args
+    shard_main(tester, shard, wall_start_ns, parts, plan, name, wait_for_tasks, channel)
 
 
 class _MpTransport:
-    """The parent's side of the processes' queues."""
+    """The spawned processes of a run (their messages go through the hub)."""
 
-    def __init__(self, procs: list[Any], inboxes: list[Any], outbox: Any) -> None:
-        self.procs, self.inboxes, self.outbox = procs, inboxes, outbox
+    def __init__(self, procs: list[Any]) -> None:
+        self.procs = procs
         self._exited: dict[int, float] = {}
-
-    def send(self, k: int, msg: tuple[Any, ...]) -> None:
-        self.inboxes[k].put(msg)
-
-    def recv_all(self, timeout: float) -> list[tuple[Any, ...]]:
-        out = []
-        try:
-            out.append(self.outbox.get(timeout=timeout))
-            while True:
-                out.append(self.outbox.get_nowait())
-        except queue.Empty:
-            pass
-        return out
 
     def lost(self, reported: set[int]) -> dict[int, str]:
         """Shards whose process ended without a result (after a grace for its last message)."""
@@ -345,9 +331,14 @@ class ProcessRunner:
     def __repr__(self) -> str:
         return f"ProcessRunner(processes={self.workers})"
 
+    def host(self) -> str:
+        """The address the shards reach the parent at."""
+        return "127.0.0.1"
+
     def start(
         self,
         jobs: list[tuple[Any, Shard]],
+        hub: Hub,
         wall_start_ns: int,
         parts: Path,
         plan: StressPlan,
@@ -355,29 +346,19 @@ class ProcessRunner:
         wait_for_tasks: float,
     ) -> _MpTransport:
         ctx = mp.get_context("spawn")
-        outbox = ctx.Queue()
-        inboxes, procs = [], []
+        procs = []
         for tester, shard in jobs:
-            inbox = ctx.Queue()
+            # cloudpickle: payload builders and assignment strategies are often closures.
+            job = cloudpickle.dumps((tester, shard, wall_start_ns, parts, plan, name, wait_for_tasks))
             proc = ctx.Process(
-                target=shard_main,
-                args=(
-                    tester,
-                    shard,
-                    wall_start_ns,
-                    parts,
-                    plan,
-                    name,
-                    wait_for_tasks,
-                    _MpChannel(inbox, outbox),
-                ),
+                target=_spawned,
+                args=(job, hub.channel(shard.index)),
                 name=f"taskforge-perf-worker-{shard.index}",
                 daemon=True,
             )
             proc.start()
-            inboxes.append(inbox)
             procs.append(proc)
-        return _MpTransport(procs, inboxes, outbox)
+        return _MpTransport(procs)
 
     async def run(
         self,

@@ -94,7 +94,7 @@ class ShardLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start: asyncio.Future[int] | None = None
         self._abort: asyncio.Event | None = None
-        self._cancel: Callable[[], None] | None = None
+        self._cancel: Callable[[], object] | None = None
         self._closed = threading.Event()
 
     def clock(self) -> Clock:
@@ -104,7 +104,7 @@ class ShardLink:
         clock.wall_start_ns = self.wall_start_ns
         return clock
 
-    def attach(self, abort: asyncio.Event, cancel: Callable[[], None]) -> None:
+    def attach(self, abort: asyncio.Event, cancel: Callable[[], object]) -> None:
         """Start listening: "stop" sets ``abort`` (threshold breach) or calls ``cancel`` (interrupt)."""
         self._loop = asyncio.get_running_loop()
         self._abort, self._cancel = abort, cancel
