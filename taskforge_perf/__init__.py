@@ -11,8 +11,8 @@ __version__ = "0.1.0"
 
 from taskforge_perf.compare import Comparison, compare, compare_series
 from taskforge_perf.config import Target
-from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.engine.dask_runner import DaskRunner
+from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.engine.tester import LoadTester
 from taskforge_perf.engine.ws import WsOptions
 from taskforge_perf.errors import ConfigError, RunError, TargetError, TaskforgePerfError
