@@ -127,6 +127,10 @@ class _Coordinator:
             self.load_start_ns = self.clock.now() + int(START_MARGIN_S * 1e9)
             for i in sorted(self.ready):
                 self.send(i, ("start", self.load_start_ns))
+            folder = self.tester._folder
+            if folder is not None:
+                meta = {**self.tester._folder_meta, "stopped": "running", "load_start_ns": self.load_start_ns}
+                folder.write_meta(meta)
 
     def _show(self, snap: Snapshot) -> None:
         for listener in list(self.tester.listeners):
