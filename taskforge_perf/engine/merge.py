@@ -9,6 +9,11 @@ from taskforge_perf.engine.monitor import Snapshot
 
 #: Meta keys whose numbers add up across shards (counts); other keys come from shard 0 or the parent.
 SUMMED = ("counters", "phases", "auth", "client_errors", "retry_after", "pauses", "ws")
+#: Figures that are not counts: the largest (or smallest) shard's, not the sum.
+MAXED = {"max_backoff_s", "conns_per_user_max", "waited_s", "asked_s"}
+MINNED = {"conns_per_user_min"}
+#: Settings repeated in every shard's meta: kept as they are.
+KEPT = {"options", "honored", "limits"}
 
 
 def aggregate(snaps: dict[int, Snapshot]) -> Snapshot:
@@ -61,7 +66,16 @@ def add_up(a: Any, b: Any) -> Any:
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for k, v in b.items():
-            out[k] = add_up(out[k], v) if k in out else v
+            if k not in out or out[k] is None:
+                out[k] = v
+            elif k in KEPT or v is None:
+                continue
+            elif k in MAXED and isinstance(v, int | float):
+                out[k] = max(out[k], v)
+            elif k in MINNED and isinstance(v, int | float):
+                out[k] = min(out[k], v)
+            else:
+                out[k] = add_up(out[k], v)
         return out
     if isinstance(a, list) and isinstance(b, list):
         return a + b

@@ -141,3 +141,67 @@ def test_abort_on_fail_acts_on_the_whole_run(target: tfp.ReferenceTarget) -> Non
     assert run.meta["duration_s"] < 15
     assert run.meta["passed"] is False
     assert [s["stopped"] for s in run.meta["shards"]] == [run.meta["stopped"]] * 2
+
+
+def test_websockets_are_split_and_counted_once(target: tfp.ReferenceTarget) -> None:
+    tester = tfp.LoadTester(
+        target, tfp.UserPool(count=4, email_prefix="shardw"), processes=2, websockets=5, save_dir=None
+    )
+    run = tester.run_sync(duration=2, concurrency=4)
+    ws = run.ws_events
+    connects = ws.filter(pl.col("kind") == "connect")
+    assert connects.group_by("worker").len().sort("worker")["len"].to_list() == [3, 2]
+    assert run.meta["ws"]["opened"] == 5
+    # Settings are not summed across shards.
+    assert (
+        run.meta["ws"]["options"] == tfp.WsOptions(connect_timeout=tester.target.ws_connect_timeout).to_dict()
+    )
+    assert run.meta["ws"]["opened"] == connects.height
+    assert run.meta["ws"]["wanted"] == 5
+    # Closed model: 4 virtual users split 2 + 2, every one sending.
+    load = run.load_events()
+    assert sorted(load["worker"].unique().to_list()) == [0, 1]
+
+
+def test_merge_of_snapshots_and_generator() -> None:
+    from taskforge_perf.engine.merge import aggregate, merge_generator
+
+    def snap(requests: int, p99: float | None, sat: str | None) -> tfp.Snapshot:
+        return tfp.Snapshot(
+            elapsed_s=1.0,
+            planned_s=2.0,
+            phase="load",
+            phase_remaining_s=1.0,
+            rps=100.0,
+            requests=requests,
+            in_flight=3,
+            errors={"http_5xx": 1},
+            approx_p50_ms=1.0,
+            approx_p95_ms=2.0,
+            approx_p99_ms=p99,
+            tasks_created=5,
+            ws_open=2,
+            ws_completed=1,
+            late=0,
+            cpu=0.5,
+            lag_p99_ms=1.0,
+            saturated=sat,
+        )
+
+    total = aggregate({0: snap(10, 3.0, None), 1: snap(20, None, "CPU 95%")})
+    assert (total.requests, total.rps, total.in_flight, total.errors) == (30, 200.0, 6, {"http_5xx": 2})
+    assert total.approx_p99_ms == 3.0 and total.cpu == 1.0 and total.saturated == "worker 1: CPU 95%"
+    gen = merge_generator(
+        {
+            0: {"saturated": False, "reasons": [], "causes": [], "cpu_max": 0.4, "starts": 5},
+            1: {
+                "saturated": True,
+                "reasons": ["tester: x"],
+                "causes": ["tester"],
+                "cpu_max": 0.9,
+                "starts": 7,
+            },
+        }
+    )
+    assert gen["saturated"] is True and gen["cpu_max"] == 0.9 and gen["starts"] == 12
+    assert gen["reasons"] == ["worker 1: tester: x"] and set(gen["workers"]) == {"0", "1"}
