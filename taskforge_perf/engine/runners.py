@@ -118,7 +118,20 @@ class _Coordinator:
             self.ready.add(k)
         elif kind == "snap":
             self.snaps[k] = msg[2]
-            self._show(aggregate(self.snaps))
+            total = aggregate(self.snaps)
+            c = self.tester.counters  # ``tester.counters`` reads the whole run while it goes
+            c.requests, c.in_flight, c.errors, c.late = (
+                total.requests,
+                total.in_flight,
+                total.errors,
+                total.late,
+            )
+            c.tasks_created, c.ws_open, c.ws_completed = (
+                total.tasks_created,
+                total.ws_open,
+                total.ws_completed,
+            )
+            self._show(total)
         elif kind == "done":
             self.metas[k] = msg[2]
         elif kind == "failed":
@@ -204,6 +217,7 @@ async def coordinate(
     path = Path(save_to) if save_to is not None else default_store(tester.save_dir) / base["run_id"]
     folder = RunFolder.create(path, base, field="save_to" if save_to else "save_dir")
     tester._folder, tester._folder_meta = folder, base
+    tester.counters = LiveCounters()
     co = _Coordinator(tester, n, clock, folder.parts, checks)
     jobs = [(shard_tester(tester, Shard(index=k, count=n)), Shard(index=k, count=n)) for k in range(n)]
     hub = Hub(runner.host())
@@ -284,7 +298,7 @@ def _spawned(job: bytes, channel: SocketChannel) -> None:
     try:
         args = pickle.loads(job)
     except Exception as exc:  # noqa: BLE001 - reported: the other shards go on
-        channel.send(("failed", -1, f"cannot load the shard's job: {type(exc).__name__}: {exc}"))
+        channel.send(("failed", channel.index, f"cannot load the shard's job: {type(exc).__name__}: {exc}"))
         return
     tester, shard, wall_start_ns, parts, plan, name, wait_for_tasks = args
     shard_main(tester, shard, wall_start_ns, parts, plan, name, wait_for_tasks, channel)

@@ -84,6 +84,7 @@ def test_two_processes_hold_the_planned_rate_and_partition_users(
     # The live view got the shards' snapshots aggregated (both workers, counts added up).
     both = [s for s in snaps if s.extra.get("workers") == 2]
     assert both and max(s.requests for s in both) >= run.meta["counters"]["requests"] - USERS * 4
+    assert 0 < tester.counters.requests <= run.meta["counters"]["requests"]
     # The merged summary is the summary of the concatenated shard rows.
     ev = run.events
     shards = pl.concat([ev.filter(pl.col("worker") == k) for k in (1, 0)])
