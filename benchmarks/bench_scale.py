@@ -105,15 +105,17 @@ def main() -> int:
     nginx = Nginx(ensure_nginx())
     nginx.start()
     configs = [
-        {"kind": "in-process", "processes": 1},
-        {"kind": "processes", "processes": 2},
+        {"kind": "in-process", "processes": 1, "label": "1 process", "rate": args.rate},
+        # The load one shard of two carries, alone: sharding's own cost is the difference per request.
+        {"kind": "in-process", "processes": 1, "label": "1 process, half rate", "rate": args.rate / 2},
+        {"kind": "processes", "processes": 2, "label": "2 processes", "rate": args.rate},
     ]
     if not args.no_dask:
-        configs.append({"kind": "dask", "processes": 2})
+        configs.append({"kind": "dask", "processes": 2, "label": "Dask LocalCluster(2)", "rate": args.rate})
     rows = []
     try:
         for cfg in configs:
-            cfg.update(url=nginx.url, rate=args.rate, seconds=args.seconds)
+            cfg.update(url=nginx.url, seconds=args.seconds)
             out = subprocess.run(
                 [sys.executable, __file__, "--child", json.dumps(cfg)],
                 capture_output=True,
@@ -126,26 +128,32 @@ def main() -> int:
                 raise SystemExit(f"{cfg['kind']} failed")
             res = json.loads(out.stdout.strip().splitlines()[-1])
             print(res, file=sys.stderr)
-            rows.append(res)
+            rows.append({**res, "label": cfg["label"], "rate_planned": cfg["rate"]})
     finally:
         nginx.stop()
     m = machine()
-    base = rows[0]["cpu_us_per_req"]
+    base, half = rows[0]["cpu_us_per_req"], rows[1]["cpu_us_per_req"]
     lines = [
-        f"\n## Scaling out: 1 vs 2 processes vs Dask LocalCluster(2) ({dt.date.today()}, bench_scale.py)\n",
+        f"\n## Scaling out: 1 vs 2 processes vs Dask LocalCluster(2), {args.rate:g} req/s "
+        f"({dt.date.today()}, bench_scale.py)\n",
         f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}; **shared with other jobs "
-        "and noisy while this ran** (other helpers' test suites): read ratios, not absolutes. "
-        f"Open model, {args.rate:g} req/s planned for {args.seconds:g} s, TaskForge mix, 20 users, "
-        "nginx (1 worker, core 1) with TaskForge-shaped answers; shards unpinned.\n",
-        "| runner | workers | planned | rows | rate held (req/s) | p99 start lateness | "
-        "CPU-µs/request (shards, load) | vs 1 process | parent CPU (whole run) | saturated |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"and noisy while this ran** (load average {os.getloadavg()[0]:.1f} on 2 cores: other helpers' "
+        "test suites): read ratios, not absolutes. "
+        f"Open model for {args.seconds:g} s, TaskForge mix, 20 users, nginx (1 worker, core 1) with "
+        "TaskForge-shaped answers; shards unpinned. CPU-µs/request: the shards' process CPU during the "
+        "load (health frame) over the requests started; 'vs 1 process' compares with the same total "
+        "rate in one process, 'vs same load' with one process carrying one shard's load (half the rate).\n",
+        "| runner | planned req/s | planned | rows | rate held (req/s) | p99 start lateness | "
+        "CPU-µs/request | vs 1 process | vs same load | parent CPU (whole run) | saturated |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
+        cpu = r["cpu_us_per_req"]
         lines.append(
-            f"| {r['kind']} | {r['workers']} | {r['planned']:,} | {r['rows']:,} | {r['rate']:,.0f} | "
-            f"{r['late_p99_ms']:.2f} ms | {r['cpu_us_per_req']:.1f} | "
-            f"{(r['cpu_us_per_req'] / base - 1) * 100:+.1f}% | {r['parent_cpu_s']:.2f} s | {r['saturated']} |"
+            f"| {r['label']} | {r['rate_planned']:,.0f} | {r['planned']:,} | {r['rows']:,} | "
+            f"{r['rate']:,.0f} | {r['late_p99_ms']:.2f} ms | {cpu:.1f} | "
+            f"{(cpu / base - 1) * 100:+.1f}% | {(cpu / half - 1) * 100:+.1f}% | "
+            f"{r['parent_cpu_s']:.2f} s | {r['saturated']} |"
         )
     text = "\n".join(lines) + "\n"
     print(text)
