@@ -208,6 +208,8 @@ async def coordinate(
 ) -> Run:
     """Run ``runner.workers`` shards through ``runner``'s transport and merge them into one Run."""
     n = runner.workers
+    # Checked before the run folder exists: a bad option leaves nothing behind.
+    jobs = [(shard_tester(tester, Shard(index=k, count=n)), Shard(index=k, count=n)) for k in range(n)]
     clock = Clock()
     temp = None
     if save_to is None and tester.save_dir is None:  # rows still go through files, then memory
@@ -219,9 +221,12 @@ async def coordinate(
     tester._folder, tester._folder_meta = folder, base
     tester.counters = LiveCounters()
     co = _Coordinator(tester, n, clock, folder.parts, checks)
-    jobs = [(shard_tester(tester, Shard(index=k, count=n)), Shard(index=k, count=n)) for k in range(n)]
     hub = Hub(runner.host())
-    transport = runner.start(jobs, hub, clock.wall_start_ns, folder.parts, plan, name, wait_for_tasks)
+    try:
+        transport = runner.start(jobs, hub, clock.wall_start_ns, folder.parts, plan, name, wait_for_tasks)
+    except BaseException:
+        hub.close()
+        raise
     co.send = hub.send
     loop = asyncio.get_running_loop()
     cancelled = False

@@ -64,6 +64,11 @@ class LoadTester:
     Parquet part files written every ``recorder.FLUSH_INTERVAL_S`` seconds or ``FLUSH_ROWS`` rows,
     compacted at the end. ``run(save_to=...)`` picks the exact folder. ``save_dir=None`` keeps the
     rows in memory only (small runs and tests; nothing survives a crash).
+
+    ``processes=N`` runs the plan as N shards in N local processes, ``runner=tfp.DaskRunner(client)``
+    on the workers of a Dask cluster (``engine.shard``: users partitioned, every N-th arrival, even
+    shares, one common start); either way the result is one Run with a ``worker`` column and
+    ``meta["workers"]``, ``meta["shards"]``. README "Scaling out".
     """
 
     def __init__(

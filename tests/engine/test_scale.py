@@ -206,3 +206,17 @@ def test_merge_of_snapshots_and_generator() -> None:
     )
     assert gen["saturated"] is True and gen["cpu_max"] == 0.9 and gen["starts"] == 12
     assert gen["reasons"] == ["worker 1: tester: x"] and set(gen["workers"]) == {"0", "1"}
+
+
+def test_bad_sharding_options_are_config_errors(target: tfp.ReferenceTarget) -> None:
+    with pytest.raises(tfp.ConfigError, match="processes must be an integer >= 1"):
+        tfp.LoadTester(target, processes=0)
+    with pytest.raises(tfp.ConfigError, match="processes= or runner=, not both"):
+        tfp.LoadTester(target, processes=2, runner=object())  # type: ignore[arg-type]
+    with pytest.raises(tfp.ConfigError, match="DaskRunner"):
+        tfp.DaskRunner(object())
+    tester = tfp.LoadTester(target, tfp.UserPool(count=2), processes=2, metrics_port=0, save_dir=None)
+    with pytest.raises(tfp.ConfigError, match="metrics_port"):
+        tester.run_sync(duration=1, rate=1)
+    with pytest.raises(tfp.ConfigError, match="at least 3 users"):
+        tfp.LoadTester(target, tfp.UserPool(count=2), processes=3, save_dir=None).run_sync(duration=1, rate=1)
