@@ -80,10 +80,10 @@ class Hub:
             try:
                 conn = self._listener.accept()
                 hello = conn.recv()
-            except (OSError, EOFError):
+            except Exception:  # noqa: BLE001 - a bad key (AuthenticationError), a broken hello
                 if self._closed:
                     return
-                continue  # a bad key or a broken hello: ignored
+                continue
             if not (isinstance(hello, tuple) and hello and hello[0] == "hello"):
                 conn.close()
                 continue

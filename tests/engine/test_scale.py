@@ -220,3 +220,24 @@ def test_bad_sharding_options_are_config_errors(target: tfp.ReferenceTarget) -> 
         tester.run_sync(duration=1, rate=1)
     with pytest.raises(tfp.ConfigError, match="at least 3 users"):
         tfp.LoadTester(target, tfp.UserPool(count=2), processes=3, save_dir=None).run_sync(duration=1, rate=1)
+
+
+def test_a_worker_process_that_dies_is_reported_and_the_others_kept(target: tfp.ReferenceTarget) -> None:
+    import multiprocessing
+    import os
+
+    def build(user: str, token: str | None, rng: object) -> dict[str, object]:
+        if multiprocessing.current_process().name == "taskforge-perf-worker-1":
+            os._exit(3)  # an injected crash of worker 1's process at its first request
+        return {"type": "generate-pdf", "payload": {"url": "https://example.com"}}
+
+    mix = tfp.RequestMix([tfp.Endpoint("POST /tasks pdf", "POST", "/tasks", build=build, creates_task=True)])
+    tester = tfp.LoadTester(
+        target, tfp.UserPool(count=4, email_prefix="shardk"), mix, processes=2, save_dir=None
+    )
+    run = tester.run_sync(duration=1, rate=20)
+    shards = run.meta["shards"]
+    assert shards[0]["status"] == "ok"
+    assert shards[1]["status"] == "failed" and "exited with code 3" in shards[1]["error"]
+    load = run.load_events()
+    assert load["worker"].unique().to_list() == [0] and load.height == 10
