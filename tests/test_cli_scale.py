@@ -71,12 +71,13 @@ def test_ctrl_c_stops_every_shard_and_keeps_their_rows(tmp_path: Path) -> None:
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 130, err
-    assert "saved the run to" in out
+    assert "saved the run to" in out, (out, err)
     run = tfp.load_run(folder)
-    assert run.meta["stopped"] == "interrupted"
+    why = (err, run.meta.get("shards"), run.meta.get("warnings"))
+    assert run.meta["stopped"] == "interrupted", why
     assert run.meta["workers"] == 2
-    assert [s["status"] for s in run.meta["shards"]] == ["ok", "ok"]
-    assert [s["stopped"] for s in run.meta["shards"]] == ["interrupted", "interrupted"]
+    assert [s["status"] for s in run.meta["shards"]] == ["ok", "ok"], why
+    assert [s["stopped"] for s in run.meta["shards"]] == ["interrupted", "interrupted"], why
     load = run.load_events()
     assert sorted(load["worker"].unique().to_list()) == [0, 1]
     assert load.height > 10
