@@ -59,6 +59,7 @@ async def run_load(
     ws_recorder = WsRecorder(worker=worker, spill_dir=parts)
     if link is not None:  # every shard writes its own part files into the shared folder
         recorder.prefix, ws_recorder.prefix = f"events-w{worker}", f"ws_events-w{worker}"
+        self._shard_result = (None, None, None, recorder, ws_recorder)  # flushed even on failure
     side = Sidecars(
         self.metrics_port,
         self.target.metrics_url if worker == 0 else None,  # one scraper per run

@@ -54,6 +54,7 @@ def shard_main(
     except asyncio.CancelledError:
         pass  # stopped by the parent: the rows so far are kept
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, the other shards go on
+        _flush(tester)  # the rows recorded before the failure are kept
         link.send(("failed", k, f"{type(exc).__name__}: {exc}"))
         link.close()
         return None
@@ -94,3 +95,13 @@ def _rows_as_ipc(parts: Path, k: int) -> dict[str, bytes | None]:
         pl.concat([pl.read_parquet(f) for f in files], how="vertical").write_ipc(buf)
         out[frame] = buf.getvalue()
     return out
+
+
+def _flush(tester: LoadTester) -> None:
+    """Write the failed shard's buffered rows as parts (best effort)."""
+    try:
+        _, _, _, recorder, ws_recorder = tester._shard_result
+        recorder.flush()
+        ws_recorder.flush()
+    except Exception:  # noqa: BLE001 - nothing more to save
+        pass

@@ -129,6 +129,9 @@ def test_a_failed_shard_is_reported_and_the_others_kept(target: tfp.ReferenceTar
     assert any("worker 1 failed" in w for w in run.meta["warnings"])
     ev = run.events
     assert ev.filter(pl.col("phase") == "load")["worker"].unique().to_list() == [0]
+    # The failed shard's own rows (its reachability check and failed logins) are kept too.
+    failed = ev.filter((pl.col("worker") == 1) & (pl.col("phase") == "setup"))
+    assert failed.height >= 3 and set(failed["user"].cast(pl.String)) >= {specs[1][0], specs[3][0]}
     assert ev.filter(pl.col("phase") == "load").height == len(
         list(tfp.StressPlan.constant(1, rate=40).arrival_times())[0::2]
     )
