@@ -14,7 +14,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,lab]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,lab,distributed]'
 	touch $(STAMP)
 
 demo: install

@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 from taskforge_perf.capacity import CapacityResult, find_capacity
 from taskforge_perf.compare import Comparison, Verdict, compare, compare_series
 from taskforge_perf.config import Target
+from taskforge_perf.engine.dask_runner import DaskRunner
 from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.engine.sessions import Session
 from taskforge_perf.engine.tester import LoadTester
@@ -34,6 +35,7 @@ __all__ = [
     "CapacityResult",
     "Comparison",
     "ConfigError",
+    "DaskRunner",
     "Endpoint",
     "LoadTester",
     "Phase",

@@ -110,6 +110,8 @@ def _add_load_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-in-flight", type=_COUNT, default=1000, help="open model: in-flight cap")
     g.add_argument("--seed", type=int, default=None, help="seed of the request generator")
+    g.add_argument("--processes", type=_COUNT, default=1, help="worker processes (each its own loop)")
+    g.add_argument("--dask", default=None, metavar="ADDR", help="a Dask scheduler, e.g. tcp://host:8786")
     g.add_argument("--name", default="run", help="the run's name (used in the saved folder)")
     g.add_argument(
         "--save",
@@ -250,6 +252,21 @@ def _plan(args: argparse.Namespace) -> Any:
     )
 
 
+def _dask_runner(address: str | None) -> Any:
+    """``--dask ADDR``: a DaskRunner on that scheduler's workers (needs the ``distributed`` extra)."""
+    if address is None:
+        return None
+    from taskforge_perf.errors import ConfigError
+
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--dask needs Dask: pip install 'taskforge-perf[distributed]'") from None
+    from taskforge_perf.engine.dask_runner import DaskRunner
+
+    return DaskRunner(Client(address, timeout=10))
+
+
 def _load(args: argparse.Namespace, target: Any) -> int:
     from taskforge_perf.engine.tester import LoadTester
     from taskforge_perf.live import TerminalProgress
@@ -279,6 +296,8 @@ def _load(args: argparse.Namespace, target: Any) -> int:
         listeners=progress,
         websockets=args.websockets or 0,
         metrics_port=args.metrics_port,
+        processes=args.processes,
+        runner=_dask_runner(args.dask),
         **kwargs,
     )
     if args.metrics_port is not None:

@@ -17,6 +17,7 @@ EXPECTED = {
     "CapacityResult",
     "Comparison",
     "ConfigError",
+    "DaskRunner",
     "Endpoint",
     "LoadTester",
     "Phase",
