@@ -44,6 +44,7 @@ from taskforge_perf.engine.http_bytes import (  # re-exported: the fast client's
 
 __all__ = [
     "MAX_BODY_BYTES",
+    "PREOPEN_BATCH",
     "FastClient",
     "Origin",
     "RequestTemplate",
@@ -56,6 +57,8 @@ __all__ = [
 
 #: Default largest response body the fast client keeps (bytes); bigger: a "protocol" row.
 MAX_BODY_BYTES = 256 * 1024 * 1024
+#: Connections ``FastClient.preopen`` opens at once.
+PREOPEN_BATCH = 128
 
 
 def connect_error(exc: BaseException) -> str:
@@ -272,6 +275,8 @@ class FastClient:
         self._busy: set[_Conn] = set()
         self.open_connections = 0
         self.connections_made = 0
+        #: Connections a request had to open because the idle pool was empty.
+        self.opened_on_demand = 0
         self.last_head = b""
         self._closed = False
 
@@ -307,6 +312,24 @@ class FastClient:
             return "cancelled"
         return conn
 
+    async def preopen(self, count: int, batch: int = PREOPEN_BATCH) -> int:
+        """Open connections until ``count`` are idle in the pool (before a schedule starts, so
+        its first requests find them open); ``batch`` connects at a time, to stay under the
+        target's listen backlog. Returns how many were opened (failures are not rows: the
+        requests that find the pool empty open their own, as before)."""
+        loop = asyncio.get_running_loop()
+        opened = 0
+        while len(self._idle) < count and not self._closed:
+            need = min(count - len(self._idle), batch)
+            deadline = loop.time() + self.connect_timeout
+            made = await asyncio.gather(*(self._connect(deadline) for _ in range(need)))
+            conns = [c for c in made if isinstance(c, _Conn)]
+            self._idle.extend(conns)
+            opened += len(conns)
+            if len(conns) < need:
+                break  # refused or timed out: the target's limit, not ours to push past
+        return opened
+
     async def request(self, data: bytes) -> tuple[int, bytes, str | None]:
         """Send one request on a kept-alive connection: (status, body, error kind or None)."""
         loop = asyncio.get_running_loop()
@@ -319,6 +342,7 @@ class FastClient:
                 conn = c
                 break
         if conn is None:
+            self.opened_on_demand += 1
             made = await self._connect(deadline)
             if isinstance(made, str):
                 return 0, b"", made

@@ -518,6 +518,7 @@ class LoadTester:
                 )
                 if self._wants_ws(plan):
                     self._start_ws(plan, auth, logged_in, ws_recorder, counters, clock, rng, driver)
+                await driver.preopen(plan)  # h14: open-model connections before the clock starts
                 # Objects alive now (imports, setup, the recorder's column lists) leave the
                 # collector's generations for the load, and so do those that survive a few seconds
                 # (sockets, task records): no 10-100 ms collections that walk them again and again.
@@ -605,6 +606,7 @@ class LoadTester:
             plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
         )
         meta["generator"] = health.summary()
+        driver.preopen_meta(meta)  # h14: meta["preopen"], warning when opened on demand
         meta.update(group_setup.meta(sess))
         add_fault_meta(meta, driver, auth, ready)
         health_frame = health.frame()
