@@ -189,6 +189,7 @@ class HttpDriver:
         self.preopen_latency_s = PREOPEN_LATENCY_S
         #: What ``preopen`` did (empty: nothing was pre-opened); ``preopen_meta`` reports it.
         self.preopened: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _pick(self) -> tuple[Endpoint, User]:
         """The endpoint and user of the next open-model request (through its group, if any)."""
@@ -528,6 +529,7 @@ class HttpDriver:
     def set_level(self, level: int, vus: dict[int, asyncio.Task[None]]) -> None:
         """Closed model: run ``level`` virtual users (extra ones stop after their request)."""
         self.state.level = level
+        self._loop = asyncio.get_running_loop()
         for i in range(level):
             t = vus.get(i)
             if t is None or t.done():
@@ -581,6 +583,7 @@ class HttpDriver:
         start time, whatever the clock says when it actually starts.
         """
         clock, state = self.clock, self.state
+        self._loop = asyncio.get_running_loop()
         self._bounds = iter(phases)
         self._phase_end, self._phase = next(self._bounds)
         self._arrivals, self._end_s = arrivals, end_s
@@ -677,7 +680,10 @@ class HttpDriver:
     # --- bookkeeping ---------------------------------------------------------------------------
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
-        task = asyncio.ensure_future(coro)
+        # The loop taken once by open_schedule / set_level: asyncio.ensure_future looks it up
+        # per call, a getpid() system call each time on Python 3.11 (once per open-model request).
+        loop = self._loop
+        task = loop.create_task(coro) if loop is not None else asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
