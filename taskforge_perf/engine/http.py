@@ -50,7 +50,7 @@ PAUSE_SLICE_S = 0.25
 #: Open model: the latency (s) assumed to size the connections opened before the schedule starts
 #: (``ceil(peak rate * latency * PREOPEN_HEADROOM)``, capped by the in-flight cap), as k6 sizes
 #: its pre-allocated VUs. Too few shows as ``meta["preopen"]["on_demand"]`` and a warning.
-PREOPEN_LATENCY_S = 0.01
+PREOPEN_LATENCY_S = 0.05
 PREOPEN_HEADROOM = 1.5
 
 TaskListener = Callable[[str, "str | None", User, int], None]
