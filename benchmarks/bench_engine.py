@@ -261,7 +261,8 @@ def run_child(cmd: list[str], timeout: float, env: dict[str, str] | None = None)
 
 def run_py(kind: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
     cmd = ["taskset", "-c", GEN_CORE, sys.executable, str(RUNNERS), kind, json.dumps(args)]
-    out, _ = run_child(cmd, timeout)
+    with tempfile.TemporaryDirectory(prefix="bench-runs-") as store:  # run folders: not data/runs
+        out, _ = run_child(cmd, timeout, env=dict(os.environ, TASKFORGE_PERF_RUNS=store))
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
