@@ -60,9 +60,11 @@ def child(url: str, seconds: float, conc: int, path: str) -> dict[str, Any]:
             state=state,
             fast=fast,
         )
-        for _ in range(conc):  # warm the pool and the templates (not measured)
-            await drv._send(mix.endpoints[0], user, clock.now(), True, None)
-        await fast.preopen(conc)
+        # Warm the pool (conc connections) and the templates; not measured. Concurrent sends
+        # rather than FastClient.preopen, so that older trees without it run the same harness.
+        await asyncio.gather(
+            *(drv._send(mix.endpoints[0], user, clock.now(), True, None) for _ in range(conc))
+        )
         rows0 = rec.rows
         c0, w0 = time.process_time(), time.perf_counter()
         drv.end_ns = clock.now() + int(seconds * 1e9)
@@ -73,7 +75,13 @@ def child(url: str, seconds: float, conc: int, path: str) -> dict[str, Any]:
         rows = rec.rows - rows0
         errors = sum(1 for e in rec.frame()["error"] if e is not None)
         fast.close()
-        return {"rows": rows, "cpu_us": cpu / rows * 1e6, "rps": rows / wall, "errors": errors}
+        return {
+            "rows": rows,
+            "cpu_us": cpu / rows * 1e6,
+            "rps": rows / wall,
+            "errors": errors,
+            "module": tfp.__file__,  # which tree was measured
+        }
 
     return uvloop.run(main())
 
@@ -81,11 +89,15 @@ def child(url: str, seconds: float, conc: int, path: str) -> dict[str, Any]:
 def run_tree(tree: str, url: str, seconds: float, conc: int, path: str) -> dict[str, Any]:
     env = dict(os.environ, PYTHONPATH=tree)
     code = (
-        f"import sys, json; sys.path.insert(0, {str(HERE)!r}); import bench_hotpath as b; "
+        f"import sys, json; sys.path.append({str(HERE)!r}); import bench_hotpath as b; "
         f"print(json.dumps(b.child({url!r}, {seconds!r}, {conc!r}, {path!r})))"
     )
-    cmd = ["taskset", "-c", "0", sys.executable, "-c", code]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True, timeout=seconds + 120)
+    # -P and cwd=tree: `python -c` would put the working directory first on sys.path, and the
+    # tree under test must be the one imported (not the checkout the script runs from).
+    cmd = ["taskset", "-c", "0", sys.executable, "-P", "-c", code]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, check=True, timeout=seconds + 120, cwd=tree
+    )
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -117,7 +129,7 @@ def main() -> int:
                 res[name].append(r)
                 print(
                     f"{name:>6}: {r['cpu_us']:.2f} CPU-us/req, {r['rows']:,} rows, {r['rps']:,.0f} req/s, "
-                    f"errors {r['errors']}, load {r['load']:.1f}",
+                    f"errors {r['errors']}, load {r['load']:.1f}, {r['module']}",
                     file=sys.stderr,
                 )
     finally:
