@@ -51,6 +51,10 @@ def run_engine(args: dict[str, Any]) -> dict[str, Any]:
         max_in_flight=args.get("max_in_flight", 1000),
         http_client=args.get("http_client", "fast"),
     )
+    if "preopen_latency_s" in args:  # 0: no connections opened before the schedule (the old way)
+        import taskforge_perf.engine.http as engine_http
+
+        engine_http.PREOPEN_LATENCY_S = float(args["preopen_latency_s"])
     kw: dict[str, Any] = {"duration": args["duration"]}
     if args.get("rate"):
         kw["rate"] = args["rate"]
@@ -91,6 +95,17 @@ def run_engine(args: dict[str, Any]) -> dict[str, Any]:
             "p99": lat.quantile(0.99),
             "max": lat.max(),
         }
+        # Whole run vs first second vs steady state (after the first second), by intended time.
+        t0 = load["t_intended"].min()
+        first = load.filter(pl.col("t_intended") < t0 + 1_000_000_000)
+        rest = load.filter(pl.col("t_intended") >= t0 + 1_000_000_000)
+        for key, part in (("first_s", first), ("steady", rest)):
+            ms = ((part["t_start"] - part["t_intended"]) / 1e6) if part.height else None
+            out[f"late_ms_{key}"] = (
+                {"p99": ms.quantile(0.99), "max": ms.max(), "n": part.height} if ms is not None else None
+            )
+        out["preopen"] = run.meta.get("preopen")
+        out["sent"] = load.filter(pl.col("error").is_null() | (pl.col("error") != "dropped")).height
     return out
 
 
@@ -108,9 +123,7 @@ def run_bare(args: dict[str, Any]) -> dict[str, Any]:
     async def main() -> tuple[int, int, float, float]:
         count = errors = 0
         connector = aiohttp.TCPConnector(limit=conc, limit_per_host=0, keepalive_timeout=30)
-        async with aiohttp.ClientSession(
-            connector=connector, skip_auto_headers=("User-Agent",)
-        ) as session:
+        async with aiohttp.ClientSession(connector=connector, skip_auto_headers=("User-Agent",)) as session:
             async with session.get(url) as r:  # warm one connection, check the target
                 await r.read()
             stop_at = time.perf_counter() + duration
@@ -288,17 +301,13 @@ def run_truth(args: dict[str, Any]) -> dict[str, Any]:
                         tester = tfp.LoadTester(
                             target, pool, tfp.RequestMix.taskforge(), seed=i, http_client=client
                         )
-                        kw: dict[str, Any] = (
-                            {"rate": rate} if mode == "open" else {"concurrency": conc}
-                        )
+                        kw: dict[str, Any] = {"rate": rate} if mode == "open" else {"concurrency": conc}
                         run = await tester.run(duration=duration, **kw)
                         load = run.load_events().with_columns(
                             ((pl.col("t_end") - pl.col("t_start")) / 1e6).alias("ms")
                         )
                         frames.setdefault((mode, client), []).append(load)
-                        out["rounds"].append(
-                            {"round": i, "mode": mode, "client": client, **figures(load)}
-                        )
+                        out["rounds"].append({"round": i, "mode": mode, "client": client, **figures(load)})
         for (mode, client), fs in frames.items():
             all_ = pl.concat(fs)
             per_ep = (

@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -163,15 +164,40 @@ async def one(
         "server_open_after": int(after),
         "connect_errors": meta_ws.get("connect_errors"),
         "rows": run.ws_events.height if run is not None else 0,
+        **(lateness_split(run.events) if run is not None else {}),
     }
+
+
+def lateness_split(events: Any) -> dict[str, float | None]:
+    """p99 start lateness (ms) of the open model's HTTP rows: the whole run, its first second
+    and the steady state after it (issue 19 asks for both)."""
+    import polars as pl
+
+    load = events.filter((pl.col("phase") != "setup") & (pl.col("phase") != "teardown"))
+    load = load.filter(pl.col("error").is_null() | (pl.col("error").cast(pl.String) != "dropped"))
+    if load.height == 0:
+        return {"late_p99_ms": None, "late_p99_first_s_ms": None, "late_p99_steady_ms": None}
+    ms = ((pl.col("t_start") - pl.col("t_intended")) / 1e6).alias("ms")
+    t0 = load["t_intended"].min()
+    first = load.filter(pl.col("t_intended") < t0 + 1_000_000_000).select(ms)["ms"]
+    rest = load.filter(pl.col("t_intended") >= t0 + 1_000_000_000).select(ms)["ms"]
+    return {
+        "late_p99_ms": load.select(ms)["ms"].quantile(0.99),
+        "late_p99_first_s_ms": first.quantile(0.99) if first.len() else None,
+        "late_p99_steady_ms": rest.quantile(0.99) if rest.len() else None,
+    }
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def table(results: list[dict]) -> str:
     head = (
         "| N | users | opened | open time | client KB/conn (open / after hold) | loop lag p50 / p99 / max "
-        "| msgs/s | close all | connect errors |"
+        "| msgs/s | close all | connect errors | HTTP start lateness p99 whole / first s / steady |"
     )
-    lines = [head, "|" + "---|" * 9]
+    lines = [head, "|" + "---|" * 10]
     for r in results:
         lines.append(
             f"| {r['n']:,} | {r['users']} | {r['opened']:,} (target {r['server_open']:,}) "
@@ -179,7 +205,8 @@ def table(results: list[dict]) -> str:
             f"| {r['rss_per_conn_kb']:.1f} / {r['rss_hold_per_conn_kb']:.1f} "
             f"| {r['lag_p50_ms']:.2f} / {r['lag_p99_ms']:.2f} / {r['lag_max_ms']:.1f} ms "
             f"| {r['msgs_per_s']:,.0f} | {r['close_s']:.1f} s (target left {r['server_open_after']}) "
-            f"| {r['connect_errors']} |"
+            f"| {r['connect_errors']} | {_ms(r.get('late_p99_ms'))} / {_ms(r.get('late_p99_first_s_ms'))} "
+            f"/ {_ms(r.get('late_p99_steady_ms'))} ms |"
         )
     return "\n".join(lines)
 

@@ -170,6 +170,7 @@ async def run_load(
                 if self._sessions is not None
                 else None
             )
+            await driver.preopen(plan)  # open-model connections open before the schedule's clock
             if link is not None:  # every shard starts its load at the same instant
                 load_start_ns = await link.ready(setup_s, clock)
             if self._wants_ws(plan):
@@ -253,6 +254,7 @@ async def run_load(
         self, plan, name, clock, counters, driver, auth, stopped, load_start_ns, load_end_ns, setup_s
     )
     meta["generator"] = health.summary()
+    driver.preopen_meta(meta)
     meta.update(group_setup.meta(sess))
     add_fault_meta(meta, driver, auth, ready)
     target_metrics = side.finish(meta)
