@@ -176,7 +176,8 @@ class Run:
         from taskforge_perf import analysis
 
         frame = self.events if include_setup else self.load_events()
-        return analysis.summary(frame, by=tuple(by), duration_s=self.duration_s or None, include=include)
+        by = (by,) if isinstance(by, str) else tuple(by)  # "user" is one key, not four letters
+        return analysis.summary(frame, by=by, duration_s=self.duration_s or None, include=include)
 
     def by_user(self, *, endpoint: bool = False, include: Any = "answered") -> pl.DataFrame:
         """The summary per user (``endpoint=True``: per user x endpoint)."""
@@ -414,11 +415,23 @@ class RunCharts:
     def __init__(self, run: Run) -> None:
         self._run = run
 
+    def _clock(self) -> dict[str, Any]:
+        """The load's span and the plan's phase bands on the run clock (from meta)."""
+        from taskforge_perf.chart_style import plan_bands
+
+        m = self._run.meta
+        lo, hi = m.get("load_start_ns"), m.get("load_end_ns")
+        return {
+            "start_s": lo / 1e9 if lo is not None else None,
+            "end_s": hi / 1e9 if hi is not None else None,
+            "phases": plan_bands(m),
+        }
+
     def latency_over_time(self, **kw: Any) -> Any:
-        """Latency and response time per window and endpoint, with phase bands."""
+        """Latency and response time per window and endpoint, with the plan's phase bands."""
         from taskforge_perf import charts
 
-        return charts.latency_over_time(self._run.load_events(), **kw)
+        return charts.latency_over_time(self._run.load_events(), **{**self._clock(), **kw})
 
     def percentiles(self, **kw: Any) -> Any:
         """The percentile spectrum on a log scale."""
@@ -435,8 +448,10 @@ class RunCharts:
     def throughput(self, **kw: Any) -> Any:
         """Requests/s and errors over time."""
         from taskforge_perf import charts
+        from taskforge_perf.chart_style import planned_rate
 
-        return charts.throughput(self._run.load_events(), **kw)
+        defaults = {**self._clock(), "planned": planned_rate(self._run.meta)}
+        return charts.throughput(self._run.load_events(), **{**defaults, **kw})
 
     def task_latency(self, **kw: Any) -> Any:
         """The distribution of task end-to-end latency (WebSocket)."""
@@ -447,14 +462,16 @@ class RunCharts:
     def groups(self, **kw: Any) -> Any:
         """Latency percentiles and throughput per user group."""
         from taskforge_perf import group_charts
+        from taskforge_perf.chart_style import finish
 
-        return group_charts.groups(self._run.by_group(), **kw)
+        return finish(group_charts.groups(self._run.by_group(), **kw))
 
     def sessions(self, **kw: Any) -> Any:
         """Concurrent sessions over time."""
         from taskforge_perf import group_charts
+        from taskforge_perf.chart_style import finish
 
-        return group_charts.sessions(self._run.sessions_timeline(), **kw)
+        return finish(group_charts.sessions(self._run.sessions_timeline(), **kw))
 
     def ws_connections(self, **kw: Any) -> Any:
         """Open WebSocket connections over time."""
@@ -466,7 +483,8 @@ class RunCharts:
         """Client-side latency over time above the target's own scraped metrics (queues, rates)."""
         from taskforge_perf.charts_target import target_vs_client
 
-        return target_vs_client(self._run.load_events(), self._run.target_metrics, **kw)
+        clock = {k: v for k, v in self._clock().items() if k != "phases"}
+        return target_vs_client(self._run.load_events(), self._run.target_metrics, **{**clock, **kw})
 
 
 def load_run(path: str | Path, *, lazy: bool = True) -> Run:

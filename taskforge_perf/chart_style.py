@@ -1,0 +1,99 @@
+"""The one palette and label rules every chart of taskforge_perf uses.
+
+Colours mean the same thing in every chart:
+
+========== ========= ==============================================================
+name       colour    used for
+========== ========= ==============================================================
+ok         #4c78a8   answered requests, open connections, the achieved rate
+degraded   #f58518   dropped connections, late or not-sent work, response time
+failed     #e45756   errors, failed connects, a failed gate
+planned    #6b6b6b   the plan's asked level (dashed)
+baseline   #9d9d9d   the baseline run of a comparison
+candidate  #4c78a8   the candidate run of a comparison
+========== ========= ==============================================================
+
+Labels, legends and titles are never cut (Vega-Lite's default ``labelLimit`` of 180 px truncated
+endpoint names: ``finish`` sets every limit to 0, i.e. none).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import polars as pl
+
+__all__ = ["PALETTE", "finish", "natural_key", "plan_bands"]
+
+PALETTE: dict[str, str] = {
+    "ok": "#4c78a8",
+    "degraded": "#f58518",
+    "failed": "#e45756",
+    "planned": "#6b6b6b",
+    "baseline": "#9d9d9d",
+    "candidate": "#4c78a8",
+}
+
+
+def finish(chart: Any) -> Any:
+    """A top-level chart with no label, legend or title truncation, drawn offline.
+
+    Also makes sure an offline renderer is active (unless the user chose one): a chart shown in a
+    fresh kernel must not try to load Vega from a CDN.
+    """
+    from taskforge_perf.rendering import ensure_offline_renderer
+
+    ensure_offline_renderer()
+    return (
+        chart.configure_axis(labelLimit=0, titleLimit=0)
+        .configure_legend(labelLimit=0, titleLimit=0, symbolLimit=0)
+        .configure_title(limit=0, subtitleColor="#555")
+        .configure_header(labelLimit=0, titleLimit=0)
+    )
+
+
+_NUM = re.compile(r"(\d+)")
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key putting ``user2`` before ``user10``."""
+    return tuple(int(p) if p.isdigit() else p for p in _NUM.split(str(text)))
+
+
+def plan_bands(meta: dict[str, Any] | None, events: Any = None) -> pl.DataFrame | None:
+    """The plan's phases on the run clock (``name``, ``start_s``, ``end_s``), or None without a plan.
+
+    Bands come from the plan (its phase durations, placed where the run started its load), never from
+    the rows' first and last timestamps, which overlap when late answers spill into the next phase.
+    """
+    plan_d = (meta or {}).get("plan")
+    if not plan_d:
+        return None
+    from taskforge_perf.plan import StressPlan
+
+    plan = StressPlan.from_dict(plan_d)
+    start_ns = (meta or {}).get("load_start_ns")
+    t0 = float(start_ns) / 1e9 if start_ns is not None else 0.0
+    return pl.DataFrame(
+        {
+            "name": [p.name for p in plan.phases],
+            "start_s": [t0 + b for b in plan.boundaries],
+            "end_s": [t0 + b + p.duration for b, p in zip(plan.boundaries, plan.phases, strict=True)],
+        },
+        schema={"name": pl.String, "start_s": pl.Float64, "end_s": pl.Float64},
+    )
+
+
+def planned_rate(meta: dict[str, Any] | None, step: float = 0.5) -> pl.DataFrame | None:
+    """The plan's asked rate (req/s) on the run clock (``t_s``, ``rate``) for open-model plans."""
+    plan_d = (meta or {}).get("plan")
+    if not plan_d or plan_d.get("model") != "open":
+        return None
+    from taskforge_perf.plan import StressPlan
+
+    plan = StressPlan.from_dict(plan_d)
+    start_ns = (meta or {}).get("load_start_ns")
+    t0 = float(start_ns) / 1e9 if start_ns is not None else 0.0
+    frame = plan.to_frame(step)
+    return frame.select(t_s=pl.col("t").cast(pl.Float64) + t0, rate=pl.col("level").cast(pl.Float64))
