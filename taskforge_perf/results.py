@@ -22,16 +22,30 @@ from taskforge_perf.schema import (
 )
 from taskforge_perf.store import FRAMES, check_destination, part_paths, read_meta, write_meta, writer_alive
 
-#: Where runs are saved when no directory is given (relative to the working directory);
-#: the environment variable ``TASKFORGE_PERF_RUNS`` overrides it (see ``default_store``).
+#: Where runs are saved when no directory is given (relative to the project root, see
+#: ``project_root``); the environment variable ``TASKFORGE_PERF_RUNS`` overrides it.
 DEFAULT_STORE = Path("data/runs")
+_ROOT_MARKERS = ("pyproject.toml", ".git")
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the working directory) holding a
+    ``pyproject.toml`` or ``.git``; the working directory itself when none does. A notebook in
+    ``notebooks/`` thus saves to the project's ``data/runs``, not ``notebooks/data/runs``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / m).exists() for m in _ROOT_MARKERS):
+            return folder
+    return here
 
 
 def default_store(save_dir: str | Path | None = DEFAULT_STORE) -> Path:
     """The run store: ``save_dir``, except that the default (``DEFAULT_STORE``) yields to
-    ``$TASKFORGE_PERF_RUNS`` when that is set (CI jobs, test suites)."""
+    ``$TASKFORGE_PERF_RUNS`` when that is set (CI jobs, test suites), else is found under the
+    project root (``project_root``), wherever the working directory is."""
     if save_dir is DEFAULT_STORE or save_dir is None:
-        return Path(os.environ.get("TASKFORGE_PERF_RUNS") or DEFAULT_STORE)
+        env = os.environ.get("TASKFORGE_PERF_RUNS")
+        return Path(env) if env else project_root() / DEFAULT_STORE
     return Path(save_dir)
 
 

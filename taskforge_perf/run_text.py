@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.results import DEFAULT_STORE, Run, load_run, runs
+from taskforge_perf.results import DEFAULT_STORE, Run, default_store, load_run, runs
 
 WIDTH = 120
 _GRADES = {"grade_error_rate": "grade_err", "grade_latency": "grade_lat", "grade_throughput": "grade_tput"}
@@ -101,7 +101,7 @@ def runs_text(root: str | Path = DEFAULT_STORE, *, width: int = WIDTH) -> str:
 
 def resolve_run(name: str, root: str | Path = DEFAULT_STORE) -> Path:
     """A run folder from a path, or a run's folder name under ``root``."""
-    for candidate in (Path(name), Path(root) / name):
+    for candidate in (Path(name), default_store(root) / name):
         if (candidate / "meta.json").is_file():
             return candidate
     raise ConfigError(

@@ -33,6 +33,7 @@ from taskforge_perf.engine.sessions import SessionDriver
 from taskforge_perf.engine.sidecars import Sidecars
 from taskforge_perf.engine.sync import run_blocking
 from taskforge_perf.engine.ws import WsDriver, WsOptions
+from taskforge_perf.environment import run_environment
 from taskforge_perf.errors import ConfigError, RunError, TargetError
 from taskforge_perf.groups import UserGroup, check_groups, combined_pool
 from taskforge_perf.mix import RequestMix
@@ -844,6 +845,7 @@ class LoadTester:
                 "aiohttp": _aiohttp.__version__,
                 "polars": _pl.__version__,
             },
+            "environment": run_environment(),
         }
 
 
