@@ -36,6 +36,21 @@ PALETTE: dict[str, str] = {
 }
 
 
+#: One font for every chart, present both to vl-convert and to the browsers of this project's images.
+FONT = "DejaVu Sans"
+
+
+def subtitle_lines(text: str, width: int = 95) -> list[str]:
+    """A long subtitle as several lines (Vega does not wrap; a long line would be cut)."""
+    lines: list[str] = []
+    for part in text.split("; "):
+        if lines and len(lines[-1]) + len(part) + 2 <= width:
+            lines[-1] += "; " + part
+        else:
+            lines.append(part)
+    return lines
+
+
 def finish(chart: Any) -> Any:
     """A top-level chart with no label, legend or title truncation, drawn offline.
 
@@ -46,7 +61,10 @@ def finish(chart: Any) -> Any:
 
     ensure_offline_renderer()
     return (
-        chart.configure_axis(labelLimit=0, titleLimit=0)
+        # room around the plot: SVG text measured by vl-convert can render a little wider in a
+        # browser, and a label past the edge of the SVG would be cut
+        chart.configure(font=FONT, padding={"left": 30, "top": 5, "right": 90, "bottom": 5})
+        .configure_axis(labelLimit=0, titleLimit=0)
         .configure_legend(labelLimit=0, titleLimit=0, symbolLimit=0)
         .configure_title(limit=0, subtitleColor="#555")
         .configure_header(labelLimit=0, titleLimit=0)

@@ -19,7 +19,7 @@ import polars as pl
 
 from taskforge_perf import analysis
 from taskforge_perf.analysis import By, Frame
-from taskforge_perf.chart_style import PALETTE, finish, natural_key
+from taskforge_perf.chart_style import PALETTE, finish, natural_key, subtitle_lines
 
 __all__ = [
     "MAX_ROWS",
@@ -50,7 +50,7 @@ def data_values(df: pl.DataFrame) -> alt.Data:
 
 
 def _title(text: str, subtitle: str | None = None) -> alt.TitleParams:
-    return alt.TitleParams(text=text, subtitle=subtitle or "", anchor="start")
+    return alt.TitleParams(text=text, subtitle=subtitle_lines(subtitle) if subtitle else "", anchor="start")
 
 
 def _span_s(lf: pl.LazyFrame, col: str) -> float:
@@ -307,7 +307,7 @@ def throughput(
     )
     errs = (
         alt.Chart(data_values(tl.select("t_s", errors=pl.col("errors") / w)))
-        .mark_area(interpolate="step-after", color=PALETTE["failed"], opacity=0.6, line=True)
+        .mark_area(interpolate="step-after", color=PALETTE["failed"], opacity=0.6, line={"color": PALETTE["failed"]})
         .encode(
             x=_TIME_AXIS,
             y=alt.Y("errors:Q", title="Errors (req/s)"),

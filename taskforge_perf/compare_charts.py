@@ -44,12 +44,9 @@ def delta_chart(cmp: Comparison, *, table: pl.DataFrame | None = None) -> alt.La
     # The scale is set by the gate (a few times the allowed regression), not by one wild interval:
     # values past it are clamped to the edge and marked with a triangle and their real value.
     thr, tol = cmp.gate.max_regression * 100, cmp.gate.tolerance * 100
-    edge = max(3 * thr, 2 * tol, 25.0)
-    inside = long.filter(pl.col("rel").abs() <= edge)
-    span = float(
-        inside.select(pl.max_horizontal(pl.col("lo").abs().max(), pl.col("hi").abs().max())).item() or 0
-    )
-    edge = min(max(edge, span), 100.0) if span == span else edge
+    # the estimates set the scale (with room for the gate's lines); intervals may run past it
+    worst = float(long.select(pl.col("rel").abs().max()).item() or 0.0)
+    edge = min(max(1.25 * worst, 3 * thr, 2 * tol, 20.0), 100.0)
     clamp = pl.col("lo", "hi", "rel").clip(-edge, edge)
     long = long.with_columns(
         clamped=(pl.col("lo").abs() > edge) | (pl.col("hi").abs() > edge) | (pl.col("rel").abs() > edge),

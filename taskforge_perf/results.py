@@ -467,6 +467,13 @@ class RunCharts:
         defaults = {**self._clock(), "planned": planned_rate(self._run.meta)}
         return charts.throughput(self._run.load_events(), **{**defaults, **kw})
 
+    def errors(self, **kw: Any) -> Any:
+        """Target-side errors per second by kind over time."""
+        from taskforge_perf.charts_errors import errors_over_time
+
+        clock = {k: v for k, v in self._clock().items() if k != "phases"}
+        return errors_over_time(self._run.load_events(), **{**clock, **kw})
+
     def task_latency(self, **kw: Any) -> Any:
         """The distribution of task end-to-end latency (WebSocket)."""
         from taskforge_perf import charts

@@ -67,11 +67,12 @@ def display_table(
     subtitle: str | None = None,
     columns: Sequence[str] | None = None,
     max_rows: int = 200,
+    percent: Sequence[str] = (),
 ) -> Any:
     """A great_tables ``GT`` of ``frame`` with units, percentages and separators (see module doc).
 
     ``columns`` picks (and orders) the columns that exist; at most ``max_rows`` rows are shown
-    (the title says how many were left out).
+    (the title says how many were left out). ``percent``: more columns holding fractions.
     """
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     if columns is not None:
@@ -88,7 +89,9 @@ def display_table(
         if t.is_integer():
             gt = gt.fmt_integer(columns=c)
         elif t.is_float():
-            if _PERCENT.search(c):
+            if c.startswith("p_") or c in ("p", "p_value"):
+                gt = gt.fmt_number(columns=c, n_sigfig=2)
+            elif _PERCENT.search(c) or c in percent:
                 gt = gt.fmt_percent(columns=c, decimals=1, force_sign=bool(_SIGNED.search(c)))
             else:
                 gt = gt.fmt_number(

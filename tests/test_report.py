@@ -74,7 +74,7 @@ def test_report_is_self_contained(compare_report: str) -> None:
     assert "<title>Candidate build</title>" in html
     # Six charts inline as SVG: latency, throughput, spectrum, users, compare, delta.
     assert html.count("<svg") >= 6
-    assert "p95_ms" in html and "POST /tasks generate-pdf" in html  # the summary table
+    assert "p95 (ms)" in html and "POST /tasks generate-pdf" in html  # the summary table
     assert re.search(r"Verdict: (PASSED|FAILED|INCONCLUSIVE)", html)  # the one verdict
     assert "def " not in html and "import taskforge_perf" not in html  # code cells hidden
 
@@ -96,7 +96,7 @@ def test_report_renders_offline_in_chromium(compare_report: str, tmp_path: Path)
     assert dom.count("<svg") >= 6, "charts missing from the rendered page"
     assert re.search(r"<g[^>]*class=\"mark-", dom), "Vega marks missing from the charts"
     tables = re.findall(r"<table.*?</table>", dom, flags=re.S)
-    assert any("p95_ms" in t and "GET /health" in t for t in tables), "summary table missing"
+    assert any("p95 (ms)" in t and "GET /health" in t for t in tables), "summary table missing"
 
 
 @pytest.mark.timeout(120)
@@ -116,9 +116,9 @@ def test_report_of_an_unsaved_run_with_websockets(tmp_path: Path) -> None:
     messages: list[str] = []
     out = tfp.report(run, output=tmp_path / "r.html", progress=messages.append)
     html = out.read_text(encoding="utf-8")
-    assert "WebSocket status gateway" in html and "unfinished_at_end" in html
+    assert "WebSocket status gateway" in html and "unfinished at end" in html
     assert html.count("<svg") >= 6  # 4 HTTP charts + task latency + connections
-    assert "no assessment" in html  # no plan in this run's meta: said, not crashed
+    assert "no per-phase assessment" in html  # no plan in this run's meta: said, not crashed
     assert messages[0].startswith("executing") and messages[-1].startswith("wrote")
 
 
