@@ -9,6 +9,7 @@ ok         #4c78a8   answered requests, open connections, the achieved rate
 degraded   #f58518   dropped connections, late or not-sent work, response time
 failed     #e45756   errors, failed connects, a failed gate
 planned    #6b6b6b   the plan's asked level (dashed)
+(category) CATEGORY  endpoints, task types, metrics: blues, greens, purples (never red/orange)
 baseline   #9d9d9d   the baseline run of a comparison
 candidate  #4c78a8   the candidate run of a comparison
 ========== ========= ==============================================================
@@ -35,6 +36,10 @@ PALETTE: dict[str, str] = {
     "candidate": "#4c78a8",
 }
 
+
+#: Colours of categories that carry no judgement (endpoints, task types, metrics): no red, no
+#: orange, which mean "failed" and "degraded".
+CATEGORY = ["#4c78a8", "#72b7b2", "#54a24b", "#b279a2", "#9d755d", "#eeca3b", "#79706e", "#1f3b73", "#8cd17d"]
 
 #: One font for every chart, present both to vl-convert and to the browsers of this project's images.
 FONT = "DejaVu Sans"
@@ -64,6 +69,7 @@ def finish(chart: Any) -> Any:
         # room around the plot: SVG text measured by vl-convert can render a little wider in a
         # browser, and a label past the edge of the SVG would be cut
         chart.configure(font=FONT, padding={"left": 30, "top": 5, "right": 90, "bottom": 5})
+        .configure_range(category=CATEGORY)
         .configure_axis(labelLimit=0, titleLimit=0)
         .configure_legend(labelLimit=0, titleLimit=0, symbolLimit=0)
         .configure_title(limit=0, subtitleColor="#555")

@@ -307,7 +307,9 @@ def throughput(
     )
     errs = (
         alt.Chart(data_values(tl.select("t_s", errors=pl.col("errors") / w)))
-        .mark_area(interpolate="step-after", color=PALETTE["failed"], opacity=0.6, line={"color": PALETTE["failed"]})
+        .mark_area(
+            interpolate="step-after", color=PALETTE["failed"], opacity=0.6, line={"color": PALETTE["failed"]}
+        )
         .encode(
             x=_TIME_AXIS,
             y=alt.Y("errors:Q", title="Errors (req/s)"),

@@ -17,7 +17,15 @@ import polars as pl
 
 from taskforge_perf.chart_style import PALETTE
 
-__all__ = ["Verdict", "configuration", "environment", "error_examples", "verdict", "verdict_html"]
+__all__ = [
+    "Verdict",
+    "configuration",
+    "environment",
+    "error_examples",
+    "threshold_table",
+    "verdict",
+    "verdict_html",
+]
 
 _COLOURS = {"passed": "#2e7d32", "failed": PALETTE["failed"], "inconclusive": PALETTE["degraded"]}
 
@@ -36,15 +44,43 @@ def _threshold_badges(run: Any) -> list[tuple[str, str, str]]:
     out = []
     for row in th.iter_rows(named=True) if th.height else []:
         name = str(row.get("threshold") or "threshold")
-        actual, unit = row.get("actual"), row.get("unit")
-        if actual is None:
-            measured = "no data"
-        elif unit == "ratio":
-            measured = f"{actual:.2%}"
-        else:
-            measured = f"{actual:,.1f} {unit or ''}".strip()
+        measured = _measured(row.get("actual"), row.get("unit"))
         out.append((name, f"→ {measured}", "ok" if row.get("passed") else "failed"))
     return out
+
+
+def _measured(actual: Any, unit: Any) -> str:
+    if actual is None:
+        return "no data"
+    if unit == "ratio":
+        return f"{actual:.2%}"
+    return f"{actual:,.1f} {unit or ''}".strip()
+
+
+def threshold_table(th: pl.DataFrame) -> pl.DataFrame:
+    """Thresholds as a reader wants them: the check, its scope, the measured value, pass/FAIL."""
+    rows = [
+        {
+            "result": "pass" if r.get("passed") else "FAIL",
+            "threshold": str(r.get("threshold")),
+            "scope": str(r.get("scope") or "run"),
+            "measured": _measured(r.get("actual"), r.get("unit")),
+            "rows": r.get("rows"),
+            "note": r.get("note"),
+        }
+        for r in th.iter_rows(named=True)
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "result": pl.String,
+            "threshold": pl.String,
+            "scope": pl.String,
+            "measured": pl.String,
+            "rows": pl.Int64,
+            "note": pl.String,
+        },
+    )
 
 
 def task_completion(run: Any) -> tuple[int, int] | None:

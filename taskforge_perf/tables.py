@@ -19,7 +19,10 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["column_label", "display_table"]
+__all__ = ["VERTICAL_AFTER", "column_label", "display_table", "vertical"]
+
+#: A one-row frame wider than this many columns is shown as measure/value rows.
+VERTICAL_AFTER = 8
 
 _PERCENT = re.compile(r"(^|_)(rate|share|ratio)($|_)|_rel($|_)|^cpu|_pct$")
 _SIGNED = re.compile(r"_rel($|_)|_delta($|_)")
@@ -39,6 +42,24 @@ def column_label(name: str) -> str:
             base = name[: -len(suffix)].replace("p99_9", "p99.9").replace("_", " ")
             return f"{base} ({unit})"
     return name.replace("_", " ")
+
+
+def vertical(row: pl.DataFrame) -> pl.DataFrame:
+    """A one-row frame as ``measure``/``value`` rows (text: counts with separators, fractions as %)."""
+    out = []
+    for c, v in row.row(0, named=True).items():
+        if v is None:
+            text = "–"
+        elif isinstance(v, bool):
+            text = "yes" if v else "no"
+        elif isinstance(v, int):
+            text = f"{v:,}"
+        elif isinstance(v, float):
+            text = f"{v:.1%}" if _PERCENT.search(c) else f"{v:,.2f}"
+        else:
+            text = _text(v)
+        out.append({"measure": column_label(c), "value": text})
+    return pl.DataFrame(out, schema={"measure": pl.String, "value": pl.String})
 
 
 def _plain(df: pl.DataFrame) -> pl.DataFrame:
@@ -77,6 +98,8 @@ def display_table(
     df = frame.collect() if isinstance(frame, pl.LazyFrame) else frame
     if columns is not None:
         df = df.select([c for c in columns if c in df.columns])
+    if df.height == 1 and df.width > VERTICAL_AFTER:
+        df = vertical(df)
     note = None
     if df.height > max_rows:
         note = f"first {max_rows:,} of {df.height:,} rows"
