@@ -346,18 +346,10 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
 
 
 def _print_table(frame: Any, precision: int = 2) -> None:
-    """Print a frame as a plain terminal table (no shape, no dtypes)."""
-    import polars as pl
+    """Print a frame as a plain table within 120 columns (a wide one-row frame vertically)."""
+    from taskforge_perf.run_text import fit_table
 
-    with pl.Config(
-        tbl_rows=50,
-        tbl_cols=30,
-        tbl_width_chars=160,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        float_precision=precision,
-    ):
-        print(frame)
+    print(fit_table(frame, precision=precision))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -245,8 +245,7 @@ def _run_dir(run: Any, tmp: Path, label: str) -> str:
     if isinstance(run, Run):
         saved = run.path is not None and (run.path / "meta.json").is_file()
         if saved and run.meta.get("stopped") != "running":
-            run.save()  # already on disk: rewrites its meta only (notes added since), copies nothing
-            return str(run.path.resolve())  # type: ignore[union-attr]
+            return str(run.path.resolve())  # type: ignore[union-attr]  # on disk already: no copy
         return str(run.save(tmp / label).resolve())
     folder = Path(run)
     if not (folder / "meta.json").is_file():
