@@ -183,7 +183,11 @@ class Run:
     # --- analysis ------------------------------------------------------------------------------
 
     def summary(
-        self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False, include: Any = "answered"
+        self,
+        by: Sequence[str] | str = ("endpoint",),
+        *,
+        include_setup: bool = False,
+        include: Any = "answered",
     ) -> pl.DataFrame:
         """Per endpoint: count, answered, not sent, rps, errors, error rate, latency and
         response-time percentiles (ms) over answered rows (``include=``: see ``analysis.summary``)."""
@@ -192,6 +196,12 @@ class Run:
         frame = self.events if include_setup else self.load_events()
         by = (by,) if isinstance(by, str) else tuple(by)  # "user" is one key, not four letters
         return analysis.summary(frame, by=by, duration_s=self.duration_s or None, include=include)
+
+    def table(self, by: Sequence[str] | str = ("endpoint",), **kw: Any) -> Any:
+        """``summary(by)`` as a formatted table (units, percentages, separators): ``display_table``."""
+        from taskforge_perf.tables import display_table
+
+        return display_table(self.summary(by), **kw)
 
     def by_user(self, *, endpoint: bool = False, include: Any = "answered") -> pl.DataFrame:
         """The summary per user (``endpoint=True``: per user x endpoint)."""
