@@ -110,9 +110,10 @@ def plan_bands(meta: dict[str, Any] | None, events: Any = None) -> pl.DataFrame 
 
 
 def planned_rate(meta: dict[str, Any] | None, step: float = 0.5) -> pl.DataFrame | None:
-    """The plan's asked rate (req/s) on the run clock (``t_s``, ``rate``) for open-model plans."""
+    """The plan's asked rate (req/s) on the run clock (``t_s``, ``rate``) over its open-model
+    phases (a closed-model phase asks for users, not a rate: no line there); None without any."""
     plan_d = (meta or {}).get("plan")
-    if not plan_d or plan_d.get("model") != "open":
+    if not plan_d or plan_d.get("model") == "closed":
         return None
     from taskforge_perf.plan import StressPlan
 
@@ -120,4 +121,6 @@ def planned_rate(meta: dict[str, Any] | None, step: float = 0.5) -> pl.DataFrame
     start_ns = (meta or {}).get("load_start_ns")
     t0 = float(start_ns) / 1e9 if start_ns is not None else 0.0
     frame = plan.to_frame(step)
-    return frame.select(t_s=pl.col("t").cast(pl.Float64) + t0, rate=pl.col("level").cast(pl.Float64))
+    out = frame.select(t_s=pl.col("t").cast(pl.Float64) + t0, rate=pl.col("rate").cast(pl.Float64))
+    out = out.drop_nulls("rate")
+    return out if out.height else None
