@@ -62,12 +62,19 @@ def _kinds(counts: dict[str, int]) -> str:
     return ", ".join(f"{_esc(k)} {v:,}" for k, v in kinds) if kinds else "none"
 
 
-def snapshot_html(s: Snapshot, *, interval_s: float = 0.5, counts: LoadCounts | None = None) -> str:
+def snapshot_html(
+    s: Snapshot,
+    *,
+    interval_s: float = 0.5,
+    counts: LoadCounts | None = None,
+    websockets: bool | None = None,
+) -> str:
     """The live figures of one snapshot as a small HTML block (the dashboard's body).
 
     Errors are load errors of the target only (``LoadCounts``: set-up outcomes apart, tester-side
     rows under "Not sent"); the rate is answered responses per second once two load snapshots
-    were seen (requests per second before)."""
+    were seen (requests per second before). Rows that do not apply are left out: WebSocket rows
+    only when connections were asked for (``websockets``; None: when any was seen)."""
     if counts is None:
         counts = LoadCounts()
         counts.update(s)
@@ -86,18 +93,26 @@ def snapshot_html(s: Snapshot, *, interval_s: float = 0.5, counts: LoadCounts | 
         ),
         (f"Load errors ({errors:,})", _kinds(counts.load_errors)),
     ]
-    if counts.not_sent:
-        rows.append((f"Not sent ({sum(counts.not_sent.values()):,})", _kinds(counts.not_sent)))
+    not_sent = sum(counts.not_sent.values())
+    rows.append((f"Not sent (tester-side: {not_sent:,})", _kinds(counts.not_sent) if not_sent else "0"))
     if counts.setup:
         rows.append(("Auth outcomes at set-up (not load errors)", _kinds(counts.setup)))
-    rows += [
-        ("Open WebSocket connections", f"{s.ws_open:,}"),
-        ("Tasks created / completed", f"{s.tasks_created:,} / {s.ws_completed:,}"),
-    ]
+    ws = websockets if websockets is not None else bool(s.ws_open or s.ws_completed)
+    if ws:
+        rows += [
+            ("Open WebSocket connections", f"{s.ws_open:,}"),
+            ("Tasks created / completed", f"{s.tasks_created:,} / {s.ws_completed:,}"),
+        ]
+    elif s.tasks_created:
+        rows.append(("Tasks created (no WebSocket asked: completion not tracked)", f"{s.tasks_created:,}"))
     if s.late:
-        rows.append(("Late starts (behind schedule)", f"{s.late:,}"))
+        rows.append(("Late starts (behind schedule: response time > latency)", f"{s.late:,}"))
     if s.saturated:
         rows.append(("Tester saturated (numbers include its own queueing)", _esc(s.saturated)))
+    elif s.lag_p99_ms is not None or s.cpu is not None:
+        lag = "–" if s.lag_p99_ms is None else f"{s.lag_p99_ms:,.1f} ms"
+        cpu = "–" if s.cpu is None else f"{s.cpu:.0%} of a core"
+        rows.append(("Generator health (event-loop lag p99 · CPU)", f"ok · {lag} · {cpu}"))
     body = "".join(
         f"<tr><th style='text-align:left;padding:1px 12px 1px 0;font-weight:normal'>{_esc(k)}</th>"
         f"<td style='text-align:right;font-variant-numeric:tabular-nums'>{v}</td></tr>"
@@ -118,9 +133,56 @@ def status_text(s: Snapshot) -> str:
             "(cancelled when the grace runs out) ..."
         )
     left = max(s.planned_s - s.elapsed_s, 0.0)
+    overall = f"{_dur(s.elapsed_s)} of {_dur(s.planned_s)} · {_dur(left)} left"
+    if abs(s.phase_remaining_s - left) < 0.5:  # the last (or only) phase: one countdown is enough
+        return f"phase <b>{_esc(s.phase)}</b>: {overall}"
+    return f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · {overall}"
+
+
+def trend_svg(points: list[tuple[float, float | None, float | None, float | None]], *, span: float) -> str:
+    """Two small inline SVG sparklines over the run so far: answered/s (solid) against the asked
+    rate (dashed, when known), and ~p95 latency. ``points``: (elapsed_s, answered/s, asked/s, p95)."""
+    if len(points) < 2:
+        return ""
+    w, h, pad = 340, 56, 2
+    t_max = max(span, points[-1][0], 1e-9)
+
+    def line(values: list[tuple[float, float]], top: float, colour: str, dash: str = "") -> str:
+        if len(values) < 2 or top <= 0:
+            return ""
+        xy = " ".join(
+            f"{pad + t / t_max * (w - 2 * pad):.1f},{h - pad - v / top * (h - 2 * pad):.1f}"
+            for t, v in values
+        )
+        extra = f" stroke-dasharray='{dash}'" if dash else ""
+        return f"<polyline fill='none' stroke='{colour}' stroke-width='1.5'{extra} points='{xy}'/>"
+
+    rate = [(t, r) for t, r, _, _ in points if r is not None]
+    asked = [(t, a) for t, _, a, _ in points if a is not None]
+    p95 = [(t, p) for t, _, _, p in points if p is not None]
+    top_rate = max([v for _, v in rate + asked] or [0]) * 1.1
+    top_p95 = max([v for _, v in p95] or [0]) * 1.1
+
+    def box(title: str, body: str, last: str) -> str:
+        return (
+            f"<div style='display:inline-block;margin-right:14px;font-size:11px;color:#444'>{title} "
+            f"<b>{last}</b><br><svg width='{w}' height='{h}' "
+            "style='background:#fafafa;border:1px solid #eee'>"
+            f"{body}</svg></div>"
+        )
+
+    last_rate = f"{rate[-1][1]:,.0f}/s" if rate else "–"
+    asked_note = f" vs asked {asked[-1][1]:,.0f}/s (dashed)" if asked else ""
+    last_p95 = f"{p95[-1][1]:,.1f} ms" if p95 else "–"
     return (
-        f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · "
-        f"{_dur(s.elapsed_s)} of {_dur(s.planned_s)} · {_dur(left)} left"
+        "<div class='tfp-trends'>"
+        + box(
+            f"Answered/s{asked_note}:",
+            line(asked, top_rate, "#6b6b6b", "4 3") + line(rate, top_rate, "#4c78a8"),
+            last_rate,
+        )
+        + box("~p95 latency:", line(p95, top_p95, "#f58518"), last_p95)
+        + "</div>"
     )
 
 
@@ -141,8 +203,14 @@ class LiveDashboard:
         min_interval: float = 0.25,
         show: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        plan: Any = None,
+        websockets: bool | None = None,
     ) -> None:
         import ipywidgets as w
+
+        self.plan = plan  # a StressPlan: the asked rate drawn against the achieved one
+        self.websockets = websockets
+        self.history: list[tuple[float, float | None, float | None, float | None]] = []
 
         self.title = title
         self.interval_s = interval_s
@@ -164,12 +232,13 @@ class LiveDashboard:
         )
         self.status = w.HTML("starting ...")
         self.stats = w.HTML("")
+        self.trends = w.HTML("")
         self.note = w.HTML(
             "<small>~ marks a streaming estimate over the last monitor interval; exact "
             "percentiles come from the recorded rows when the run ends.</small>"
         )
         self.box = w.VBox(
-            [self.header, self.progress, self.status, self.stats, self.note],
+            [self.header, self.progress, self.status, self.trends, self.stats, self.note],
             layout=w.Layout(max_width="760px"),
         )
         self._handle: Any = None
@@ -201,7 +270,26 @@ class LiveDashboard:
             self.progress.max = snap.planned_s
         self.progress.value = min(max(snap.elapsed_s, 0.0), self.progress.max)
         self.status.value = status_text(snap)
-        self.stats.value = snapshot_html(snap, interval_s=self.interval_s, counts=self.counts)
+        self.stats.value = snapshot_html(
+            snap, interval_s=self.interval_s, counts=self.counts, websockets=self.websockets
+        )
+        if snap.phase not in ("setup", "teardown"):
+            self.history.append(
+                (snap.elapsed_s, self.counts.answered_rps, self._asked(snap), snap.approx_p95_ms)
+            )
+            if len(self.history) > 600:  # bounded: every other point of a long run
+                self.history = self.history[::2]
+            self.trends.value = trend_svg(self.history, span=snap.planned_s)
+
+    def _asked(self, snap: Snapshot) -> float | None:
+        """The plan's asked rate now (open-model phases), or None."""
+        if self.plan is None:
+            return None
+        try:
+            level = self.plan.at(max(snap.elapsed_s, 0.0))
+        except Exception:  # noqa: BLE001 - a display must never break the run
+            return None
+        return None if level is None else level.rate
 
     def finish(self, run: Any = None, *, error: BaseException | None = None) -> str:
         """Replace the live view with a static snapshot of ``run``; returns the HTML shown."""
@@ -244,39 +332,67 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 
 def _chart(run: Any) -> Any:
-    """Throughput over latency percentiles per window, from the recorded rows (exact)."""
+    """Answered/s against the plan's asked rate, over p95 latency and p95 response time per window,
+    from the recorded rows (exact)."""
     import altair as alt
     import polars as pl
 
+    from taskforge_perf.chart_style import PALETTE, finish, planned_rate
     from taskforge_perf.charts import data_values, fit_window
 
     span = max(run.duration_s, 1.0)
     window = fit_window(span, max(span / 120, 0.5), 3)
+    lo, hi = run.meta.get("load_start_ns"), run.meta.get("load_end_ns")
     tl = run.timeline(window_s=window, by=None)  # answered/s, partial windows at their real length
-    rps = data_values(tl.select("t_s", "rps"))
+    if lo is not None and hi is not None:
+        from taskforge_perf import analysis
+
+        tl = analysis.timeline(run.load_events(), window_s=window, by=None, start_s=lo / 1e9, end_s=hi / 1e9)
+    rates = [tl.select("t_s", series=pl.lit("achieved"), rate=pl.col("rps"))]
+    planned = planned_rate(run.meta)
+    if planned is not None:
+        rates.append(planned.select("t_s", series=pl.lit("planned"), rate="rate"))
     lat = data_values(
-        tl.select("t_s", "p50_ms", "p95_ms", "p99_ms")
-        .unpivot(index="t_s", variable_name="percentile", value_name="ms")
-        .with_columns(pl.col("percentile").str.replace("_ms", ""))
+        tl.select("t_s", latency="p95_ms", **{"response time": pl.col("resp_p95_ms")}).unpivot(
+            index="t_s", variable_name="measure", value_name="ms"
+        )
     )
     x = alt.X("t_s:Q", title="Time since start (s)")
+    domain = ["achieved", "planned"]
     top = (
-        alt.Chart(rps)
-        .mark_line(color="#444")
-        .encode(x=x, y=alt.Y("rps:Q", title="answered/s"))
-        .properties(width=600, height=110, title=f"Throughput: answered requests/s ({window:g} s windows)")
+        alt.Chart(data_values(pl.concat(rates, how="vertical_relaxed")))
+        .mark_line(interpolate="step-after")
+        .encode(
+            x=x,
+            y=alt.Y("rate:Q", title="req/s"),
+            color=alt.Color(
+                "series:N",
+                title=None,
+                scale=alt.Scale(domain=domain, range=[PALETTE["ok"], PALETTE["planned"]]),
+            ),
+            strokeDash=alt.StrokeDash(
+                "series:N", legend=None, scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]])
+            ),
+        )
+        .properties(width=600, height=110, title=f"Answered requests/s vs planned ({window:g} s windows)")
     )
     bottom = (
         alt.Chart(lat)
-        .mark_line()
+        .mark_line(interpolate="step-after")
         .encode(
             x=x,
-            y=alt.Y("ms:Q", title="latency (ms)"),
-            color=alt.Color("percentile:N", title=None, legend=alt.Legend(orient="right")),
+            y=alt.Y("ms:Q", title="p95 (ms)"),
+            color=alt.Color(
+                "measure:N",
+                title=None,
+                scale=alt.Scale(
+                    domain=["latency", "response time"], range=[PALETTE["ok"], PALETTE["degraded"]]
+                ),
+            ),
         )
-        .properties(width=600, height=130, title="Latency percentiles (exact, per window)")
+        .properties(width=600, height=130, title="p95 latency and response time (exact, per window)")
     )
-    return alt.vconcat(top, bottom).resolve_scale(color="independent")
+    return finish(alt.vconcat(top, bottom).resolve_scale(color="independent", strokeDash="independent"))
 
 
 def static_html(run: Any, *, title: str = "") -> str:

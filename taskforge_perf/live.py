@@ -127,7 +127,15 @@ class TerminalProgress:
         return ""
 
 
-def live_view(title: str, planned_s: float, *, interval_s: float = 0.5, force: bool = False) -> Any:
+def live_view(
+    title: str,
+    planned_s: float,
+    *,
+    interval_s: float = 0.5,
+    force: bool = False,
+    plan: Any = None,
+    websockets: bool | None = None,
+) -> Any:
     """The live display for a run starting now, or None; never raises.
 
     Inside an IPython kernel: a ``LiveDashboard`` shown in the running cell. Elsewhere: a
@@ -140,7 +148,9 @@ def live_view(title: str, planned_s: float, *, interval_s: float = 0.5, force: b
             from taskforge_perf.rendering import ensure_offline_renderer
 
             ensure_offline_renderer()  # Altair's default loads Vega from a CDN: blank offline
-            return LiveDashboard(title=title, planned_s=planned_s, interval_s=interval_s)
+            return LiveDashboard(
+                title=title, planned_s=planned_s, interval_s=interval_s, plan=plan, websockets=websockets
+            )
         return TerminalProgress() if force else None
     except Exception:  # noqa: BLE001 - no widgets or no frontend: run without a live view
         return None
