@@ -162,7 +162,7 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
     if "count" in spec.columns:
         # n·(1-q) >= 1: past that, the "percentile" is the maximum repeated, not a measurement
         spec = spec.filter(pl.col("inverse_tail") <= pl.col("count").cast(pl.Float64).clip(lower_bound=1))
-    top = float(spec["inverse_tail"].max() or 1.0)
+    top = float(spec.select(pl.col("inverse_tail").max()).item() or 1.0)
     cols = {"latency": ["latency_ms"], "response": ["response_ms"]}.get(
         measure, ["latency_ms", "response_ms"]
     )

@@ -26,6 +26,7 @@ def _version(name: str) -> str | None:
 
 def run_environment() -> dict[str, Any]:
     """Host name, CPU count (and the CPUs this process may use), OS, Python and library versions."""
+    usable: int | None
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):

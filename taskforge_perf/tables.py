@@ -120,6 +120,6 @@ def display_table(
                 gt = gt.fmt_number(
                     columns=c, decimals=2 if c.endswith("_ms") else 1, force_sign=bool(_SIGNED.search(c))
                 )
-    labels = {c: column_label(c) for c in df.columns}
-    gt = gt.cols_label(**labels).sub_missing(missing_text="–")
+    labels: dict[str, Any] = {c: column_label(c) for c in df.columns}
+    gt = gt.cols_label(labels).sub_missing(missing_text="–")
     return gt.tab_options(table_font_size="13px", column_labels_font_weight="bold", data_row_padding="3px")
