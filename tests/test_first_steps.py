@@ -103,3 +103,11 @@ def test_verdict_box() -> None:
     assert aborted.status == "failed"
     html = rp.verdict_html(_run(thresholds=failing))
     assert "FAILED" in html and "p95 &lt; 1ms" in html
+
+
+def test_compare_warnings_name_plans_not_raw_dicts() -> None:
+    base, cand = tfp.load_run(SAMPLES / "baseline"), tfp.load_run(SAMPLES / "candidate")
+    cand.meta = {**cand.meta, "plan": {**cand.meta["plan"], "phases": cand.meta["plan"]["phases"][:2]}}
+    warnings = tfp.compare(base, cand).warnings
+    plan_warning = next(w for w in warnings if w.startswith("different plans"))
+    assert "{" not in plan_warning and "warmup 2 s @ 50/s → peak 8 s @ 150/s" in plan_warning
