@@ -127,3 +127,28 @@ def test_report_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         tfp.report(tmp_path, output=tmp_path / "r.html", progress=False)
     with pytest.raises(tfp.ConfigError, match=r"\.html"):
         tfp.report(SAMPLES / "baseline", output=tmp_path / "r.pdf", progress=False)
+
+
+@pytest.mark.timeout(180)
+def test_report_in_a_notebook_shows_one_progress_bar_and_a_link(tmp_path: Path) -> None:
+    """In a kernel: one progress display updated in place (no stderr lines), and the returned
+    path displays as a link plus the verdict box."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import taskforge_perf as tfp\n"
+            f"tfp.report({str(SAMPLES / 'candidate')!r}, compare={str(SAMPLES / 'baseline')!r}, "
+            f"output={str(tmp_path / 'nb.html')!r})"
+        )
+    ]
+    from taskforge_perf.report import execute_notebook
+
+    out = execute_notebook(nb, cwd=tmp_path, timeout=170).cells[0].outputs
+    assert not [o for o in out if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    bars = [o for o in out if "<progress" in str(o.get("data", {}).get("text/html", ""))]
+    assert len(bars) == 1  # one display, updated in place (update_display_data is not kept)
+    result = [o for o in out if o.get("output_type") == "execute_result"][0]["data"]["text/html"]
+    assert "Open the report" in result and "nb.html" in result and "tfp-verdict" in result
+    assert "FAILED" in result  # the candidate sample regressed against the baseline
