@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -323,7 +324,7 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
     for line in head[1:]:
         print(line)
     if run.generator_warning():
-        print(run.generator_warning())
+        print(textwrap.fill(run.generator_warning(), 120, break_on_hyphens=False))
     if run.ws_events.height:
         print("WebSocket status gateway:")
         _print_table(run.ws_summary(), precision=1)
@@ -334,7 +335,7 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
         print("thresholds: " + ("PASSED" if run.meta.get("passed") else "FAILED"))
     if not args.no_save:
         path = run.save(args.save)
-        print(f"saved the run to {path}/ (load it with tfp.load_run({str(path)!r}))")
+        print(f"saved the run to {path}/\n  (load it with tfp.load_run({str(path)!r}))")
         if run.meta.get("stopped") == "interrupted":
             print("the run was interrupted: no HTML report (taskforge-perf report RUN_DIR writes one)")
         elif getattr(args, "html_report", False):

@@ -94,7 +94,7 @@ def snapshot_html(
         (f"Load errors ({errors:,})", _kinds(counts.load_errors)),
     ]
     not_sent = sum(counts.not_sent.values())
-    rows.append((f"Not sent (tester-side: {not_sent:,})", _kinds(counts.not_sent) if not_sent else "0"))
+    rows.append((f"Not sent ({not_sent:,})", _kinds(counts.not_sent) if not_sent else "none"))
     if counts.setup:
         rows.append(("Auth outcomes at set-up (not load errors)", _kinds(counts.setup)))
     ws = websockets if websockets is not None else bool(s.ws_open or s.ws_completed)

@@ -155,7 +155,7 @@ def test_rows_that_do_not_apply_are_hidden() -> None:
     assert "WebSocket" not in no_ws.replace("no WebSocket asked", "") and "0 / 0" not in no_ws
     assert "completion not tracked" in no_ws and "40" in no_ws
     assert "WebSocket" in snapshot_html(snap(ws_open=0, ws_completed=0), websockets=True)
-    assert "Not sent (tester-side: 0)" in snapshot_html(snap())  # counted, even when 0
+    assert "Not sent (0)" in snapshot_html(snap())  # counted, even when 0
     health = snapshot_html(snap(lag_p99_ms=2.5, cpu=0.42))
     assert "Generator health" in health and "2.5 ms" in health and "42% of a core" in health
 
@@ -185,3 +185,19 @@ def test_static_snapshot_draws_planned_and_response_time() -> None:
     run = tfp.load_run(SAMPLES / "baseline")
     spec = str(_chart(run).to_dict())
     assert "'planned'" in spec and "response time" in spec
+
+
+def test_terminal_progress_line_fits_120_columns() -> None:
+    from taskforge_perf.live import format_snapshot
+
+    wide = snap(
+        elapsed_s=1234.5,
+        planned_s=3600.0,
+        phase="a rather long phase name (400/s)",
+        requests=123_456_789,
+        late=99_999,
+        errors={"timeout": 12_345, "dropped": 6_789, "cancelled": 1},
+        saturated="machine: waiting for a CPU (machine busy): event-loop lag p99 16.3 ms > 5 ms",
+    )
+    assert len(format_snapshot(wide)) <= 120
+    assert "0 in flight" not in format_snapshot(snap(in_flight=0))
