@@ -232,3 +232,20 @@ def test_every_chart_switches_to_an_offline_renderer(run: tfp.Run) -> None:
         assert alt.renderers.active == "html"
     finally:
         alt.renderers.enable(before)
+
+
+def test_other_chart_entry_points_switch_to_offline_too() -> None:
+    before = alt.renderers.active
+    try:
+        for make in (
+            lambda: tfp.compare("data/samples/baseline", "data/samples/candidate").delta_chart(),
+            lambda: tfp.StressPlan.preset("dev").chart(),
+            lambda: tfp.compare_series(
+                {"a": "data/samples/baseline", "b": "data/samples/baseline-2", "c": "data/samples/candidate"}
+            ).chart(),
+        ):
+            alt.renderers.enable("default")
+            make()
+            assert alt.renderers.active == "svg"
+    finally:
+        alt.renderers.enable(before)
