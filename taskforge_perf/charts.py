@@ -79,6 +79,16 @@ def _top_groups(lf: pl.LazyFrame, by: str, top: int) -> tuple[pl.LazyFrame, int]
     return lf.with_columns(pl.when(col.is_in(keep)).then(col).otherwise(pl.lit("other")).alias(by)), top + 1
 
 
+def close_steps(df: pl.DataFrame, keys: list[str], w: float, end: float | None = None) -> pl.DataFrame:
+    """Repeat each series' last row at ``t_s + w`` (at most ``end``): a step-after line then draws
+    its last window (without it the last window is a lone vertex, invisible or a vertical stroke)."""
+    if df.height == 0:
+        return df
+    last = df.sort("t_s").group_by(keys, maintain_order=True).last() if keys else df.sort("t_s").tail(1)
+    t_end = pl.col("t_s") + w if end is None else pl.min_horizontal(pl.col("t_s") + w, pl.lit(end))
+    return pl.concat([df, last.with_columns(t_end.alias("t_s")).select(df.columns)], how="vertical_relaxed")
+
+
 def _band_layers(phases: pl.DataFrame | None) -> list[alt.Chart]:
     if phases is None or phases.height == 0:
         return []
@@ -115,7 +125,11 @@ def latency_over_time(
     panels = []
     for measure, col in (("Latency", f"{metric}_ms"), ("Response time", f"resp_{metric}_ms")):
         line = (
-            alt.Chart(data_values(tl.select(pl.col(by).cast(pl.String), "t_s", ms=pl.col(col))))
+            alt.Chart(
+                data_values(
+                    close_steps(tl.select(pl.col(by).cast(pl.String), "t_s", ms=pl.col(col)), [by], w)
+                )
+            )
             .mark_line(interpolate="step-after")
             .encode(
                 x=_TIME_AXIS,
@@ -287,7 +301,7 @@ def throughput(
     tl = analysis.timeline(lf, window_s=w, by=None, start_s=start_s, end_s=end_s)
     if end_s is None:  # no known end: the last window is partial, so drop it rather than mislead
         tl = tl.head(max(tl.height - 1, 1))
-    achieved = tl.select("t_s", series=pl.lit("achieved"), rate=pl.col("rps"))
+    achieved = close_steps(tl.select("t_s", series=pl.lit("achieved"), rate=pl.col("rps")), [], w, end_s)
     frames = [achieved]
     if planned is not None and planned.height:
         frames.append(planned.select("t_s", series=pl.lit("planned"), rate=pl.col("rate")))
@@ -306,7 +320,7 @@ def throughput(
         )
     )
     errs = (
-        alt.Chart(data_values(tl.select("t_s", errors=pl.col("errors") / w)))
+        alt.Chart(data_values(close_steps(tl.select("t_s", errors=pl.col("errors") / w), [], w, end_s)))
         .mark_area(
             interpolate="step-after", color=PALETTE["failed"], opacity=0.6, line={"color": PALETTE["failed"]}
         )

@@ -94,13 +94,16 @@ def test_throughput_last_partial_window_is_not_a_collapse() -> None:
     chart = C.throughput(ev, start_s=0.0, end_s=end)
     spec = chart.to_dict()
     achieved = [r for v in inline(spec) for r in v if r.get("series") == "achieved"]
-    last = max(achieved, key=lambda r: r["t_s"])
+    windows = sorted(achieved, key=lambda r: r["t_s"])
+    last, closing = windows[-2], windows[-1]  # the last window, then its end (step-after line)
     mid = sorted(r["rate"] for r in achieved)[len(achieved) // 2]
-    assert last["t_s"] == 10.0
+    assert last["t_s"] == 10.0 and closing["t_s"] == pytest.approx(end) and closing["rate"] == last["rate"]
     assert last["rate"] > 0.8 * mid  # scaled by its real length (~0.5 s), not by a full second
     # without a known end the partial last window is dropped rather than drawn as a collapse
     unknown = [r for v in inline(C.throughput(ev).to_dict()) for r in v if r.get("series") == "achieved"]
-    assert max(r["t_s"] for r in unknown) < 10.0
+    unknown.sort(key=lambda r: r["t_s"])
+    assert unknown[-1]["t_s"] == 10.0 and unknown[-2]["t_s"] == 9.0  # window 9-10 is the last drawn
+    assert unknown[-1]["rate"] == unknown[-2]["rate"]
     render(chart)
 
 
