@@ -385,7 +385,7 @@ def task_latency_hist(ws_events: Frame, *, bins: int = 40, status: str = "comple
         .encode(
             x=alt.X("start_s:Q", title=f"Created -> {status} (s)"),
             x2="end_s:Q",
-            y=alt.Y("y0:Q", title="Tasks"),
+            y=alt.Y("y0:Q", title="Tasks", axis=alt.Axis(tickMinStep=1, format="d")),
             y2="y1:Q",
             color=alt.Color("task_type:N", title="task type"),
             tooltip=[
