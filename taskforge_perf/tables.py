@@ -76,6 +76,8 @@ def _plain(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _text(v: Any) -> str:
+    if isinstance(v, pl.Series):
+        v = v.to_list()
     if isinstance(v, dict):
         return ", ".join(f"{k}={x}" for k, x in v.items() if x is not None)
     if isinstance(v, list | tuple):

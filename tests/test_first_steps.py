@@ -111,3 +111,9 @@ def test_compare_warnings_name_plans_not_raw_dicts() -> None:
     warnings = tfp.compare(base, cand).warnings
     plan_warning = next(w for w in warnings if w.startswith("different plans"))
     assert "{" not in plan_warning and "warmup 2 s @ 50/s → peak 8 s @ 150/s" in plan_warning
+
+
+def test_display_table_lists_and_booleans_as_text() -> None:
+    df = pl.DataFrame({"task": ["pdf"], "statuses": [["processing", "completed"]], "ok": [True]})
+    html = display_table(df).as_raw_html()
+    assert "processing, completed" in html and ">yes<" in html and "[" not in html.split("<tbody")[1]
