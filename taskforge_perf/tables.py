@@ -68,6 +68,8 @@ def _plain(df: pl.DataFrame) -> pl.DataFrame:
     for c, t in df.schema.items():
         if isinstance(t, pl.Categorical | pl.Enum):
             fixes.append(pl.col(c).cast(pl.String))
+        elif isinstance(t, pl.Datetime):
+            fixes.append(pl.col(c).dt.strftime("%Y-%m-%d %H:%M:%S"))
         elif t == pl.Boolean:
             fixes.append(pl.col(c).replace_strict({True: "yes", False: "no"}, return_dtype=pl.String))
         elif isinstance(t, pl.List | pl.Array | pl.Struct | pl.Object):
