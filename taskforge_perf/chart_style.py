@@ -123,4 +123,4 @@ def planned_rate(meta: dict[str, Any] | None, step: float = 0.5) -> pl.DataFrame
     frame = plan.to_frame(step)
     out = frame.select(t_s=pl.col("t").cast(pl.Float64) + t0, rate=pl.col("rate").cast(pl.Float64))
     out = out.drop_nulls("rate")
-    return out if out.height else None
+    return out if out.height and out["rate"].max() else None  # rate=0 (sessions only): nothing asked
