@@ -518,13 +518,16 @@ class RunCharts:
         return target_vs_client(self._run.load_events(), self._run.target_metrics, **{**clock, **kw})
 
 
-def load_run(path: str | Path, *, lazy: bool = True) -> Run:
-    """Load a run folder; frames are read lazily unless ``lazy=False``.
+def load_run(path: str | Path | Run, *, lazy: bool = True) -> Run:
+    """Load a run folder; frames are read lazily unless ``lazy=False``. A ``Run`` is returned as
+    it is (``compare``, ``report`` and ``load_run`` all take a run or its folder).
 
     Also opens a run still being recorded (``meta["stopped"] == "running"``: the rows flushed so
     far) and a crashed one (the process that wrote it is gone: reported as ``"crashed"``, with every
     row flushed before the crash, i.e. all but at most the last ``FLUSH_INTERVAL_S`` seconds).
     """
+    if isinstance(path, Run):
+        return path
     folder = Path(_check_path("load_run(path)", path))
     meta = read_meta(folder)
     if meta is None:

@@ -48,6 +48,8 @@ def test_compare_takes_a_run_or_a_folder_alike() -> None:
     by_run = tfp.compare(tfp.load_run(SAMPLES / "baseline"), tfp.load_run(SAMPLES / "candidate"))
     assert by_folder.verdict.status == by_run.verdict.status
     assert by_folder.table().equals(by_run.table())
+    run = tfp.load_run(SAMPLES / "baseline")
+    assert tfp.load_run(run) is run
 
 
 def test_report_of_a_saved_run_reads_its_folder_and_shows_a_link(tmp_path: Path) -> None:
