@@ -50,7 +50,8 @@ def data_values(df: pl.DataFrame) -> alt.Data:
 
 
 def _title(text: str, subtitle: str | None = None) -> alt.TitleParams:
-    return alt.TitleParams(text=text, subtitle=subtitle_lines(subtitle) if subtitle else "", anchor="start")
+    lines = subtitle_lines(subtitle) if subtitle else [""]
+    return alt.TitleParams(text=text, subtitle=lines[0] if len(lines) == 1 else lines, anchor="start")
 
 
 def _span_s(lf: pl.LazyFrame, col: str) -> float:
