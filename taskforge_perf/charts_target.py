@@ -21,12 +21,14 @@ from taskforge_perf.charts import _HEIGHT, _TIME_AXIS, _WIDTH, _span_s, _title, 
 #: Default target series: names that look like queues, backlogs or work in progress.
 DEFAULT_PATTERN = re.compile(r"queue|queued|backlog|waiting|pending|in_?flight|active|connections")
 _HISTOGRAM_PARTS = ("_bucket", "_sum", "_count", "_created")
+_RUNTIME = ("nodejs_", "process_", "python_", "go_")
 
 
 def default_metrics(target_metrics: pl.DataFrame) -> list[str]:
     """Sample names charted when none are given: queue-like gauges, else request counters."""
     names = target_metrics["name"].unique().sort().to_list()
-    plain = [n for n in names if not n.endswith(_HISTOGRAM_PARTS)]
+    # the runtime's own gauges (nodejs_active_handles, process_*) are not the application's queues
+    plain = [n for n in names if not n.endswith(_HISTOGRAM_PARTS) and not n.startswith(_RUNTIME)]
     picked = [n for n in plain if DEFAULT_PATTERN.search(n)]
     return picked or [n for n in plain if n.endswith("requests_total")]
 
