@@ -180,7 +180,7 @@ def test_trends_of_rate_asked_vs_achieved_and_p95() -> None:
 
 
 def test_static_snapshot_draws_planned_and_response_time() -> None:
-    from taskforge_perf.dashboard import _chart
+    from taskforge_perf.dashboard_static import _chart
 
     run = tfp.load_run(SAMPLES / "baseline")
     spec = str(_chart(run).to_dict())
