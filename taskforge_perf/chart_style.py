@@ -25,7 +25,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["PALETTE", "finish", "natural_key", "plan_bands"]
+__all__ = ["PALETTE", "close_steps", "finish", "natural_key", "plan_bands", "planned_rate", "top_groups"]
 
 PALETTE: dict[str, str] = {
     "ok": "#4c78a8",
@@ -124,3 +124,23 @@ def planned_rate(meta: dict[str, Any] | None, step: float = 0.5) -> pl.DataFrame
     out = frame.select(t_s=pl.col("t").cast(pl.Float64) + t0, rate=pl.col("rate").cast(pl.Float64))
     out = out.drop_nulls("rate")
     return out if out.height and out["rate"].max() else None  # rate=0 (sessions only): nothing asked
+
+
+def top_groups(lf: pl.LazyFrame, by: str, top: int) -> tuple[pl.LazyFrame, int]:
+    """Keep the ``top`` busiest groups of ``by``; the rest become one group named "other"."""
+    counts = lf.group_by(by).agg(pl.len().alias("n")).collect().sort("n", by, descending=[True, False])
+    if counts.height <= top:
+        return lf, counts.height
+    keep = counts[by].cast(pl.String).head(top).implode()
+    col = pl.col(by).cast(pl.String)
+    return lf.with_columns(pl.when(col.is_in(keep)).then(col).otherwise(pl.lit("other")).alias(by)), top + 1
+
+
+def close_steps(df: pl.DataFrame, keys: list[str], w: float, end: float | None = None) -> pl.DataFrame:
+    """Repeat each series' last row at ``t_s + w`` (at most ``end``): a step-after line then draws
+    its last window (without it the last window is a lone vertex, invisible or a vertical stroke)."""
+    if df.height == 0:
+        return df
+    last = df.sort("t_s").group_by(keys, maintain_order=True).last() if keys else df.sort("t_s").tail(1)
+    t_end = pl.col("t_s") + w if end is None else pl.min_horizontal(pl.col("t_s") + w, pl.lit(end))
+    return pl.concat([df, last.with_columns(t_end.alias("t_s")).select(df.columns)], how="vertical_relaxed")

@@ -19,7 +19,7 @@ import polars as pl
 
 from taskforge_perf import analysis
 from taskforge_perf.analysis import By, Frame
-from taskforge_perf.chart_style import PALETTE, finish, natural_key, subtitle_lines
+from taskforge_perf.chart_style import PALETTE, close_steps, finish, natural_key, subtitle_lines, top_groups
 
 __all__ = [
     "MAX_ROWS",
@@ -70,26 +70,6 @@ def fit_window(span_s: float, window_s: float, series: int, budget: int = MAX_RO
     return float(math.ceil(need))
 
 
-def _top_groups(lf: pl.LazyFrame, by: str, top: int) -> tuple[pl.LazyFrame, int]:
-    """Keep the ``top`` busiest groups of ``by``; the rest become one group named "other"."""
-    counts = lf.group_by(by).agg(pl.len().alias("n")).collect().sort("n", by, descending=[True, False])
-    if counts.height <= top:
-        return lf, counts.height
-    keep = counts[by].cast(pl.String).head(top).implode()
-    col = pl.col(by).cast(pl.String)
-    return lf.with_columns(pl.when(col.is_in(keep)).then(col).otherwise(pl.lit("other")).alias(by)), top + 1
-
-
-def close_steps(df: pl.DataFrame, keys: list[str], w: float, end: float | None = None) -> pl.DataFrame:
-    """Repeat each series' last row at ``t_s + w`` (at most ``end``): a step-after line then draws
-    its last window (without it the last window is a lone vertex, invisible or a vertical stroke)."""
-    if df.height == 0:
-        return df
-    last = df.sort("t_s").group_by(keys, maintain_order=True).last() if keys else df.sort("t_s").tail(1)
-    t_end = pl.col("t_s") + w if end is None else pl.min_horizontal(pl.col("t_s") + w, pl.lit(end))
-    return pl.concat([df, last.with_columns(t_end.alias("t_s")).select(df.columns)], how="vertical_relaxed")
-
-
 def _band_layers(phases: pl.DataFrame | None) -> list[alt.Chart]:
     if phases is None or phases.height == 0:
         return []
@@ -120,7 +100,7 @@ def latency_over_time(
     name, start_s, end_s, e.g. ``chart_style.plan_bands(run.meta)``; no bands if None)."""
     if metric not in ("p50", "p95", "p99"):
         raise ValueError(f"metric must be 'p50', 'p95' or 'p99' (got {metric!r})")
-    lf, groups = _top_groups(analysis._lazy(events), by, top)
+    lf, groups = top_groups(analysis._lazy(events), by, top)
     w = fit_window(_span_s(lf, "t_start"), window_s, 2 * groups)
     tl = analysis.timeline(lf, window_s=w, by=(by,), start_s=start_s, end_s=end_s)
     panels = []
