@@ -282,6 +282,9 @@ def throughput(
     tl = analysis.timeline(lf, window_s=w, by=None, start_s=start_s, end_s=end_s)
     if end_s is None:  # no known end: the last window is partial, so drop it rather than mislead
         tl = tl.head(max(tl.height - 1, 1))
+    else:  # a sliver of a window (< half) holds too few requests to say anything: dropped
+        tl = tl.filter((pl.col("t_s") <= end_s - w / 2) | (pl.int_range(pl.len()) == 0))
+        end_s = min(end_s, float(tl.select(pl.col("t_s").max()).item() or 0.0) + w)
     achieved = close_steps(tl.select("t_s", series=pl.lit("achieved"), rate=pl.col("rps")), [], w, end_s)
     frames = [achieved]
     if planned is not None and planned.height:

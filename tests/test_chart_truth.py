@@ -99,6 +99,12 @@ def test_throughput_last_partial_window_is_not_a_collapse() -> None:
     mid = sorted(r["rate"] for r in achieved)[len(achieved) // 2]
     assert last["t_s"] == 10.0 and closing["t_s"] == pytest.approx(end) and closing["rate"] == last["rate"]
     assert last["rate"] > 0.8 * mid  # scaled by its real length (~0.5 s), not by a full second
+    # a sliver (under half a window) at the end is dropped, not drawn as a collapse or a spike
+    sliver = C.throughput(ev, start_s=0.0, end_s=10.2).to_dict()
+    drawn = sorted(
+        (r for v in inline(sliver) for r in v if r.get("series") == "achieved"), key=lambda r: r["t_s"]
+    )
+    assert drawn[-2]["t_s"] == 9.0 and drawn[-1]["t_s"] == 10.0 and drawn[-1]["rate"] == drawn[-2]["rate"]
     # without a known end the partial last window is dropped rather than drawn as a collapse
     unknown = [r for v in inline(C.throughput(ev).to_dict()) for r in v if r.get("series") == "achieved"]
     unknown.sort(key=lambda r: r["t_s"])
