@@ -48,10 +48,14 @@ def delta_chart(cmp: Comparison, *, table: pl.DataFrame | None = None) -> alt.La
     worst = float(long.select(pl.col("rel").abs().max()).item() or 0.0)
     edge = min(max(1.25 * worst, 3 * thr, 2 * tol, 20.0), 100.0)
     clamp = pl.col("lo", "hi", "rel").clip(-edge, edge)
-    long = long.with_columns(
-        clamped=(pl.col("lo").abs() > edge) | (pl.col("hi").abs() > edge) | (pl.col("rel").abs() > edge),
-        real=pl.format("{}% [{}, {}]", *[pl.col(c).round(1) for c in ("rel", "lo", "hi")]),
-    ).with_columns(clamp)
+    long = (
+        long.with_columns(
+            clamped=(pl.col("lo").abs() > edge) | (pl.col("hi").abs() > edge) | (pl.col("rel").abs() > edge),
+            real=pl.format("{}% [{}, {}]", *[pl.col(c).round(1) for c in ("rel", "lo", "hi")]),
+        )
+        .with_columns(clamp)
+        .with_columns(mark_x=pl.coalesce("hi", "rel"))
+    )  # no interval: at the point
     x_scale = alt.Scale(domain=[-edge, edge], clamp=True)
     base = alt.Chart(data_values(long)).encode(
         y=alt.Y("group:N", title=None),
@@ -62,7 +66,7 @@ def delta_chart(cmp: Comparison, *, table: pl.DataFrame | None = None) -> alt.La
         x=alt.X("lo:Q", title="Candidate vs baseline (%)", scale=x_scale), x2="hi:Q"
     )
     marks = base.transform_filter("datum.clamped").mark_text(text="▶ clipped", dx=4, align="left", fontSize=9)
-    marks = marks.encode(x=alt.X("hi:Q", scale=x_scale), tooltip=["group:N", "metric:N", "real:N"])
+    marks = marks.encode(x=alt.X("mark_x:Q", scale=x_scale), tooltip=["group:N", "metric:N", "real:N"])
     points = base.mark_point(filled=True, size=50).encode(
         x=alt.X("rel:Q", scale=x_scale),
         shape=alt.Shape("decision:N", title="gate"),

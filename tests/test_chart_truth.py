@@ -193,6 +193,7 @@ def test_delta_chart_clamps_outliers_and_marks_them() -> None:
     rows = [r for v in inline(spec) for r in v if "clamped" in r]
     assert any(r["clamped"] for r in rows) and all(r["hi"] is None or abs(r["hi"]) <= edge for r in rows)
     assert "clipped" in str(spec)
+    assert all(r["mark_x"] is not None for r in rows if r["clamped"])  # every clipped value marked
     render(cmp.delta_chart())
 
 
