@@ -27,6 +27,7 @@ from taskforge_perf.rendering import setup_notebook
 from taskforge_perf.report import report  # heavy imports (nbclient, nbconvert) happen on call
 from taskforge_perf.results import Run, load_run, runs
 from taskforge_perf.sessions import Sessions
+from taskforge_perf.tables import display_table
 from taskforge_perf.target import ReferenceTarget, TargetConfig
 from taskforge_perf.thresholds import Threshold
 from taskforge_perf.users import UserPool, UserSpec
@@ -64,6 +65,7 @@ __all__ = [
     "compare",
     "compare_interleaved",
     "compare_series",
+    "display_table",
     "find_capacity",
     "load_run",
     "report",

@@ -100,7 +100,9 @@ class CapacityResult:
         from taskforge_perf.group_charts import capacity
 
         bound = [t.value for t in map(Threshold.parse, self.slo) if t.metric == "p95"]
-        return capacity(self.steps, slo_ms=bound[0] if bound else None, knee=self.knee)
+        from taskforge_perf.chart_style import finish
+
+        return finish(capacity(self.steps, slo_ms=bound[0] if bound else None, knee=self.knee))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (the steps as a list of dicts)."""

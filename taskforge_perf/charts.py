@@ -19,6 +19,7 @@ import polars as pl
 
 from taskforge_perf import analysis
 from taskforge_perf.analysis import By, Frame
+from taskforge_perf.chart_style import PALETTE, close_steps, finish, natural_key, subtitle_lines, top_groups
 
 __all__ = [
     "MAX_ROWS",
@@ -49,7 +50,8 @@ def data_values(df: pl.DataFrame) -> alt.Data:
 
 
 def _title(text: str, subtitle: str | None = None) -> alt.TitleParams:
-    return alt.TitleParams(text=text, subtitle=subtitle or "", anchor="start")
+    lines = subtitle_lines(subtitle) if subtitle else [""]
+    return alt.TitleParams(text=text, subtitle=lines[0] if len(lines) == 1 else lines, anchor="start")
 
 
 def _span_s(lf: pl.LazyFrame, col: str) -> float:
@@ -68,6 +70,20 @@ def fit_window(span_s: float, window_s: float, series: int, budget: int = MAX_RO
     return float(math.ceil(need))
 
 
+def _band_layers(phases: pl.DataFrame | None) -> list[alt.Chart]:
+    if phases is None or phases.height == 0:
+        return []
+    bands = (
+        alt.Chart(data_values(phases.select(pl.col("name").cast(pl.String), "start_s", "end_s")))
+        .mark_rect(opacity=0.07, color=PALETTE["planned"], stroke="#ffffff", strokeWidth=2)
+        .encode(x="start_s:Q", x2="end_s:Q", tooltip=[alt.Tooltip("name:N", title="phase")])
+    )
+    labels = bands.mark_text(align="left", baseline="top", dx=3, dy=3, color="#555").encode(
+        text="name:N", y=alt.value(0)
+    )
+    return [bands, labels]
+
+
 def latency_over_time(
     events: Frame,
     *,
@@ -75,59 +91,47 @@ def latency_over_time(
     phases: pl.DataFrame | None = None,
     metric: str = "p95",
     by: str = "endpoint",
-) -> alt.LayerChart:
-    """``metric`` (p50/p95/p99) of latency (solid) and response time (dashed) per window and group,
-    over shaded phase bands (``phases``: name, start_s, end_s; derived from the events if None)."""
+    top: int = 5,
+    start_s: float | None = None,
+    end_s: float | None = None,
+) -> alt.VConcatChart:
+    """``metric`` (p50/p95/p99) of latency and of response time per window, one panel each, for the
+    ``top`` busiest groups (the rest drawn as "other"), over the plan's phase bands (``phases``:
+    name, start_s, end_s, e.g. ``chart_style.plan_bands(run.meta)``; no bands if None)."""
     if metric not in ("p50", "p95", "p99"):
         raise ValueError(f"metric must be 'p50', 'p95' or 'p99' (got {metric!r})")
-    lf = analysis._lazy(events)
-    groups = lf.select(pl.col(by).n_unique()).collect().item()
+    lf, groups = top_groups(analysis._lazy(events), by, top)
     w = fit_window(_span_s(lf, "t_start"), window_s, 2 * groups)
-    tl = analysis.timeline(lf, window_s=w, by=(by,))
-    long = pl.concat(
-        [
-            tl.select(by, "t_s", measure=pl.lit("latency"), ms=pl.col(f"{metric}_ms")),
-            tl.select(by, "t_s", measure=pl.lit("response time"), ms=pl.col(f"resp_{metric}_ms")),
-        ]
-    )
-    if phases is None:
-        phases = analysis.phase_spans(lf)
-    bands = (
-        alt.Chart(data_values(phases.select(pl.col("name").cast(pl.String), "start_s", "end_s")))
-        .mark_rect(opacity=0.08)
-        .encode(
-            x="start_s:Q",
-            x2="end_s:Q",
-            color=alt.Color("name:N", legend=None),
-            tooltip=[alt.Tooltip("name:N", title="phase")],
+    tl = analysis.timeline(lf, window_s=w, by=(by,), start_s=start_s, end_s=end_s)
+    panels = []
+    for measure, col in (("Latency", f"{metric}_ms"), ("Response time", f"resp_{metric}_ms")):
+        line = (
+            alt.Chart(
+                data_values(
+                    close_steps(tl.select(pl.col(by).cast(pl.String), "t_s", ms=pl.col(col)), [by], w)
+                )
+            )
+            .mark_line(interpolate="step-after")
+            .encode(
+                x=_TIME_AXIS,
+                y=alt.Y("ms:Q", title=f"{measure} {metric} (ms)"),
+                color=alt.Color(f"{by}:N", title=by, legend=alt.Legend(orient="bottom", columns=2)),
+                tooltip=[f"{by}:N", alt.Tooltip("t_s:Q", title="s"), alt.Tooltip("ms:Q", format=".2f")],
+            )
         )
-    )
-    labels = bands.mark_text(align="left", baseline="top", dx=3, dy=3).encode(
-        text="name:N", y=alt.value(0), color=alt.value("#555")
-    )
-    lines = (
-        alt.Chart(data_values(long))
-        .mark_line(interpolate="step-after")
-        .encode(
-            x=_TIME_AXIS,
-            y=alt.Y("ms:Q", title=f"{metric} (ms)"),
-            color=alt.Color(f"{by}:N", title=by),
-            strokeDash=alt.StrokeDash("measure:N", title="measure"),
-            tooltip=[
-                f"{by}:N",
-                "measure:N",
-                alt.Tooltip("t_s:Q", title="s"),
-                alt.Tooltip("ms:Q", format=".2f", title="ms"),
-            ],
+        panels.append(
+            alt.layer(*_band_layers(phases), line).properties(
+                width=_WIDTH, height=_HEIGHT // 2, title=alt.TitleParams(measure, anchor="start", fontSize=12)
+            )
         )
-    )
-    return (
-        alt.layer(bands, labels, lines)
-        .resolve_scale(color="independent")
-        .properties(
-            title=_title(f"Latency {metric} over time per {by}", f"window {w:g} s; dashed: response time"),
-            width=_WIDTH,
-            height=_HEIGHT,
+    shown = f"the {top} busiest {by}s + other" if groups > top else f"every {by}"
+    return finish(
+        alt.vconcat(*panels).properties(
+            title=_title(
+                f"{metric} latency and response time over time per {by}",
+                f"window {w:g} s; {shown}; bands: the plan's phases. Response time counts from the "
+                "scheduled start (includes queueing in the tester).",
+            )
         )
     )
 
@@ -150,6 +154,10 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
         for c in spec.columns
         if c not in ("percentile", "inverse_tail", "latency_ms", "response_ms", "count")
     ]
+    if "count" in spec.columns:
+        # n·(1-q) >= 1: past that, the "percentile" is the maximum repeated, not a measurement
+        spec = spec.filter(pl.col("inverse_tail") <= pl.col("count").cast(pl.Float64).clip(lower_bound=1))
+    top = float(spec.select(pl.col("inverse_tail").max()).item() or 1.0)
     cols = {"latency": ["latency_ms"], "response": ["response_ms"]}.get(
         measure, ["latency_ms", "response_ms"]
     )
@@ -160,7 +168,7 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
         pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ") if keys else pl.lit("all")
     )
     long = long.with_columns(series=series)
-    return (
+    chart = (
         alt.Chart(data_values(long))
         .mark_line(point=alt.OverlayMarkDef(size=12))
         .encode(
@@ -168,10 +176,10 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
                 "inverse_tail:Q",
                 title="Percentile",
                 scale=alt.Scale(type="log"),
-                axis=alt.Axis(values=_TAIL_TICKS, labelExpr=_TAIL_LABEL),
+                axis=alt.Axis(values=[t for t in _TAIL_TICKS if t <= top] or [1], labelExpr=_TAIL_LABEL),
             ),
             y=alt.Y("ms:Q", title="Latency (ms)"),
-            color=alt.Color("series:N", title=" · ".join(keys) or "series"),
+            color=alt.Color("series:N", title=" · ".join(keys) or "series", scale=_series_scale(long)),
             strokeDash=alt.StrokeDash("measure:N", title="measure"),
             tooltip=[
                 "series:N",
@@ -181,18 +189,34 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
             ],
         )
         .properties(
-            title=_title("Latency by percentile", "HDR view; dashed: response time"),
+            title=_title(
+                "Latency by percentile",
+                "HDR view; dashed: response time; drawn up to the percentile the sample size supports "
+                "(n·(1-q) >= 1)",
+            ),
             width=_WIDTH,
             height=_HEIGHT,
         )
     )
+    return finish(chart)
 
 
-def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart:
-    """Latency ``metric`` per user x endpoint; keeps the slowest users if there are too many."""
+def _series_scale(long: pl.DataFrame) -> alt.Scale | alt.UndefinedType:
+    """Baseline grey and candidate blue whenever the series are the two runs of a comparison."""
+    names = set(long["series"].unique().to_list())
+    if names and names <= {"baseline", "candidate"}:
+        return alt.Scale(domain=["baseline", "candidate"], range=[PALETTE["baseline"], PALETTE["candidate"]])
+    return alt.Undefined
+
+
+def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms", top: int = 40) -> alt.Chart:
+    """Latency ``metric`` per user x endpoint for the ``top`` slowest users (all users if fewer);
+    users sorted naturally (user2 before user10). The height stays bounded at any user count."""
     levels = {"p50_ms": 0.5, "p90_ms": 0.9, "p95_ms": 0.95, "p99_ms": 0.99}
     if metric not in levels:
         raise ValueError(f"metric must be one of {sorted(levels)} (got {metric!r})")
+    if top < 1:
+        raise ValueError(f"top must be >= 1 (got {top})")
     table = (
         analysis._lazy(events)
         .filter(analysis.answered_expr())  # the rows every latency figure covers
@@ -204,21 +228,24 @@ def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart
             ).alias(metric),
         )
         .collect()
+        .with_columns(pl.col("user", "endpoint").cast(pl.String))
     )
-    n_ep = max(table["endpoint"].n_unique(), 1)
-    subtitle = None
-    if table.height > MAX_ROWS:
-        keep = MAX_ROWS // n_ep
-        worst = table.group_by("user").agg(pl.col(metric).max()).sort(metric, descending=True)
-        table = table.filter(pl.col("user").is_in(worst["user"].head(keep).implode()))
-        subtitle = f"the {keep} users with the highest {metric}"
+    n_users = table["user"].n_unique()
+    subtitle = f"{n_users} users"
+    if n_users > top:
+        worst = (
+            table.group_by("user").agg(pl.col(metric).max()).sort(metric, "user", descending=[True, False])
+        )
+        table = table.filter(pl.col("user").is_in(worst["user"].head(top).implode()))
+        subtitle = f"the {top} users (of {n_users}) with the highest {metric.removesuffix('_ms')}"
+    order = sorted(table["user"].unique().to_list(), key=natural_key)
     table = table.select("user", "endpoint", "count", metric)
-    return (
+    chart = (
         alt.Chart(data_values(table))
         .mark_rect()
         .encode(
-            x=alt.X("endpoint:N", title="Endpoint"),
-            y=alt.Y("user:N", title="User", sort="ascending"),
+            x=alt.X("endpoint:N", title="Endpoint", axis=alt.Axis(labelAngle=-20)),
+            y=alt.Y("user:N", title="User", sort=order),
             color=alt.Color(
                 f"{metric}:Q",
                 title=metric.replace("_ms", " (ms)"),
@@ -229,42 +256,75 @@ def user_endpoint_heatmap(events: Frame, *, metric: str = "p95_ms") -> alt.Chart
         .properties(
             title=_title(f"Latency {metric.removesuffix('_ms')} per user and endpoint", subtitle),
             width=_WIDTH,
+            height=alt.Step(min(16, max(6, 640 // max(len(order), 1)))),
         )
     )
+    return finish(chart)
 
 
-def throughput(events: Frame, *, window_s: float = 1.0) -> alt.Chart:
-    """Answered requests per second and target-side errors per second over time."""
+def throughput(
+    events: Frame,
+    *,
+    window_s: float = 1.0,
+    start_s: float | None = None,
+    end_s: float | None = None,
+    planned: pl.DataFrame | None = None,
+    phases: pl.DataFrame | None = None,
+) -> alt.VConcatChart:
+    """Answered requests per second (above) and target-side errors per second (below, own axis).
+
+    ``start_s`` / ``end_s`` (the load's span on the run clock) make a partial first or last window
+    count its real length, so the last window shows no false collapse. ``planned`` (``t_s``,
+    ``rate``: ``chart_style.planned_rate(meta)``) is drawn dashed: asked vs achieved.
+    """
     lf = analysis._lazy(events)
     w = fit_window(_span_s(lf, "t_start"), window_s, 2)
-    tl = analysis.timeline(lf, window_s=w, by=None)
-    long = pl.concat(
-        [
-            tl.select("t_s", series=pl.lit("requests"), rate=pl.col("rps")),
-            tl.select("t_s", series=pl.lit("errors"), rate=pl.col("errors") / w),
-        ]
-    )
-    return (
-        alt.Chart(data_values(long))
+    tl = analysis.timeline(lf, window_s=w, by=None, start_s=start_s, end_s=end_s)
+    if end_s is None:  # no known end: the last window is partial, so drop it rather than mislead
+        tl = tl.head(max(tl.height - 1, 1))
+    else:  # a sliver of a window (< half) holds too few requests to say anything: dropped
+        tl = tl.filter((pl.col("t_s") <= end_s - w / 2) | (pl.int_range(pl.len()) == 0))
+        end_s = min(end_s, float(tl.select(pl.col("t_s").max()).item() or 0.0) + w)
+    achieved = close_steps(tl.select("t_s", series=pl.lit("achieved"), rate=pl.col("rps")), [], w, end_s)
+    frames = [achieved]
+    if planned is not None and planned.height:
+        frames.append(planned.select("t_s", series=pl.lit("planned"), rate=pl.col("rate")))
+    domain, colours = ["achieved", "planned"], [PALETTE["ok"], PALETTE["planned"]]
+    top = (
+        alt.Chart(data_values(pl.concat(frames, how="vertical_relaxed")))
         .mark_line(interpolate="step-after")
         .encode(
             x=_TIME_AXIS,
-            y=alt.Y("rate:Q", title="Throughput (req/s)"),
-            color=alt.Color(
-                "series:N",
-                title="series",
-                scale=alt.Scale(domain=["requests", "errors"], range=["#4c78a8", "#e45756"]),
+            y=alt.Y("rate:Q", title="Answered (req/s)"),
+            color=alt.Color("series:N", title="rate", scale=alt.Scale(domain=domain, range=colours)),
+            strokeDash=alt.StrokeDash(
+                "series:N", legend=None, scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]])
             ),
-            tooltip=[
-                "series:N",
-                alt.Tooltip("t_s:Q", title="s"),
-                alt.Tooltip("rate:Q", format=".1f", title="req/s"),
-            ],
+            tooltip=["series:N", alt.Tooltip("t_s:Q", title="s"), alt.Tooltip("rate:Q", format=".1f")],
         )
-        .properties(
-            title=_title("Throughput and errors over time", f"window {w:g} s"),
-            width=_WIDTH,
-            height=_HEIGHT,
+    )
+    errs = (
+        alt.Chart(data_values(close_steps(tl.select("t_s", errors=pl.col("errors") / w), [], w, end_s)))
+        .mark_area(
+            interpolate="step-after", color=PALETTE["failed"], opacity=0.6, line={"color": PALETTE["failed"]}
+        )
+        .encode(
+            x=_TIME_AXIS,
+            y=alt.Y("errors:Q", title="Errors (req/s)"),
+            tooltip=[alt.Tooltip("t_s:Q", title="s"), alt.Tooltip("errors:Q", format=".1f")],
+        )
+    )
+    bands = _band_layers(phases)
+    return finish(
+        alt.vconcat(
+            alt.layer(*bands, top).properties(width=_WIDTH, height=_HEIGHT * 2 // 3),
+            alt.layer(*bands, errs).properties(width=_WIDTH, height=_HEIGHT // 3),
+        ).properties(
+            title=_title(
+                "Throughput: planned vs achieved, and errors",
+                f"window {w:g} s; answered requests per second; errors (4xx/5xx, refused, reset, "
+                "timeouts) on their own axis below",
+            )
         )
     )
 
@@ -298,15 +358,19 @@ def task_latency_hist(ws_events: Frame, *, bins: int = 40, status: str = "comple
         .agg(pl.len().alias("tasks"))
         .with_columns(start_s=lo + pl.col("b") * width, end_s=lo + (pl.col("b") + 1) * width)
         .drop("b")
-        .sort("task_type", "start_s")
+        .sort("start_s", "task_type")
+        # stacked by hand: each bar spans y0..y1 (a bar with x/x2 needs y2, or Vega-Lite draws dashes)
+        .with_columns(y1=pl.col("tasks").cum_sum().over("start_s"))
+        .with_columns(y0=pl.col("y1") - pl.col("tasks"))
     )
-    return (
+    chart = (
         alt.Chart(data_values(hist))
-        .mark_bar()
+        .mark_bar(stroke="white", strokeWidth=0.5)
         .encode(
             x=alt.X("start_s:Q", title=f"Created -> {status} (s)"),
             x2="end_s:Q",
-            y=alt.Y("tasks:Q", title="Tasks", stack=True),
+            y=alt.Y("y0:Q", title="Tasks", axis=alt.Axis(tickMinStep=1, format="d")),
+            y2="y1:Q",
             color=alt.Color("task_type:N", title="task type"),
             tooltip=[
                 "task_type:N",
@@ -321,6 +385,7 @@ def task_latency_hist(ws_events: Frame, *, bins: int = 40, status: str = "comple
             height=_HEIGHT,
         )
     )
+    return finish(chart)
 
 
 def ws_connections(ws_events: Frame, *, window_s: float = 1.0) -> alt.Chart:
@@ -331,13 +396,20 @@ def ws_connections(ws_events: Frame, *, window_s: float = 1.0) -> alt.Chart:
     long = tl.unpivot(
         ["open", "dropped", "failed"], index="t_s", variable_name="series", value_name="connections"
     )
-    return (
+    chart = (
         alt.Chart(data_values(long))
         .mark_line(interpolate="step-after")
         .encode(
             x=_TIME_AXIS,
             y=alt.Y("connections:Q", title="Connections"),
-            color=alt.Color("series:N", title="series"),
+            color=alt.Color(
+                "series:N",
+                title="series",
+                scale=alt.Scale(
+                    domain=["open", "dropped", "failed"],
+                    range=[PALETTE["ok"], PALETTE["degraded"], PALETTE["failed"]],
+                ),
+            ),
             tooltip=["series:N", alt.Tooltip("t_s:Q", title="s"), "connections:Q"],
         )
         .properties(
@@ -346,3 +418,4 @@ def ws_connections(ws_events: Frame, *, window_s: float = 1.0) -> alt.Chart:
             height=_HEIGHT,
         )
     )
+    return finish(chart)

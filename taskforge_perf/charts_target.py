@@ -15,20 +15,20 @@ import polars as pl
 
 from taskforge_perf import analysis
 from taskforge_perf.analysis import Frame
+from taskforge_perf.chart_style import finish
 from taskforge_perf.charts import _HEIGHT, _TIME_AXIS, _WIDTH, _span_s, _title, data_values, fit_window
 
 #: Default target series: names that look like queues, backlogs or work in progress.
 DEFAULT_PATTERN = re.compile(r"queue|queued|backlog|waiting|pending|in_?flight|active|connections")
 _HISTOGRAM_PARTS = ("_bucket", "_sum", "_count", "_created")
-#: Runtime families of the client libraries (prom-client's ``nodejs_*``/``process_*``, Python's
-#: ``python_*``): never picked by default, the service's own queues are what the chart is for.
-_RUNTIME_PREFIXES = ("nodejs_", "process_", "python_")
+_RUNTIME = ("nodejs_", "process_", "python_", "go_")
 
 
 def default_metrics(target_metrics: pl.DataFrame) -> list[str]:
     """Sample names charted when none are given: queue-like gauges, else request counters."""
     names = target_metrics["name"].unique().sort().to_list()
-    plain = [n for n in names if not n.endswith(_HISTOGRAM_PARTS) and not n.startswith(_RUNTIME_PREFIXES)]
+    # the runtime's own gauges (nodejs_active_handles, process_*) are not the application's queues
+    plain = [n for n in names if not n.endswith(_HISTOGRAM_PARTS) and not n.startswith(_RUNTIME)]
     picked = [n for n in plain if DEFAULT_PATTERN.search(n)]
     return picked or [n for n in plain if n.endswith("requests_total")]
 
@@ -68,6 +68,8 @@ def target_vs_client(
     metrics: Sequence[str] | None = None,
     window_s: float = 1.0,
     metric: str = "p99",
+    start_s: float | None = None,
+    end_s: float | None = None,
 ) -> alt.VConcatChart:
     """Client-side ``metric`` (p50/p95/p99) latency over time above the target's own series.
 
@@ -78,7 +80,8 @@ def target_vs_client(
         raise ValueError(f"metric must be p50, p95 or p99 (got {metric!r})")
     lf = analysis._lazy(events)
     w = fit_window(_span_s(lf, "t_start"), window_s, 1)
-    tl = analysis.timeline(lf, window_s=w, by=None).select("t_s", ms=pl.col(f"{metric}_ms"))
+    tl = analysis.timeline(lf, window_s=w, by=None, start_s=start_s, end_s=end_s)
+    tl = tl.select("t_s", ms=pl.col(f"{metric}_ms"))
     client = (
         alt.Chart(data_values(tl))
         .mark_line(interpolate="step-after")
@@ -110,4 +113,4 @@ def target_vs_client(
         )
         .properties(title=_title("Target (scraped /metrics)", note), width=_WIDTH, height=_HEIGHT // 2)
     )
-    return alt.vconcat(client, target).resolve_scale(x="shared")
+    return finish(alt.vconcat(client, target).resolve_scale(x="shared"))

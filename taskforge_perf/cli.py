@@ -7,6 +7,7 @@ import math
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -344,7 +345,7 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
     for line in head[1:]:
         print(line)
     if run.generator_warning():
-        print(run.generator_warning())
+        print(textwrap.fill(run.generator_warning(), 120, break_on_hyphens=False))
     if run.ws_events.height:
         print("WebSocket status gateway:")
         _print_table(run.ws_summary(), precision=1)
@@ -355,7 +356,7 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
         print("thresholds: " + ("PASSED" if run.meta.get("passed") else "FAILED"))
     if not args.no_save:
         path = run.save(args.save)
-        print(f"saved the run to {path}/ (load it with tfp.load_run({str(path)!r}))")
+        print(f"saved the run to {path}/\n  (load it with tfp.load_run({str(path)!r}))")
         if run.meta.get("stopped") == "interrupted":
             print("the run was interrupted: no HTML report (taskforge-perf report RUN_DIR writes one)")
         elif getattr(args, "html_report", False):
@@ -367,18 +368,10 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
 
 
 def _print_table(frame: Any, precision: int = 2) -> None:
-    """Print a frame as a plain terminal table (no shape, no dtypes)."""
-    import polars as pl
+    """Print a frame as a plain table within 120 columns (a wide one-row frame vertically)."""
+    from taskforge_perf.run_text import fit_table
 
-    with pl.Config(
-        tbl_rows=50,
-        tbl_cols=30,
-        tbl_width_chars=160,
-        tbl_hide_dataframe_shape=True,
-        tbl_hide_column_data_types=True,
-        float_precision=precision,
-    ):
-        print(frame)
+    print(fit_table(frame, precision=precision))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

@@ -270,11 +270,24 @@ def _as_runs(x: Any) -> list[tuple[Frame, Mapping[str, Any] | None]]:
     raise TypeError(f"expected an events frame, a Run or a run folder (got {type(x).__name__})")
 
 
+def _brief(value: Any) -> str:
+    """A plan, a mix or a version as a reader wants it in a warning (not a raw dict)."""
+    if isinstance(value, Mapping) and "phases" in value:  # a plan: "warmup 2 s @ 50/s → ..."
+        return " → ".join(
+            f"{p.get('name')} {p.get('duration'):g} s @ "
+            + (f"{p['rate']:g}/s" if p.get("rate") is not None else f"{p.get('concurrency')} users")
+            for p in value["phases"]
+        )
+    if isinstance(value, list) and value and isinstance(value[0], Mapping):  # a mix
+        return ", ".join(f"{e.get('name')} ×{e.get('weight')}" for e in value)
+    return repr(value)
+
+
 def _meta_warnings(b: Mapping[str, Any], c: Mapping[str, Any]) -> list[str]:
     out = []
     for key, label in (("plan", "plans"), ("mix", "request mixes"), ("target_version", "target versions")):
         if key in b and key in c and b[key] != c[key]:
-            out.append(f"different {label}: baseline {b[key]!r}, candidate {c[key]!r}")
+            out.append(f"different {label}: baseline {_brief(b[key])}, candidate {_brief(c[key])}")
     db, dc = b.get("duration_s"), c.get("duration_s")
     if db and dc and abs(dc - db) / db > 0.20:
         out.append(f"durations differ by more than 20%: baseline {db:g} s, candidate {dc:g} s")

@@ -15,13 +15,12 @@ so that the saved or exported notebook shows the result even where widgets canno
 
 from __future__ import annotations
 
-import html
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from taskforge_perf.analysis import HEADLINE_COLUMNS
+from taskforge_perf.dashboard_static import _esc, _kinds, static_html
 from taskforge_perf.engine.monitor import Snapshot
 from taskforge_perf.live import LoadCounts
 
@@ -40,10 +39,6 @@ def in_kernel() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
-def _esc(x: Any) -> str:
-    return html.escape(str(x), quote=True)
-
-
 def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:,.1f}"
 
@@ -57,17 +52,19 @@ def _dur(s: float) -> str:
     return f"{s:.0f} s"
 
 
-def _kinds(counts: dict[str, int]) -> str:
-    kinds = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return ", ".join(f"{_esc(k)} {v:,}" for k, v in kinds) if kinds else "none"
-
-
-def snapshot_html(s: Snapshot, *, interval_s: float = 0.5, counts: LoadCounts | None = None) -> str:
+def snapshot_html(
+    s: Snapshot,
+    *,
+    interval_s: float = 0.5,
+    counts: LoadCounts | None = None,
+    websockets: bool | None = None,
+) -> str:
     """The live figures of one snapshot as a small HTML block (the dashboard's body).
 
     Errors are load errors of the target only (``LoadCounts``: set-up outcomes apart, tester-side
     rows under "Not sent"); the rate is answered responses per second once two load snapshots
-    were seen (requests per second before)."""
+    were seen (requests per second before). Rows that do not apply are left out: WebSocket rows
+    only when connections were asked for (``websockets``; None: when any was seen)."""
     if counts is None:
         counts = LoadCounts()
         counts.update(s)
@@ -86,18 +83,26 @@ def snapshot_html(s: Snapshot, *, interval_s: float = 0.5, counts: LoadCounts | 
         ),
         (f"Load errors ({errors:,})", _kinds(counts.load_errors)),
     ]
-    if counts.not_sent:
-        rows.append((f"Not sent ({sum(counts.not_sent.values()):,})", _kinds(counts.not_sent)))
+    not_sent = sum(counts.not_sent.values())
+    rows.append((f"Not sent ({not_sent:,})", _kinds(counts.not_sent) if not_sent else "none"))
     if counts.setup:
         rows.append(("Auth outcomes at set-up (not load errors)", _kinds(counts.setup)))
-    rows += [
-        ("Open WebSocket connections", f"{s.ws_open:,}"),
-        ("Tasks created / completed", f"{s.tasks_created:,} / {s.ws_completed:,}"),
-    ]
+    ws = websockets if websockets is not None else bool(s.ws_open or s.ws_completed)
+    if ws:
+        rows += [
+            ("Open WebSocket connections", f"{s.ws_open:,}"),
+            ("Tasks created / completed", f"{s.tasks_created:,} / {s.ws_completed:,}"),
+        ]
+    elif s.tasks_created:
+        rows.append(("Tasks created (no WebSocket asked: completion not tracked)", f"{s.tasks_created:,}"))
     if s.late:
-        rows.append(("Late starts (behind schedule)", f"{s.late:,}"))
+        rows.append(("Late starts (behind schedule: response time > latency)", f"{s.late:,}"))
     if s.saturated:
         rows.append(("Tester saturated (numbers include its own queueing)", _esc(s.saturated)))
+    elif s.lag_p99_ms is not None or s.cpu is not None:
+        lag = "–" if s.lag_p99_ms is None else f"{s.lag_p99_ms:,.1f} ms"
+        cpu = "–" if s.cpu is None else f"{s.cpu:.0%} of a core"
+        rows.append(("Generator health (event-loop lag p99 · CPU)", f"ok · {lag} · {cpu}"))
     body = "".join(
         f"<tr><th style='text-align:left;padding:1px 12px 1px 0;font-weight:normal'>{_esc(k)}</th>"
         f"<td style='text-align:right;font-variant-numeric:tabular-nums'>{v}</td></tr>"
@@ -118,9 +123,56 @@ def status_text(s: Snapshot) -> str:
             "(cancelled when the grace runs out) ..."
         )
     left = max(s.planned_s - s.elapsed_s, 0.0)
+    overall = f"{_dur(s.elapsed_s)} of {_dur(s.planned_s)} · {_dur(left)} left"
+    if abs(s.phase_remaining_s - left) < 0.5:  # the last (or only) phase: one countdown is enough
+        return f"phase <b>{_esc(s.phase)}</b>: {overall}"
+    return f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · {overall}"
+
+
+def trend_svg(points: list[tuple[float, float | None, float | None, float | None]], *, span: float) -> str:
+    """Two small inline SVG sparklines over the run so far: answered/s (solid) against the asked
+    rate (dashed, when known), and ~p95 latency. ``points``: (elapsed_s, answered/s, asked/s, p95)."""
+    if len(points) < 2:
+        return ""
+    w, h, pad = 340, 56, 2
+    t_max = max(span, points[-1][0], 1e-9)
+
+    def line(values: list[tuple[float, float]], top: float, colour: str, dash: str = "") -> str:
+        if len(values) < 2 or top <= 0:
+            return ""
+        xy = " ".join(
+            f"{pad + t / t_max * (w - 2 * pad):.1f},{h - pad - v / top * (h - 2 * pad):.1f}"
+            for t, v in values
+        )
+        extra = f" stroke-dasharray='{dash}'" if dash else ""
+        return f"<polyline fill='none' stroke='{colour}' stroke-width='1.5'{extra} points='{xy}'/>"
+
+    rate = [(t, r) for t, r, _, _ in points if r is not None]
+    asked = [(t, a) for t, _, a, _ in points if a is not None]
+    p95 = [(t, p) for t, _, _, p in points if p is not None]
+    top_rate = max([v for _, v in rate + asked] or [0]) * 1.1
+    top_p95 = max([v for _, v in p95] or [0]) * 1.1
+
+    def box(title: str, body: str, last: str) -> str:
+        return (
+            f"<div style='display:inline-block;margin-right:14px;font-size:11px;color:#444'>{title} "
+            f"<b>{last}</b><br><svg width='{w}' height='{h}' "
+            "style='background:#fafafa;border:1px solid #eee'>"
+            f"{body}</svg></div>"
+        )
+
+    last_rate = f"{rate[-1][1]:,.0f}/s" if rate else "–"
+    asked_note = f" vs asked {asked[-1][1]:,.0f}/s (dashed)" if asked else ""
+    last_p95 = f"{p95[-1][1]:,.1f} ms" if p95 else "–"
     return (
-        f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · "
-        f"{_dur(s.elapsed_s)} of {_dur(s.planned_s)} · {_dur(left)} left"
+        "<div class='tfp-trends'>"
+        + box(
+            f"Answered/s{asked_note}:",
+            line(asked, top_rate, "#6b6b6b", "4 3") + line(rate, top_rate, "#4c78a8"),
+            last_rate,
+        )
+        + box("~p95 latency:", line(p95, top_p95, "#f58518"), last_p95)
+        + "</div>"
     )
 
 
@@ -141,8 +193,14 @@ class LiveDashboard:
         min_interval: float = 0.25,
         show: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        plan: Any = None,
+        websockets: bool | None = None,
     ) -> None:
         import ipywidgets as w
+
+        self.plan = plan  # a StressPlan: the asked rate drawn against the achieved one
+        self.websockets = websockets
+        self.history: list[tuple[float, float | None, float | None, float | None]] = []
 
         self.title = title
         self.interval_s = interval_s
@@ -164,12 +222,13 @@ class LiveDashboard:
         )
         self.status = w.HTML("starting ...")
         self.stats = w.HTML("")
+        self.trends = w.HTML("")
         self.note = w.HTML(
             "<small>~ marks a streaming estimate over the last monitor interval; exact "
             "percentiles come from the recorded rows when the run ends.</small>"
         )
         self.box = w.VBox(
-            [self.header, self.progress, self.status, self.stats, self.note],
+            [self.header, self.progress, self.status, self.trends, self.stats, self.note],
             layout=w.Layout(max_width="760px"),
         )
         self._handle: Any = None
@@ -201,7 +260,26 @@ class LiveDashboard:
             self.progress.max = snap.planned_s
         self.progress.value = min(max(snap.elapsed_s, 0.0), self.progress.max)
         self.status.value = status_text(snap)
-        self.stats.value = snapshot_html(snap, interval_s=self.interval_s, counts=self.counts)
+        self.stats.value = snapshot_html(
+            snap, interval_s=self.interval_s, counts=self.counts, websockets=self.websockets
+        )
+        if snap.phase not in ("setup", "teardown"):
+            self.history.append(
+                (snap.elapsed_s, self.counts.answered_rps, self._asked(snap), snap.approx_p95_ms)
+            )
+            if len(self.history) > 600:  # bounded: every other point of a long run
+                self.history = self.history[::2]
+            self.trends.value = trend_svg(self.history, span=snap.planned_s)
+
+    def _asked(self, snap: Snapshot) -> float | None:
+        """The plan's asked rate now (open-model phases), or None."""
+        if self.plan is None:
+            return None
+        try:
+            level = self.plan.at(max(snap.elapsed_s, 0.0))
+        except Exception:  # noqa: BLE001 - a display must never break the run
+            return None
+        return None if level is None else level.rate
 
     def finish(self, run: Any = None, *, error: BaseException | None = None) -> str:
         """Replace the live view with a static snapshot of ``run``; returns the HTML shown."""
@@ -226,103 +304,3 @@ class LiveDashboard:
         why = "cancelled" if error is None else f"{type(error).__name__}: {error}"
         last = snapshot_html(self.last, interval_s=self.interval_s, counts=self.counts) if self.last else ""
         return f"<p><b>taskforge-perf</b> · {_esc(self.title)}: run stopped ({_esc(why)})</p>{last}"
-
-
-def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
-    def cell(col: str, v: Any) -> str:
-        if v is None:
-            return "–"
-        if isinstance(v, float):
-            return f"{v:.2%}" if col == "error_rate" else f"{v:,.2f}"
-        if isinstance(v, int):
-            return f"{v:,}"
-        return _esc(v)
-
-    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
-    body = "".join("<tr>" + "".join(f"<td>{cell(c, r.get(c))}</td>" for c in cols) + "</tr>" for r in rows)
-    return f"<table class='tfp-summary'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _chart(run: Any) -> Any:
-    """Throughput over latency percentiles per window, from the recorded rows (exact)."""
-    import altair as alt
-    import polars as pl
-
-    from taskforge_perf.charts import data_values, fit_window
-
-    span = max(run.duration_s, 1.0)
-    window = fit_window(span, max(span / 120, 0.5), 3)
-    tl = run.timeline(window_s=window, by=None)  # answered/s, partial windows at their real length
-    rps = data_values(tl.select("t_s", "rps"))
-    lat = data_values(
-        tl.select("t_s", "p50_ms", "p95_ms", "p99_ms")
-        .unpivot(index="t_s", variable_name="percentile", value_name="ms")
-        .with_columns(pl.col("percentile").str.replace("_ms", ""))
-    )
-    x = alt.X("t_s:Q", title="Time since start (s)")
-    top = (
-        alt.Chart(rps)
-        .mark_line(color="#444")
-        .encode(x=x, y=alt.Y("rps:Q", title="answered/s"))
-        .properties(width=600, height=110, title=f"Throughput: answered requests/s ({window:g} s windows)")
-    )
-    bottom = (
-        alt.Chart(lat)
-        .mark_line()
-        .encode(
-            x=x,
-            y=alt.Y("ms:Q", title="latency (ms)"),
-            color=alt.Color("percentile:N", title=None, legend=alt.Legend(orient="right")),
-        )
-        .properties(width=600, height=130, title="Latency percentiles (exact, per window)")
-    )
-    return alt.vconcat(top, bottom).resolve_scale(color="independent")
-
-
-def static_html(run: Any, *, title: str = "") -> str:
-    """The end-of-run snapshot: headline figures, the per-endpoint summary, an inline SVG chart."""
-    from taskforge_perf import analysis
-    from taskforge_perf.rendering import chart_svg
-
-    meta = run.meta
-    counters = meta.get("counters") or {}
-    h = analysis.headline(run.events)  # load errors only; not sent and auth outcomes apart
-    errors = sum(h["errors"].values())
-    head = (
-        f"<p><b>taskforge-perf</b> · {_esc(title or run.name)} · run {_esc(meta.get('stopped'))}: "
-        f"{run.duration_s:,.1f} s of load, {h['requests']:,} load requests "
-        f"({h['answered']:,} answered), {errors:,} load errors"
-        + (f" ({_kinds(h['errors'])})" if errors else "")
-        + f", {counters.get('tasks_created', 0):,} tasks created"
-    )
-    ws = meta.get("ws")
-    if ws:
-        head += f", WebSocket: {counters.get('ws_completed', 0):,} tasks completed"
-    head += f"; {run.events.height:,} requests in all with set-up and teardown"
-    if h["not_sent"]:
-        head += f"<br>Not sent (tester-side, not target errors): {_kinds(h['not_sent'])}"
-    if h["auth_outcomes"]:
-        head += f"<br>Auth outcomes at set-up/teardown (not load errors): {_kinds(h['auth_outcomes'])}"
-    head += "</p>"
-    warning = getattr(run, "generator_warning", lambda: None)()
-    if warning:
-        head += f"<p style='color:#b45309'><b>{_esc(warning)}</b></p>"
-    summary = run.summary()
-    cols = [c for c in HEADLINE_COLUMNS if c in summary.columns]
-    table = _table(summary.select(cols).to_dicts(), cols) if summary.height else "<p>no requests</p>"
-    try:
-        svg = chart_svg(_chart(run)) if run.load_events().height else ""
-    except Exception as exc:  # noqa: BLE001 - the table is still worth showing
-        svg = f"<p>(chart unavailable: {_esc(exc)})</p>"
-    style = (
-        "<style>.tfp-summary{border-collapse:collapse;font-size:12px}"
-        ".tfp-summary th,.tfp-summary td{padding:2px 8px;text-align:right;"
-        "border-bottom:1px solid #ddd}.tfp-summary th:first-child,"
-        ".tfp-summary td:first-child{text-align:left}</style>"
-    )
-    note = (
-        "<p><small>Static snapshot of the live view; percentiles are exact (ms) over the "
-        "recorded rows. Explore further with <code>run.summary()</code>, "
-        "<code>run.charts</code>.</small></p>"
-    )
-    return f"<div class='tfp-snapshot'>{style}{head}{table}<div>{svg}</div>{note}</div>"

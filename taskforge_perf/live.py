@@ -53,7 +53,7 @@ class LoadCounts:
         self._last = (s.elapsed_s, answered)
 
 
-def format_snapshot(s: Snapshot, counts: LoadCounts | None = None) -> str:
+def format_snapshot(s: Snapshot, counts: LoadCounts | None = None, *, width: int = 119) -> str:
     """One line: elapsed/planned, phase, rps, approximate percentiles, load errors, not sent,
     tasks, sockets (with ``counts``: answered/s and load errors only, set-up outcomes apart)."""
 
@@ -65,18 +65,17 @@ def format_snapshot(s: Snapshot, counts: LoadCounts | None = None) -> str:
         counts.update(s)
     errors = sum(counts.load_errors.values())
     rate = (
-        f"{counts.answered_rps:7.0f} answered/s" if counts.answered_rps is not None else f"{s.rps:7.0f} req/s"
+        f"{counts.answered_rps:.0f} answered/s" if counts.answered_rps is not None else f"{s.rps:.0f} req/s"
     )
     parts = [
         f"{s.elapsed_s:5.1f}/{s.planned_s:.0f}s",
         f"{s.phase} ({s.phase_remaining_s:.0f}s left)",
         rate,
-        f"~p50/p95/p99 {ms(s.approx_p50_ms)}/{ms(s.approx_p95_ms)}/{ms(s.approx_p99_ms)} ms",
-        f"{s.requests} req",
-        f"{errors} err",
-        f"{s.in_flight} in flight",
-        f"{s.tasks_created} tasks",
+        f"~p50/95/99 {ms(s.approx_p50_ms)}/{ms(s.approx_p95_ms)}/{ms(s.approx_p99_ms)} ms",
+        f"{s.requests} req, {errors} err" + (f", {s.in_flight} in flight" if s.in_flight else ""),
     ]
+    if s.tasks_created:
+        parts.append(f"{s.tasks_created} tasks")
     if counts.not_sent:
         parts.append("not sent: " + ", ".join(f"{v} {k}" for k, v in counts.not_sent.items()))
     if s.ws_open or s.ws_completed:
@@ -86,8 +85,9 @@ def format_snapshot(s: Snapshot, counts: LoadCounts | None = None) -> str:
     if s.draining:
         parts[1] = f"plan done, draining {s.draining} in flight"
     if s.saturated:
-        parts.append(f"TESTER SATURATED ({s.saturated})")
-    return " | ".join(parts)
+        parts.append("TESTER SATURATED")  # the reason is in the run's warning at the end
+    line = " | ".join(parts)
+    return line if len(line) <= width else line[: width - 1] + "…"
 
 
 class TerminalProgress:
@@ -127,7 +127,15 @@ class TerminalProgress:
         return ""
 
 
-def live_view(title: str, planned_s: float, *, interval_s: float = 0.5, force: bool = False) -> Any:
+def live_view(
+    title: str,
+    planned_s: float,
+    *,
+    interval_s: float = 0.5,
+    force: bool = False,
+    plan: Any = None,
+    websockets: bool | None = None,
+) -> Any:
     """The live display for a run starting now, or None; never raises.
 
     Inside an IPython kernel: a ``LiveDashboard`` shown in the running cell. Elsewhere: a
@@ -140,7 +148,9 @@ def live_view(title: str, planned_s: float, *, interval_s: float = 0.5, force: b
             from taskforge_perf.rendering import ensure_offline_renderer
 
             ensure_offline_renderer()  # Altair's default loads Vega from a CDN: blank offline
-            return LiveDashboard(title=title, planned_s=planned_s, interval_s=interval_s)
+            return LiveDashboard(
+                title=title, planned_s=planned_s, interval_s=interval_s, plan=plan, websockets=websockets
+            )
         return TerminalProgress() if force else None
     except Exception:  # noqa: BLE001 - no widgets or no frontend: run without a live view
         return None

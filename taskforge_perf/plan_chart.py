@@ -18,6 +18,8 @@ def plan_chart(plan: StressPlan, step: float = 1.0) -> alt.LayerChart:
         raise ImportError("plan.chart() needs altair: pip install altair") from e
     import polars as pl
 
+    from taskforge_perf.chart_style import PALETTE, finish
+
     frame = plan.to_frame(step)
     bands = pl.DataFrame(
         {
@@ -36,18 +38,18 @@ def plan_chart(plan: StressPlan, step: float = 1.0) -> alt.LayerChart:
         .encode(
             x=alt.X("start:Q", title="seconds since plan start"),
             x2="end:Q",
-            color=alt.Color("band:N", legend=None, scale=alt.Scale(range=["#4c78a8", "#f58518"])),
+            color=alt.Color("band:N", legend=None, scale=alt.Scale(range=["#9d9d9d", "#d8d8d8"])),
             tooltip=["phase:N", "start:Q", "end:Q"],
         )
     )
     labels = (
         alt.Chart(bands)
-        .mark_text(baseline="top", dy=4, fontSize=10)
+        .mark_text(baseline="top", align="left", dx=3, dy=4, fontSize=10, color="#555")
         .encode(x="start:Q", text="phase:N", y=alt.value(0))
     )
     line = (
         alt.Chart(frame)
-        .mark_line(interpolate="linear")
+        .mark_line(interpolate="linear", color=PALETTE["planned"])
         .encode(
             x="t:Q",
             y=alt.Y("level:Q", title=title),
@@ -55,4 +57,4 @@ def plan_chart(plan: StressPlan, step: float = 1.0) -> alt.LayerChart:
         )
     )
     layered = alt.layer(shade, line, labels).properties(title="Planned load", width=600)
-    return layered  # type: ignore[return-value]
+    return finish(layered)  # type: ignore[no-any-return]

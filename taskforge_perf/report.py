@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import sys
 import tempfile
 import time
@@ -42,6 +43,62 @@ _HTML_TEMPLATE = """{%- extends 'index.html.j2' -%}
 
 def _stderr(msg: str) -> None:
     print(f"taskforge-perf report: {msg}", file=sys.stderr, flush=True)
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover - IPython comes with ipykernel
+        return False
+    return shell is not None and hasattr(shell, "kernel")
+
+
+class _NotebookProgress:
+    """One progress bar, updated in place, instead of a stderr line per cell."""
+
+    def __init__(self) -> None:
+        from IPython.display import HTML, display
+
+        self._html = HTML
+        self._handle = display(self._bar(0, "starting ..."), display_id=True)
+
+    def _bar(self, frac: float, text: str) -> object:
+        pct = max(0.0, min(frac, 1.0)) * 100
+        return self._html(
+            "<div style='font-size:12px;color:#555'>taskforge-perf report "
+            f"<progress value='{pct:.0f}' max='100' style='width:180px;vertical-align:middle'></progress>"
+            f" {text}</div>"
+        )
+
+    def __call__(self, msg: str) -> None:
+        frac = 0.0
+        if msg.startswith("cell "):
+            done, total = msg.split()[1].split("/")
+            frac = (int(done) - 1) / max(int(total), 1) * 0.9
+        elif msg.startswith("exporting"):
+            frac = 0.95
+        elif msg.startswith("wrote"):
+            frac = 1.0
+        if self._handle is not None:
+            self._handle.update(self._bar(frac, msg))
+
+
+class ReportFile(type(Path())):  # type: ignore[misc]
+    """The written report's path; in a notebook it shows a link and the verdict box as a preview."""
+
+    preview: str = ""
+
+    def _repr_html_(self) -> str:
+        import html
+
+        href = html.escape(os.path.relpath(self, Path.cwd()) if not self.is_absolute() else self.as_uri())
+        size = self.stat().st_size / 1024 if self.exists() else 0
+        return (
+            f"<div><a href='{href}' target='_blank'>Open the report: {html.escape(str(self))}</a> "
+            f"({size:,.0f} KB)</div>{self.preview}"
+        )
 
 
 def inject_parameters(nb: Any, parameters: Mapping[str, Any]) -> Any:
@@ -186,6 +243,9 @@ def _run_dir(run: Any, tmp: Path, label: str) -> str:
     from taskforge_perf.results import Run
 
     if isinstance(run, Run):
+        saved = run.path is not None and (run.path / "meta.json").is_file()
+        if saved and run.meta.get("stopped") != "running":
+            return str(run.path.resolve())  # type: ignore[union-attr]  # on disk already: no copy
         return str(run.save(tmp / label).resolve())
     folder = Path(run)
     if not (folder / "meta.json").is_file():
@@ -209,13 +269,18 @@ def report(
     """Write a self-contained HTML report of a run (a ``Run`` or a saved run folder).
 
     With ``compare`` (another run, the baseline), the report adds the baseline-vs-candidate
-    table, charts and verdict (``max_p95_regression``). Progress goes to stderr unless
-    ``progress=False`` (or give a callable taking a message). Returns the output path.
+    table, charts and verdict (``max_p95_regression``). Progress: one bar updated in place in a
+    notebook, lines on stderr elsewhere; ``progress=False`` for none, or a callable taking a
+    message. A ``Run`` already saved (``run.path``) is read from there, not saved again. Returns the
+    output path (a ``Path`` that, in a notebook, displays a link and the verdict box).
 
     >>> tfp.report("data/runs/candidate-...", compare="data/runs/baseline-...",
     ...            output="candidate.html")                       # doctest: +SKIP
     """
-    say: Progress | None = _stderr if progress is True else (progress or None)
+    if progress is True:
+        say: Progress | None = _NotebookProgress() if _in_notebook() else _stderr
+    else:
+        say = progress or None
     m = max_p95_regression
     if isinstance(m, bool) or not isinstance(m, int | float) or not 0 <= m < math.inf:
         raise ConfigError(f"max_p95_regression must be a finite fraction >= 0 (got {m!r}); e.g. 0.10 for 10%")
@@ -254,4 +319,20 @@ def report(
     out.write_text(page, encoding="utf-8")
     if say:
         say(f"wrote {out} ({len(page) / 1024:,.0f} KB) in {time.perf_counter() - t0:.1f} s")
-    return out
+    result = ReportFile(out)
+    result.preview = _preview(params["RUN_DIR"], params["COMPARE_DIR"], max_p95_regression)
+    return result
+
+
+def _preview(run_dir: str, compare_dir: str | None, max_regression: float) -> str:
+    """The report's verdict box (the first thing in the page), for the notebook's output."""
+    try:
+        from taskforge_perf.compare import compare as _compare
+        from taskforge_perf.report_parts import verdict_html
+        from taskforge_perf.results import load_run
+
+        run = load_run(run_dir)
+        cmp = _compare(compare_dir, run, max_regression=max_regression) if compare_dir else None
+        return verdict_html(run, cmp)
+    except Exception as exc:  # a preview must never cost the report
+        return f"<div>(no preview: {type(exc).__name__})</div>"

@@ -22,16 +22,30 @@ from taskforge_perf.schema import (
 )
 from taskforge_perf.store import FRAMES, check_destination, part_paths, read_meta, write_meta, writer_alive
 
-#: Where runs are saved when no directory is given (relative to the working directory);
-#: the environment variable ``TASKFORGE_PERF_RUNS`` overrides it (see ``default_store``).
+#: Where runs are saved when no directory is given (relative to the project root, see
+#: ``project_root``); the environment variable ``TASKFORGE_PERF_RUNS`` overrides it.
 DEFAULT_STORE = Path("data/runs")
+_ROOT_MARKERS = ("pyproject.toml", ".git")
+
+
+def project_root(start: str | Path | None = None) -> Path:
+    """The nearest folder at or above ``start`` (default: the working directory) holding a
+    ``pyproject.toml`` or ``.git``; the working directory itself when none does. A notebook in
+    ``notebooks/`` thus saves to the project's ``data/runs``, not ``notebooks/data/runs``."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / m).exists() for m in _ROOT_MARKERS):
+            return folder
+    return here
 
 
 def default_store(save_dir: str | Path | None = DEFAULT_STORE) -> Path:
     """The run store: ``save_dir``, except that the default (``DEFAULT_STORE``) yields to
-    ``$TASKFORGE_PERF_RUNS`` when that is set (CI jobs, test suites)."""
+    ``$TASKFORGE_PERF_RUNS`` when that is set (CI jobs, test suites), else is found under the
+    project root (``project_root``), wherever the working directory is."""
     if save_dir is DEFAULT_STORE or save_dir is None:
-        return Path(os.environ.get("TASKFORGE_PERF_RUNS") or DEFAULT_STORE)
+        env = os.environ.get("TASKFORGE_PERF_RUNS")
+        return Path(env) if env else project_root() / DEFAULT_STORE
     return Path(save_dir)
 
 
@@ -169,14 +183,25 @@ class Run:
     # --- analysis ------------------------------------------------------------------------------
 
     def summary(
-        self, by: Sequence[str] = ("endpoint",), *, include_setup: bool = False, include: Any = "answered"
+        self,
+        by: Sequence[str] | str = ("endpoint",),
+        *,
+        include_setup: bool = False,
+        include: Any = "answered",
     ) -> pl.DataFrame:
         """Per endpoint: count, answered, not sent, rps, errors, error rate, latency and
         response-time percentiles (ms) over answered rows (``include=``: see ``analysis.summary``)."""
         from taskforge_perf import analysis
 
         frame = self.events if include_setup else self.load_events()
-        return analysis.summary(frame, by=tuple(by), duration_s=self.duration_s or None, include=include)
+        by = (by,) if isinstance(by, str) else tuple(by)  # "user" is one key, not four letters
+        return analysis.summary(frame, by=by, duration_s=self.duration_s or None, include=include)
+
+    def table(self, by: Sequence[str] | str = ("endpoint",), **kw: Any) -> Any:
+        """``summary(by)`` as a formatted table (units, percentages, separators): ``display_table``."""
+        from taskforge_perf.tables import display_table
+
+        return display_table(self.summary(by), **kw)
 
     def by_user(self, *, endpoint: bool = False, include: Any = "answered") -> pl.DataFrame:
         """The summary per user (``endpoint=True``: per user x endpoint)."""
@@ -414,11 +439,23 @@ class RunCharts:
     def __init__(self, run: Run) -> None:
         self._run = run
 
+    def _clock(self) -> dict[str, Any]:
+        """The load's span and the plan's phase bands on the run clock (from meta)."""
+        from taskforge_perf.chart_style import plan_bands
+
+        m = self._run.meta
+        lo, hi = m.get("load_start_ns"), m.get("load_end_ns")
+        return {
+            "start_s": lo / 1e9 if lo is not None else None,
+            "end_s": hi / 1e9 if hi is not None else None,
+            "phases": plan_bands(m),
+        }
+
     def latency_over_time(self, **kw: Any) -> Any:
-        """Latency and response time per window and endpoint, with phase bands."""
+        """Latency and response time per window and endpoint, with the plan's phase bands."""
         from taskforge_perf import charts
 
-        return charts.latency_over_time(self._run.load_events(), **kw)
+        return charts.latency_over_time(self._run.load_events(), **{**self._clock(), **kw})
 
     def percentiles(self, **kw: Any) -> Any:
         """The percentile spectrum on a log scale."""
@@ -435,8 +472,17 @@ class RunCharts:
     def throughput(self, **kw: Any) -> Any:
         """Requests/s and errors over time."""
         from taskforge_perf import charts
+        from taskforge_perf.chart_style import planned_rate
 
-        return charts.throughput(self._run.load_events(), **kw)
+        defaults = {**self._clock(), "planned": planned_rate(self._run.meta)}
+        return charts.throughput(self._run.load_events(), **{**defaults, **kw})
+
+    def errors(self, **kw: Any) -> Any:
+        """Target-side errors per second by kind over time."""
+        from taskforge_perf.charts_errors import errors_over_time
+
+        clock = {k: v for k, v in self._clock().items() if k != "phases"}
+        return errors_over_time(self._run.load_events(), **{**clock, **kw})
 
     def task_latency(self, **kw: Any) -> Any:
         """The distribution of task end-to-end latency (WebSocket)."""
@@ -447,14 +493,16 @@ class RunCharts:
     def groups(self, **kw: Any) -> Any:
         """Latency percentiles and throughput per user group."""
         from taskforge_perf import group_charts
+        from taskforge_perf.chart_style import finish
 
-        return group_charts.groups(self._run.by_group(), **kw)
+        return finish(group_charts.groups(self._run.by_group(), **kw))
 
     def sessions(self, **kw: Any) -> Any:
         """Concurrent sessions over time."""
         from taskforge_perf import group_charts
+        from taskforge_perf.chart_style import finish
 
-        return group_charts.sessions(self._run.sessions_timeline(), **kw)
+        return finish(group_charts.sessions(self._run.sessions_timeline(), **kw))
 
     def ws_connections(self, **kw: Any) -> Any:
         """Open WebSocket connections over time."""
@@ -466,16 +514,20 @@ class RunCharts:
         """Client-side latency over time above the target's own scraped metrics (queues, rates)."""
         from taskforge_perf.charts_target import target_vs_client
 
-        return target_vs_client(self._run.load_events(), self._run.target_metrics, **kw)
+        clock = {k: v for k, v in self._clock().items() if k != "phases"}
+        return target_vs_client(self._run.load_events(), self._run.target_metrics, **{**clock, **kw})
 
 
-def load_run(path: str | Path, *, lazy: bool = True) -> Run:
-    """Load a run folder; frames are read lazily unless ``lazy=False``.
+def load_run(path: str | Path | Run, *, lazy: bool = True) -> Run:
+    """Load a run folder; frames are read lazily unless ``lazy=False``. A ``Run`` is returned as
+    it is (``compare``, ``report`` and ``load_run`` all take a run or its folder).
 
     Also opens a run still being recorded (``meta["stopped"] == "running"``: the rows flushed so
     far) and a crashed one (the process that wrote it is gone: reported as ``"crashed"``, with every
     row flushed before the crash, i.e. all but at most the last ``FLUSH_INTERVAL_S`` seconds).
     """
+    if isinstance(path, Run):
+        return path
     folder = Path(_check_path("load_run(path)", path))
     meta = read_meta(folder)
     if meta is None:

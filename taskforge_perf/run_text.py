@@ -14,7 +14,7 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.errors import ConfigError
-from taskforge_perf.results import DEFAULT_STORE, Run, load_run, runs
+from taskforge_perf.results import DEFAULT_STORE, Run, default_store, load_run, runs
 
 WIDTH = 120
 _GRADES = {"grade_error_rate": "grade_err", "grade_latency": "grade_lat", "grade_throughput": "grade_tput"}
@@ -91,6 +91,28 @@ def table(frame: pl.DataFrame, *, width: int = WIDTH, precision: int = 1) -> str
     return "\n".join(lines)
 
 
+def fit_table(frame: pl.DataFrame, *, width: int = WIDTH, precision: int = 1) -> str:
+    """``table``, except that a one-row frame too wide for ``width`` is printed vertically
+    (``column  value`` lines): the WebSocket summary's 16 columns no longer wrap."""
+    if frame.height == 1:
+        natural = sum(
+            max(len(c), len(_cell(v, c, precision))) + 2 for c, v in frame.row(0, named=True).items()
+        )
+        if natural > width:
+            pad = max(len(c) for c in frame.columns)
+            return "\n".join(
+                f"{c.ljust(pad)}  {_cell(v, c, precision)}" for c, v in frame.row(0, named=True).items()
+            )
+    dropped: list[str] = []
+    text = table(frame, width=1_000_000, precision=precision)
+    while frame.width > 2 and max(len(line) for line in text.splitlines()) > width:
+        dropped.insert(0, frame.columns[-1])  # the rightmost columns go, the names stay whole
+        frame = frame.drop(frame.columns[-1])
+        text = table(frame, width=1_000_000, precision=precision)
+    text = table(frame, width=width, precision=precision)
+    return text + (f"\n(+{len(dropped)} columns not shown: {', '.join(dropped)})" if dropped else "")
+
+
 def runs_text(root: str | Path = DEFAULT_STORE, *, width: int = WIDTH) -> str:
     """``taskforge-perf runs [DIR]``: one line per saved run."""
     frame = runs_frame(root)
@@ -101,7 +123,7 @@ def runs_text(root: str | Path = DEFAULT_STORE, *, width: int = WIDTH) -> str:
 
 def resolve_run(name: str, root: str | Path = DEFAULT_STORE) -> Path:
     """A run folder from a path, or a run's folder name under ``root``."""
-    for candidate in (Path(name), Path(root) / name):
+    for candidate in (Path(name), default_store(root) / name):
         if (candidate / "meta.json").is_file():
             return candidate
     raise ConfigError(

@@ -103,7 +103,9 @@ class Trend:
             tooltip=["run:N", "group:N", "metric:N", alt.Tooltip("value_ms:Q", format=".2f")],
         )
         bars = base.mark_rule().encode(y="ci_low_ms:Q", y2="ci_high_ms:Q")
-        return (
+        from taskforge_perf.chart_style import finish
+
+        return finish(
             alt.layer(line, bars, data=data_values(df))
             .facet(column=alt.Column("metric:N", title=None))
             .properties(title=_title("Latency percentiles across runs", "bars: 95% intervals"))

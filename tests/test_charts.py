@@ -85,11 +85,13 @@ def test_no_pandas_needed() -> None:
 def test_latency_over_time(big: pl.DataFrame) -> None:
     spec = check(
         C.latency_over_time(big),
-        {"x": "t_s", "y": "ms", "color": "endpoint", "strokeDash": "measure", "x2": "end_s"},
+        {"x": "t_s", "y": "ms", "color": "endpoint"},
     )
     assert "(s)" in str(spec) and "(ms)" in str(spec)
     phases = pl.DataFrame({"name": ["a", "b"], "start_s": [0.0, 600.0], "end_s": [600.0, 1200.0]})
-    check(C.latency_over_time(big.lazy(), phases=phases, metric="p99", window_s=0.5), {"y": "ms"})
+    check(
+        C.latency_over_time(big.lazy(), phases=phases, metric="p99", window_s=0.5), {"y": "ms", "x2": "end_s"}
+    )
     with pytest.raises(ValueError, match="metric"):
         C.latency_over_time(big, metric="p42")
 
@@ -111,7 +113,9 @@ def test_throughput(big: pl.DataFrame) -> None:
 
 
 def test_ws_charts(ws: pl.DataFrame) -> None:
-    check(C.task_latency_hist(ws), {"x": "start_s", "x2": "end_s", "y": "tasks", "color": "task_type"})
+    check(
+        C.task_latency_hist(ws), {"x": "start_s", "x2": "end_s", "y": "y0", "y2": "y1", "color": "task_type"}
+    )
     check(C.ws_connections(ws, window_s=0.1), {"x": "t_s", "y": "connections", "color": "series"})
 
 

@@ -148,3 +148,56 @@ def test_in_a_kernel_the_dashboard_ends_as_static_html(tmp_path: Path) -> None:
     html = [d["text/html"] for d in data if "text/html" in d]
     assert len(html) == 1 and "tfp-snapshot" in html[0] and "<svg" in html[0]
     assert [o.get("text") for o in quiet_out] == ["completed\n"]
+
+
+def test_rows_that_do_not_apply_are_hidden() -> None:
+    no_ws = snapshot_html(snap(ws_open=0, ws_completed=0, tasks_created=40))
+    assert "WebSocket" not in no_ws.replace("no WebSocket asked", "") and "0 / 0" not in no_ws
+    assert "completion not tracked" in no_ws and "40" in no_ws
+    assert "WebSocket" in snapshot_html(snap(ws_open=0, ws_completed=0), websockets=True)
+    assert "Not sent (0)" in snapshot_html(snap())  # counted, even when 0
+    health = snapshot_html(snap(lag_p99_ms=2.5, cpu=0.42))
+    assert "Generator health" in health and "2.5 ms" in health and "42% of a core" in health
+
+
+def test_one_phase_runs_have_one_countdown() -> None:
+    dash = LiveDashboard(show=False)
+    dash.update(snap(phase="load", elapsed_s=12.0, planned_s=60.0, phase_remaining_s=48.0))
+    assert "left in phase" not in dash.status.value and "48 s left" in dash.status.value
+    dash.update(snap(phase="warmup", elapsed_s=12.0, planned_s=60.0, phase_remaining_s=8.0))
+    assert "8 s left in phase" in dash.status.value
+
+
+def test_trends_of_rate_asked_vs_achieved_and_p95() -> None:
+    plan = tfp.StressPlan([tfp.Phase("a", 30, rate=100), tfp.Phase("b", 30, rate=300)])
+    dash = LiveDashboard(show=False, plan=plan, websockets=False)
+    for i in range(1, 8):
+        dash.update(snap(elapsed_s=i * 5.0, requests=i * 500, errors={}, approx_p95_ms=10.0 + i))
+    trends = dash.trends.value
+    assert trends.count("<svg") == 2 and "stroke-dasharray" in trends  # asked rate dashed
+    assert "vs asked 300/s" in trends and "~p95 latency" in trends and "17.0 ms" in trends
+    assert [a for _, _, a, _ in dash.history][:2] == [100.0, 100.0] and dash.history[-1][2] == 300.0
+
+
+def test_static_snapshot_draws_planned_and_response_time() -> None:
+    from taskforge_perf.dashboard_static import _chart
+
+    run = tfp.load_run(SAMPLES / "baseline")
+    spec = str(_chart(run).to_dict())
+    assert "'planned'" in spec and "response time" in spec
+
+
+def test_terminal_progress_line_fits_120_columns() -> None:
+    from taskforge_perf.live import format_snapshot
+
+    wide = snap(
+        elapsed_s=1234.5,
+        planned_s=3600.0,
+        phase="a rather long phase name (400/s)",
+        requests=123_456_789,
+        late=99_999,
+        errors={"timeout": 12_345, "dropped": 6_789, "cancelled": 1},
+        saturated="machine: waiting for a CPU (machine busy): event-loop lag p99 16.3 ms > 5 ms",
+    )
+    assert len(format_snapshot(wide)) <= 120
+    assert "0 in flight" not in format_snapshot(snap(in_flight=0))

@@ -41,6 +41,7 @@ EXPECTED = {
     "compare",
     "compare_interleaved",
     "compare_series",
+    "display_table",
     "load_run",
     "report",
     "run_interleaved",

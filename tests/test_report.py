@@ -74,7 +74,7 @@ def test_report_is_self_contained(compare_report: str) -> None:
     assert "<title>Candidate build</title>" in html
     # Six charts inline as SVG: latency, throughput, spectrum, users, compare, delta.
     assert html.count("<svg") >= 6
-    assert "p95_ms" in html and "POST /tasks generate-pdf" in html  # the summary table
+    assert "p95 (ms)" in html and "POST /tasks generate-pdf" in html  # the summary table
     assert re.search(r"Verdict: (PASSED|FAILED|INCONCLUSIVE)", html)  # the one verdict
     assert "def " not in html and "import taskforge_perf" not in html  # code cells hidden
 
@@ -96,7 +96,7 @@ def test_report_renders_offline_in_chromium(compare_report: str, tmp_path: Path)
     assert dom.count("<svg") >= 6, "charts missing from the rendered page"
     assert re.search(r"<g[^>]*class=\"mark-", dom), "Vega marks missing from the charts"
     tables = re.findall(r"<table.*?</table>", dom, flags=re.S)
-    assert any("p95_ms" in t and "GET /health" in t for t in tables), "summary table missing"
+    assert any("p95 (ms)" in t and "GET /health" in t for t in tables), "summary table missing"
 
 
 @pytest.mark.timeout(120)
@@ -116,9 +116,9 @@ def test_report_of_an_unsaved_run_with_websockets(tmp_path: Path) -> None:
     messages: list[str] = []
     out = tfp.report(run, output=tmp_path / "r.html", progress=messages.append)
     html = out.read_text(encoding="utf-8")
-    assert "WebSocket status gateway" in html and "unfinished_at_end" in html
+    assert "WebSocket status gateway" in html and "unfinished at end" in html
     assert html.count("<svg") >= 6  # 4 HTTP charts + task latency + connections
-    assert "no assessment" in html  # no plan in this run's meta: said, not crashed
+    assert "no per-phase assessment" in html  # no plan in this run's meta: said, not crashed
     assert messages[0].startswith("executing") and messages[-1].startswith("wrote")
 
 
@@ -127,3 +127,28 @@ def test_report_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         tfp.report(tmp_path, output=tmp_path / "r.html", progress=False)
     with pytest.raises(tfp.ConfigError, match=r"\.html"):
         tfp.report(SAMPLES / "baseline", output=tmp_path / "r.pdf", progress=False)
+
+
+@pytest.mark.timeout(180)
+def test_report_in_a_notebook_shows_one_progress_bar_and_a_link(tmp_path: Path) -> None:
+    """In a kernel: one progress display updated in place (no stderr lines), and the returned
+    path displays as a link plus the verdict box."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import taskforge_perf as tfp\n"
+            f"tfp.report({str(SAMPLES / 'candidate')!r}, compare={str(SAMPLES / 'baseline')!r}, "
+            f"output={str(tmp_path / 'nb.html')!r})"
+        )
+    ]
+    from taskforge_perf.report import execute_notebook
+
+    out = execute_notebook(nb, cwd=tmp_path, timeout=170).cells[0].outputs
+    assert not [o for o in out if o.get("output_type") == "stream" and o.get("name") == "stderr"]
+    bars = [o for o in out if "<progress" in str(o.get("data", {}).get("text/html", ""))]
+    assert len(bars) == 1  # one display, updated in place (update_display_data is not kept)
+    result = [o for o in out if o.get("output_type") == "execute_result"][0]["data"]["text/html"]
+    assert "Open the report" in result and "nb.html" in result and "tfp-verdict" in result
+    assert "FAILED" in result  # the candidate sample regressed against the baseline

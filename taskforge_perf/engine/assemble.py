@@ -16,6 +16,7 @@ from taskforge_perf.engine.auth import AuthClient
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.http import HttpDriver
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters, WsRecorder
+from taskforge_perf.environment import run_environment
 from taskforge_perf.errors import ConfigError
 from taskforge_perf.plan import StressPlan
 from taskforge_perf.results import Run, make_run_id
@@ -77,6 +78,7 @@ def run_meta(
             "aiohttp": _aiohttp.__version__,
             "polars": pl.__version__,
         },
+        "environment": run_environment(),
     }
 
 

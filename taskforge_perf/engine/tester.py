@@ -317,6 +317,8 @@ class LoadTester:
             plan.duration,
             interval_s=self.monitor_interval,
             force=self.live is True,
+            plan=plan,  # the dashboard draws the asked rate against the achieved one
+            websockets=self._wants_ws(plan),  # no WebSocket rows when none were asked for
         )
 
     def run_sync(self, plan: StressPlan | None = None, **kwargs: Any) -> Run:

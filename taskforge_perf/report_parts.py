@@ -1,0 +1,297 @@
+"""The pieces of a report a reader needs first: the verdict box, what was run, and where.
+
+``verdict(run, cmp)`` decides passed / failed / inconclusive from the run's thresholds, how it
+stopped, the comparison's verdict and the generator's health; ``verdict_html`` draws it as a box
+of badges (each threshold with its measured value). ``configuration`` and ``environment`` are the
+rows of "what was run, against what, from where". Pure functions of a ``Run``; HTML only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from taskforge_perf.chart_style import PALETTE
+
+__all__ = [
+    "Verdict",
+    "configuration",
+    "environment",
+    "error_examples",
+    "threshold_table",
+    "verdict",
+    "verdict_html",
+]
+
+_COLOURS = {"passed": "#2e7d32", "failed": PALETTE["failed"], "inconclusive": PALETTE["degraded"]}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Verdict:
+    """The run's overall status and the badges that justify it."""
+
+    status: str  # "passed", "failed" or "inconclusive"
+    reasons: tuple[str, ...]
+    badges: tuple[tuple[str, str, str], ...] = field(default=())  # (label, value, state: ok/failed/warn)
+
+
+def _threshold_badges(run: Any) -> list[tuple[str, str, str]]:
+    th = run.thresholds()
+    out = []
+    for row in th.iter_rows(named=True) if th.height else []:
+        name = str(row.get("threshold") or "threshold")
+        measured = _measured(row.get("actual"), row.get("unit"))
+        out.append((name, f"→ {measured}", "ok" if row.get("passed") else "failed"))
+    return out
+
+
+def _measured(actual: Any, unit: Any) -> str:
+    if actual is None:
+        return "no data"
+    if unit == "ratio":
+        return f"{actual:.2%}"
+    return f"{actual:,.1f} {unit or ''}".strip()
+
+
+def threshold_table(th: pl.DataFrame) -> pl.DataFrame:
+    """Thresholds as a reader wants them: the check, its scope, the measured value, pass/FAIL."""
+    rows = [
+        {
+            "result": "pass" if r.get("passed") else "FAIL",
+            "threshold": str(r.get("threshold")),
+            "scope": str(r.get("scope") or "run"),
+            "measured": _measured(r.get("actual"), r.get("unit")),
+            "rows": r.get("rows"),
+            "note": r.get("note"),
+        }
+        for r in th.iter_rows(named=True)
+    ]
+    return pl.DataFrame(
+        rows,
+        schema={
+            "result": pl.String,
+            "threshold": pl.String,
+            "scope": pl.String,
+            "measured": pl.String,
+            "rows": pl.Int64,
+            "note": pl.String,
+        },
+    )
+
+
+def task_completion(run: Any) -> tuple[int, int] | None:
+    """(tasks that reached a final status over WebSocket, tasks created), or None without tasks."""
+    created = int((run.meta.get("counters") or {}).get("tasks_created") or 0)
+    if not created:
+        return None
+    ws = run.ws_events
+    if not ws.height:
+        return 0, created
+    done = (
+        ws.filter(
+            (pl.col("kind").cast(pl.String) == "message")
+            & pl.col("status").cast(pl.String).is_in(["completed", "failed"])
+        )
+        .select(pl.col("task_id").n_unique())
+        .item()
+    )
+    return int(done), created
+
+
+def verdict(run: Any, cmp: Any = None) -> Verdict:
+    """Failed if a threshold failed, the run did not complete or the comparison failed;
+    inconclusive if the generator was saturated, the comparison was inconclusive or nothing was
+    checked at all; else passed."""
+    badges = _threshold_badges(run)
+    reasons: list[str] = []
+    failed = [b for b in badges if b[2] == "failed"]
+    if failed:
+        reasons.append(f"{len(failed)} of {len(badges)} thresholds failed")
+    stopped = run.meta.get("stopped")
+    if stopped != "completed":
+        reasons.append(f"the run did not complete (stopped: {stopped})")
+        badges.append(("run", f"stopped: {stopped}", "failed"))
+    status = "failed" if reasons else "passed"
+    if cmp is not None:
+        v = cmp.verdict
+        state = {"passed": "ok", "failed": "failed"}.get(v.status, "warn")
+        badges.append(("vs baseline", v.status, state))
+        if v.status == "failed":
+            status = "failed"
+            more = f" (+{len(v.reasons) - 1} more)" if len(v.reasons) > 1 else ""
+            reasons.append(f"regression vs the baseline: {v.reasons[0]}{more}" if v.reasons else "regression")
+        elif v.status != "passed" and status == "passed":
+            status = "inconclusive"
+            reasons.append(f"the comparison with the baseline is {v.status}")
+    warning = run.generator_warning()
+    if warning:
+        badges.append(("generator", "saturated", "warn"))
+    elif run.meta.get("generator"):
+        badges.append(("generator", "kept up", "ok"))
+    else:
+        badges.append(("generator", "health not recorded", "warn"))
+    if warning:
+        reasons.append(warning)
+        status = "inconclusive" if status == "passed" else status
+    tasks = task_completion(run)
+    if tasks is not None:
+        done, created = tasks
+        tracked = bool(run.ws_events.height)
+        label = f"{done:,} / {created:,} finished" if tracked else f"{created:,} created (not tracked)"
+        badges.append(("tasks", label, "ok" if not tracked or done == created else "warn"))
+    if not _threshold_badges(run) and cmp is None and status == "passed":
+        status = "inconclusive"
+        reasons.append("no thresholds and no baseline: nothing was checked")
+    if status == "passed":
+        reasons.append("every threshold passed" + (" and no regression vs the baseline" if cmp else ""))
+    return Verdict(status=status, reasons=tuple(reasons), badges=tuple(badges))
+
+
+def _badge(label: str, value: str, state: str) -> str:
+    colour = {"ok": "#2e7d32", "failed": PALETTE["failed"], "warn": PALETTE["degraded"]}[state]
+    mark = {"ok": "✔", "failed": "✘", "warn": "!"}[state]
+    return (
+        f"<span style='display:inline-block;margin:2px 4px 2px 0;padding:2px 8px;border-radius:10px;"
+        f"border:1px solid {colour};color:{colour};font-size:13px'>{mark} <b>{html.escape(label)}</b>"
+        f" {html.escape(value)}</span>"
+    )
+
+
+def verdict_html(run: Any, cmp: Any = None, *, title: str | None = None) -> str:
+    """The box a reader sees first: status, why, a badge per check, what ran against what."""
+    v = verdict(run, cmp)
+    colour = _COLOURS[v.status]
+    target = (run.meta.get("target") or {}).get("base_url", "–")
+    version = run.meta.get("target_version") or (run.meta.get("target") or {}).get("version") or "unknown"
+    started = dt.datetime.fromtimestamp(run.meta.get("wall_start_ns", 0) / 1e9, dt.UTC)
+    what = (
+        f"<b>{html.escape(run.name)}</b> against <code>{html.escape(str(target))}</code> "
+        f"(version {html.escape(str(version))}), {run.duration_s:,.0f} s from "
+        f"{started:%Y-%m-%d %H:%M} UTC — {html.escape(plan_text(run))}"
+    )
+    return (
+        f"<div class='tfp-verdict' style='border:3px solid {colour};border-radius:8px;padding:10px 14px;"
+        f"margin:8px 0'><div style='font-size:26px;font-weight:700;color:{colour}'>{v.status.upper()}</div>"
+        f"<div style='margin:4px 0 6px 0'>{html.escape('; '.join(v.reasons))}</div>"
+        f"<div>{''.join(_badge(*b) for b in v.badges)}</div>"
+        f"<div style='margin-top:6px;color:#444'>{what}</div></div>"
+    )
+
+
+def plan_text(run: Any) -> str:
+    """``warmup 2 s @ 50 req/s → peak 8 s @ 150 req/s`` (or users for a closed model)."""
+    try:
+        phases = run.plan.phases
+    except Exception:  # an old run without a plan in its meta
+        return "no plan recorded"
+    parts = []
+    for p in phases:
+        level = f"{p.rate:g} req/s" if p.rate is not None else f"{p.concurrency} users"
+        think = f", think {p.think_time:g} s" if getattr(p, "think_time", 0) else ""
+        parts.append(f"{p.name} {p.duration:g} s @ {level}{think}")
+    return " → ".join(parts)
+
+
+def configuration(run: Any) -> list[tuple[str, str]]:
+    """What was run: plan, mix weights, users, seed, in-flight cap, WebSocket options, client."""
+    m = run.meta
+    mix = m.get("mix") or []
+    total = sum(float(e.get("weight") or 0) for e in mix) or 1.0
+    mix_text = ", ".join(f"{e.get('name')} {float(e.get('weight') or 0) / total:.0%}" for e in mix)
+    users = m.get("users") or {}
+    ws = m.get("ws") or {}
+    ws_text = (
+        ", ".join(f"{k}={v}" for k, v in ws.items() if not isinstance(v, dict | list) and v is not None)
+        if ws
+        else "none (no WebSocket connections asked)"
+    )
+    rows = [
+        ("Plan", plan_text(run)),
+        ("Model", str((m.get("plan") or {}).get("model", "–"))),
+        ("Request mix (weights)", mix_text or "–"),
+        ("Users", f"{users.get('count', '–')} ({users.get('email_prefix', '')}…@{users.get('domain', '')})"),
+        ("Seed", "not set (random)" if m.get("seed") is None else str(m["seed"])),
+        ("In-flight cap", f"{m.get('max_in_flight', '–'):,}" if m.get("max_in_flight") else "–"),
+        ("HTTP client", str(m.get("http_client", "–"))),
+        ("Workers", str(m.get("workers", 1))),
+        ("WebSocket", ws_text),
+        ("Stopped", str(m.get("stopped"))),
+    ]
+    return rows
+
+
+def environment(run: Any) -> list[tuple[str, str]]:
+    """Where it ran: target and its version, host, CPUs, OS, library versions."""
+    m = run.meta
+    env = m.get("environment") or {}
+    target = m.get("target") or {}
+    libs = env.get("libraries") or m.get("versions") or {}
+    version = m.get("target_version") or target.get("version")
+    cpus = env.get("cpus")
+    return [
+        ("Target", f"{target.get('base_url', '–')} (WebSocket: {target.get('ws_url') or '–'})"),
+        ("Target version", str(version) if version else "not reported by the target"),
+        ("Host", str(env.get("host", "not recorded (run saved by an older version)"))),
+        (
+            "CPUs",
+            f"{cpus} ({env.get('cpus_usable', cpus)} usable by the tester)" if cpus else "not recorded",
+        ),
+        ("OS", f"{env.get('os', '–')} {env.get('machine', '')}".strip()),
+        ("Python", str(env.get("python") or (m.get("versions") or {}).get("python", "–"))),
+        ("Libraries", ", ".join(f"{k} {v}" for k, v in libs.items() if k != "python") or "–"),
+    ]
+
+
+def rows_html(rows: list[tuple[str, str]]) -> str:
+    """A two-column key/value table (no truncation, text escaped)."""
+    body = "".join(
+        f"<tr><th style='text-align:left;padding:2px 12px 2px 0;vertical-align:top'>{html.escape(k)}</th>"
+        f"<td style='text-align:left;padding:2px 0'>{html.escape(v)}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table class='tfp-kv'>{body}</table>"
+
+
+def error_examples(run: Any, n: int = 10) -> pl.DataFrame:
+    """The first failing request of each (error, status, endpoint): when, who, what it sent/got."""
+    from taskforge_perf.schema import outcome_expr
+
+    ev = run.load_events()
+    bad = ev.filter(pl.col("error").is_not_null())
+    if not bad.height:
+        return pl.DataFrame()
+    return (
+        bad.sort("t_start")
+        .with_columns(outcome=outcome_expr())
+        .group_by("error", "status", "endpoint", maintain_order=True)
+        .agg(
+            pl.len().alias("count"),
+            (pl.col("t_start").first() / 1e9).alias("first_at_s"),
+            pl.col("user").first().cast(pl.String),
+            pl.col("outcome").first(),
+            ((pl.col("t_end") - pl.col("t_start")).first() / 1e6).alias("took_ms"),
+        )
+        .sort("count", descending=True)
+        .head(n)
+    )
+
+
+def traffic(run: Any) -> list[tuple[str, str]]:
+    """Bytes sent and received over the load (HTTP bodies as counted by the client)."""
+    ev = run.load_events()
+    if not ev.height:
+        return []
+    b_in, b_out = ev.select(pl.col("bytes_in").sum(), pl.col("bytes_out").sum()).row(0)
+    d = run.duration_s or 1.0
+    return [
+        ("Received", f"{_mb(b_in)} ({_mb(b_in / d)}/s)"),
+        ("Sent", f"{_mb(b_out)} ({_mb(b_out / d)}/s)"),
+    ]
+
+
+def _mb(n: float) -> str:
+    return f"{n / 1e6:,.2f} MB" if n >= 1e5 else f"{n / 1e3:,.1f} kB"
