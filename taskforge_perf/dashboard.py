@@ -81,6 +81,7 @@ def snapshot_html(
             f"~p50 / ~p95 / ~p99 latency (streaming estimate, last {interval_s:g} s)",
             f"{_ms(s.approx_p50_ms)} / {_ms(s.approx_p95_ms)} / {_ms(s.approx_p99_ms)} ms",
         ),
+        ("~p95 response time (latency + time behind schedule)", f"{_ms(s.approx_resp_p95_ms)} ms"),
         (f"Load errors ({errors:,})", _kinds(counts.load_errors)),
     ]
     not_sent = sum(counts.not_sent.values())
@@ -108,7 +109,25 @@ def snapshot_html(
         f"<td style='text-align:right;font-variant-numeric:tabular-nums'>{v}</td></tr>"
         for k, v in rows
     )
-    return f"<table class='tfp-live'>{body}</table>"
+    return f"<table class='tfp-live'>{body}</table>" + endpoints_html(s, interval_s=interval_s)
+
+
+def endpoints_html(s: Snapshot, *, interval_s: float = 0.5) -> str:
+    """The per-endpoint table of a snapshot: requests and target-side errors so far, ~p95 latency of
+    the last interval (answered rows); empty before the load has sent anything."""
+    if not s.endpoints:
+        return ""
+    cell = "style='text-align:right;padding:1px 0 1px 12px;font-variant-numeric:tabular-nums'"
+    head = (
+        "<tr><th style='text-align:left;font-weight:normal;color:#555'>endpoint</th>"
+        f"<th {cell}>requests</th><th {cell}>errors</th><th {cell}>~p95 (last {interval_s:g} s)</th></tr>"
+    )
+    body = "".join(
+        f"<tr><td style='padding-right:12px'>{_esc(name)}</td><td {cell}>{n:,}</td>"
+        f"<td {cell}>{errs:,}</td><td {cell}>{_ms(p95)} ms</td></tr>"
+        for name, (n, errs, p95) in s.endpoints.items()
+    )
+    return f"<table class='tfp-endpoints' style='margin-top:6px'>{head}{body}</table>"
 
 
 def status_text(s: Snapshot) -> str:
@@ -129,9 +148,15 @@ def status_text(s: Snapshot) -> str:
     return f"phase <b>{_esc(s.phase)}</b>: {_dur(s.phase_remaining_s)} left in phase · {overall}"
 
 
-def trend_svg(points: list[tuple[float, float | None, float | None, float | None]], *, span: float) -> str:
+def trend_svg(
+    points: list[tuple[float, float | None, float | None, float | None]],
+    *,
+    span: float,
+    resp: list[tuple[float, float]] | None = None,
+) -> str:
     """Two small inline SVG sparklines over the run so far: answered/s (solid) against the asked
-    rate (dashed, when known), and ~p95 latency. ``points``: (elapsed_s, answered/s, asked/s, p95)."""
+    rate (dashed, when known), and ~p95 latency (solid) with ~p95 response time (dashed, ``resp``:
+    (elapsed_s, ms) points). ``points``: (elapsed_s, answered/s, asked/s, p95)."""
     if len(points) < 2:
         return ""
     w, h, pad = 340, 56, 2
@@ -150,8 +175,9 @@ def trend_svg(points: list[tuple[float, float | None, float | None, float | None
     rate = [(t, r) for t, r, _, _ in points if r is not None]
     asked = [(t, a) for t, _, a, _ in points if a is not None]
     p95 = [(t, p) for t, _, _, p in points if p is not None]
+    resp = resp or []
     top_rate = max([v for _, v in rate + asked] or [0]) * 1.1
-    top_p95 = max([v for _, v in p95] or [0]) * 1.1
+    top_p95 = max([v for _, v in p95 + resp] or [0]) * 1.1
 
     def box(title: str, body: str, last: str) -> str:
         return (
@@ -164,6 +190,8 @@ def trend_svg(points: list[tuple[float, float | None, float | None, float | None
     last_rate = f"{rate[-1][1]:,.0f}/s" if rate else "–"
     asked_note = f" vs asked {asked[-1][1]:,.0f}/s (dashed)" if asked else ""
     last_p95 = f"{p95[-1][1]:,.1f} ms" if p95 else "–"
+    if resp:
+        last_p95 += f" · response time {resp[-1][1]:,.1f} ms (dashed)"
     return (
         "<div class='tfp-trends'>"
         + box(
@@ -171,7 +199,11 @@ def trend_svg(points: list[tuple[float, float | None, float | None, float | None
             line(asked, top_rate, "#6b6b6b", "4 3") + line(rate, top_rate, "#4c78a8"),
             last_rate,
         )
-        + box("~p95 latency:", line(p95, top_p95, "#f58518"), last_p95)
+        + box(
+            "~p95 latency:",
+            line(resp, top_p95, "#f58518", "4 3") + line(p95, top_p95, "#f58518"),
+            last_p95,
+        )
         + "</div>"
     )
 
@@ -201,6 +233,7 @@ class LiveDashboard:
         self.plan = plan  # a StressPlan: the asked rate drawn against the achieved one
         self.websockets = websockets
         self.history: list[tuple[float, float | None, float | None, float | None]] = []
+        self.resp_history: list[tuple[float, float]] = []  # ~p95 response time (elapsed_s, ms)
 
         self.title = title
         self.interval_s = interval_s
@@ -267,9 +300,12 @@ class LiveDashboard:
             self.history.append(
                 (snap.elapsed_s, self.counts.answered_rps, self._asked(snap), snap.approx_p95_ms)
             )
+            if snap.approx_resp_p95_ms is not None:
+                self.resp_history.append((snap.elapsed_s, snap.approx_resp_p95_ms))
             if len(self.history) > 600:  # bounded: every other point of a long run
                 self.history = self.history[::2]
-            self.trends.value = trend_svg(self.history, span=snap.planned_s)
+                self.resp_history = self.resp_history[::2]
+            self.trends.value = trend_svg(self.history, span=snap.planned_s, resp=self.resp_history)
 
     def _asked(self, snap: Snapshot) -> float | None:
         """The plan's asked rate now (open-model phases), or None."""

@@ -201,3 +201,34 @@ def test_terminal_progress_line_fits_120_columns() -> None:
     )
     assert len(format_snapshot(wide)) <= 120
     assert "0 in flight" not in format_snapshot(snap(in_flight=0))
+
+
+def test_per_endpoint_table_and_response_time_are_shown() -> None:
+    html = snapshot_html(
+        snap(
+            approx_resp_p95_ms=310.0,
+            endpoints={"GET /health": (1_200, 0, 1.5), "POST /tasks generate-pdf": (3_800, 12, None)},
+        )
+    )
+    assert "~p95 response time" in html and "310.0 ms" in html
+    assert "tfp-endpoints" in html and "GET /health" in html and "1,200" in html and "1.5 ms" in html
+    assert "POST /tasks generate-pdf" in html and "3,800" in html and ">12<" in html and "– ms" in html
+    assert "tfp-endpoints" not in snapshot_html(snap())  # no table before anything was sent
+
+
+def test_trends_draw_response_time_dashed_beside_latency() -> None:
+    dash = LiveDashboard(show=False, websockets=False)
+    for i in range(1, 6):
+        dash.update(snap(elapsed_s=i * 5.0, errors={}, approx_p95_ms=10.0, approx_resp_p95_ms=40.0 + i))
+    assert len(dash.resp_history) == 5
+    assert "response time 45.0 ms (dashed)" in dash.trends.value
+
+
+def test_merged_shard_snapshots_add_up_per_endpoint() -> None:
+    from taskforge_perf.engine.merge import aggregate
+
+    a = snap(endpoints={"GET /health": (10, 1, 2.0)}, approx_resp_p95_ms=5.0)
+    b = snap(endpoints={"GET /health": (5, 0, 3.0), "GET /metrics": (2, 0, None)}, approx_resp_p95_ms=None)
+    merged = aggregate({0: a, 1: b})
+    assert merged.endpoints == {"GET /health": (15, 1, 3.0), "GET /metrics": (2, 0, None)}
+    assert merged.approx_resp_p95_ms == 5.0

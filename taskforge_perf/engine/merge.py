@@ -30,6 +30,11 @@ def aggregate(snaps: dict[int, Snapshot]) -> Snapshot:
         known = [v for v in values if v is not None]
         return max(known) if known else None
 
+    endpoints: dict[str, tuple[int, int, float | None]] = {}
+    for s in items:
+        for name, (n, errs, p95) in s.endpoints.items():
+            m, e, q = endpoints.get(name, (0, 0, None))
+            endpoints[name] = (m + n, e + errs, worst([q, p95]))
     cpus = [s.cpu for s in items if s.cpu is not None]
     saturated = [f"worker {k}: {snaps[k].saturated}" for k in sorted(snaps) if snaps[k].saturated]
     return Snapshot(
@@ -53,6 +58,8 @@ def aggregate(snaps: dict[int, Snapshot]) -> Snapshot:
         lag_p99_ms=worst([s.lag_p99_ms for s in items]),
         cpu=sum(cpus) if cpus else None,
         saturated="; ".join(saturated) or None,
+        approx_resp_p95_ms=worst([s.approx_resp_p95_ms for s in items]),
+        endpoints=dict(sorted(endpoints.items())),
     )
 
 

@@ -11,6 +11,7 @@ from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.health import CPU_LIMIT, LAG_LIMIT_MS, HealthProbe
 from taskforge_perf.engine.http import DriverState
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
+from taskforge_perf.schema import ANSWERED_ERRORS, TESTER_SIDE_KINDS
 
 
 @dataclass(frozen=True)
@@ -41,9 +42,27 @@ class Snapshot:
     lag_p99_ms: float | None = None
     cpu: float | None = None
     saturated: str | None = None
+    #: ~p95 response time (t_end - t_intended) of the answered rows of the last interval, in ms.
+    approx_resp_p95_ms: float | None = None
+    #: Per load endpoint: (requests so far, target-side errors so far, ~p95 latency in ms of its
+    #: answered rows in the last interval, or None when it had none).
+    endpoints: dict[str, tuple[int, int, float | None]] = field(default_factory=dict)
 
 
 Listener = Callable[[Snapshot], None]
+
+
+#: Error kinds of rows the target answered (latency counts them) and of rows it never saw.
+_ANSWERED_ERRORS = frozenset(ANSWERED_ERRORS)
+_TESTER_SIDE = frozenset(TESTER_SIDE_KINDS)
+_NOT_LOAD = frozenset(("setup", "teardown"))
+
+
+def _p95(values: list[int]) -> float | None:
+    if not values:
+        return None
+    values.sort()
+    return values[min(len(values) - 1, int(0.95 * len(values)))] / 1e6
 
 
 def _quantiles(values: list[int]) -> tuple[float | None, float | None, float | None]:
@@ -88,6 +107,7 @@ class Monitor:
         self._last_requests = 0
         self._last_t = 0.0
         self._last_rows = 0
+        self._endpoints: dict[str, list[int]] = {}  # load endpoint -> [requests, target-side errors]
 
     def snapshot(self) -> Snapshot:
         """A snapshot now (rates since the previous snapshot)."""
@@ -97,12 +117,32 @@ class Monitor:
         rps = (c.requests - self._last_requests) / dt
         self._last_requests, self._last_t = c.requests, now
         # Latency of the rows buffered since the last snapshot (those flushed meanwhile are skipped).
+        # Percentiles cover answered rows only (any status), as the Run's analysis does.
         rec = self.recorder
-        starts, ends = rec.columns[1], rec.columns[2]
+        buffered = rec.columns.rows
         rows_now = rec.rows
-        new = min(rows_now - self._last_rows, len(ends))
+        new = min(rows_now - self._last_rows, len(buffered))
         self._last_rows = rows_now
-        lat = [e - s for s, e in zip(starts[-new:], ends[-new:], strict=True)] if new > 0 else []
+        lat: list[int] = []
+        resp: list[int] = []
+        per_ep: dict[str, list[int]] = {}
+        eps = self._endpoints
+        for row in buffered[-new:] if new > 0 else ():
+            err, endpoint = row[4], row[7]
+            if row[10] in _NOT_LOAD:
+                continue
+            counts = eps.get(endpoint)
+            if counts is None:
+                counts = eps[endpoint] = [0, 0]
+            counts[0] += 1
+            if err is None or err in _ANSWERED_ERRORS:
+                lat.append(row[2] - row[1])
+                resp.append(row[2] - row[0])
+                per_ep.setdefault(endpoint, []).append(row[2] - row[1])
+                if err is not None:
+                    counts[1] += 1
+            elif err not in _TESTER_SIDE:
+                counts[1] += 1
         p50, p95, p99 = _quantiles(lat)
         start = self.load_start()
         elapsed = now - start if start is not None else 0.0
@@ -135,6 +175,8 @@ class Monitor:
             lag_p99_ms=lag,
             cpu=cpu,
             saturated=saturated,
+            approx_resp_p95_ms=_p95(resp),
+            endpoints={k: (v[0], v[1], _p95(per_ep.get(k, []))) for k, v in sorted(eps.items())},
         )
 
     async def run(self) -> None:
