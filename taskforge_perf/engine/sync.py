@@ -69,9 +69,28 @@ def run_blocking(
             finally:
                 loop.close()
 
+    def first_interrupt() -> None:
+        if on_interrupt is not None:
+            on_interrupt()
+        started.wait()
+        _cancel(loop, box.get("task"))
+        print(
+            f"taskforge-perf: interrupted, stopping {what} and keeping its events "
+            "(interrupt again to leave at once)...",
+            file=sys.stderr,
+        )
+
     thread = threading.Thread(target=main, name="taskforge-perf-run", daemon=True)
-    thread.start()
     interrupts = 0
+    try:
+        thread.start()
+    except KeyboardInterrupt:
+        # Thread.start() waits for the thread to begin: an interrupt there (the run's first
+        # instants) stops the run like any other first interrupt, once the thread exists.
+        if thread.ident is None:
+            raise
+        interrupts = 1
+        first_interrupt()
     while "done" not in box:
         try:
             finished.acquire(timeout=_POLL_S)
@@ -84,15 +103,7 @@ def run_blocking(
                     file=sys.stderr,
                 )
                 raise
-            if on_interrupt is not None:
-                on_interrupt()
-            started.wait()
-            _cancel(loop, box.get("task"))
-            print(
-                f"taskforge-perf: interrupted, stopping {what} and keeping its events "
-                "(interrupt again to leave at once)...",
-                file=sys.stderr,
-            )
+            first_interrupt()
     if "result" in box:
         return box["result"]  # type: ignore[no-any-return]
     raise box["exc"]
