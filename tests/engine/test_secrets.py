@@ -112,9 +112,10 @@ def test_no_secret_in_any_artefact_of_a_full_run(debug_logs: _Capture, tmp_path:
         repr(x) for x in (tgt, pool, list(pool), tester, run, tester.ws_options, plan)
     ) + str(tgt.to_dict())
     errors = []
+    CREDS = f"alice:{PASSWORD}"  # user-info in a loopback URL: must never be shown
     for bad in (
-        lambda: tfp.Target(f"http://alice:{PASSWORD}@127.0.0.1:3000"),
-        lambda: tfp.Target(f"http://alice:{PASSWORD}@[::1"),
+        lambda: tfp.Target(f"http://{CREDS}@127.0.0.1:3000"),  # loopback; refused before any traffic
+        lambda: tfp.Target(f"http://{CREDS}@[::1"),  # loopback, unparsable: refused
         lambda: tfp.Target("http://127.0.0.1:1", f"ws://{WS_USER}:{WS_PASS}@127.0.0.1:99999"),
         lambda: tfp.Target("http://127.0.0.1:1", f"ws://{WS_USER}:{WS_PASS}@127.0.0.1:1/?x=1"),
         lambda: tfp.UserPool(users=[("a@b.c", PASSWORD), ("a@b.c", PASSWORD)]),
