@@ -1,4 +1,4 @@
-"""Generator CPU per recorded request, the engine's closed model against wrk, on a shared machine.
+"""Generator CPU per recorded request, the engine's closed model against wrk (robust to a shared machine).
 
 Run from the project root with the project's venv::
 
@@ -106,9 +106,9 @@ def main() -> int:
         f"{platform.node()}, {os.cpu_count()} cores, bench_cpu.py{', ' + a.label if a.label else ''})\n\n"
         f"GET of a static file from nginx (core 1), generator on core 0, {a.connections} connections, "
         f"{a.repeats} rounds. Engine: (CPU of a {a.long:g} s run - CPU of a {a.short:g} s run) / "
-        "(rows - rows): fixed costs cancel. The machine was shared (load average "
-        f"{', '.join(format(r['loadavg'], '.1f') for r in rounds)}): req/s are not comparable, "
-        "CPU per request roughly is.\n\n"
+        "(rows - rows): fixed costs cancel. Load average per round "
+        f"{', '.join(format(r['loadavg'], '.1f') for r in rounds)} (the benchmark itself counts ~1; more "
+        "means other jobs shared the machine and req/s are not comparable): read CPU per request.\n\n"
         "| | engine CPU-µs/req | engine whole-run CPU-µs/req | wrk CPU-µs/req | engine/wrk | engine req/s "
         "| wrk req/s |\n|---|---|---|---|---|---|---|\n"
         f"| median | {med('engine_us') or 0:.1f} | {med('engine_whole_us') or 0:.1f} | "

@@ -74,7 +74,8 @@ def main() -> int:
         "",
         f"nginx 1 worker on core 1, generator on core 0, TaskForge mix, {a.duration:g} s per run, "
         f"{a.repeats} interleaved repeats; medians. Lateness = t_start - t_intended (ms). "
-        "The machine was shared with other jobs (load average per run in the last column).",
+        "Load average per run in the last column (the benchmark itself counts ~1; more means other "
+        "jobs shared the machine).",
         "",
         "| rate | connections | p99 whole run | p99 first s | p99 steady | max | CPU-µs/req | pre-opened "
         "| on demand | load avg |",

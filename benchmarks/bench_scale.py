@@ -136,9 +136,9 @@ def main() -> int:
     lines = [
         f"\n## Scaling out: 1 vs 2 processes vs Dask LocalCluster(2), {args.rate:g} req/s "
         f"({dt.date.today()}, bench_scale.py)\n",
-        f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}; **shared with other jobs "
-        f"and noisy while this ran** (load average {os.getloadavg()[0]:.1f} on 2 cores: other helpers' "
-        "test suites): read ratios, not absolutes. "
+        f"Machine: {m['nproc']} cores, {m['cpu']}, Python {m['python']}; load average "
+        f"{os.getloadavg()[0]:.1f} on 2 cores at the end (the benchmark's own processes count ~1-1.5; "
+        "more means other jobs shared the machine): read ratios, not absolutes. "
         f"Open model for {args.seconds:g} s, TaskForge mix, 20 users, nginx (1 worker, core 1) with "
         "TaskForge-shaped answers; shards unpinned. CPU-µs/request: the shards' process CPU during the "
         "load (health frame) over the requests started; 'vs 1 process' compares with the same total "
