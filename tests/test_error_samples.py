@@ -43,7 +43,7 @@ def test_body_text_escapes_binary_redacts_then_truncates() -> None:
     text, cut = body_text(b"bad \xff\xfe bytes \x00\x1b[31m ok \xc3\xa9")
     assert text == "bad \\xff\\xfe bytes \\x00\\x1b[31m ok é" and not cut
     # A token straddling the 500-character cut is masked first: no part of it survives.
-    raw = ("x" * (MAX_TEXT - 20) + f" Authorization: Bearer {TOKEN} tail").encode()
+    raw = ("x" * (MAX_TEXT - 40) + f" {TOKEN}" + " tail" * 20).encode()
     text, cut = body_text(raw)
     assert cut and len(text) == MAX_TEXT
     assert "eyJhbGci" not in text and TOKEN[:12] not in text
@@ -118,6 +118,49 @@ def test_error_examples_message_and_html_for_new_and_old_runs() -> None:
     assert "message" in old.columns and old["message"].null_count() == old.height == 2
     assert tfp.Run(ev, None, {}).error_samples().height == 0
     assert samples_frame(meta).height == 1 and rp.message_html("") == "<i>(empty body)</i>"
+
+
+async def test_fast_client_keeps_the_text_of_its_transport_errors() -> None:
+    """Refused, closed mid-request and read timeout: the kind and, on the error path, its words."""
+    from taskforge_perf.engine.fastclient import FastClient, RequestTemplate
+
+    async def check(answer: bool, expect: tuple[str, str], *, closed: bool = False) -> None:
+        done = asyncio.Event()
+
+        async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+            try:
+                # Close at once, or wait until the client gives up (its 0.2 s timeout) and aborts.
+                await (r.read(1) if answer else r.read())
+            except ConnectionError:
+                pass
+            w.close()
+            try:
+                await w.wait_closed()
+            except ConnectionError:
+                pass
+            done.set()
+
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        if closed:
+            server.close()
+            await server.wait_closed()
+            done.set()
+        client = FastClient(f"http://127.0.0.1:{port}", timeout=0.2)
+        try:
+            data = RequestTemplate("GET", "/x", client.origin.host_header, {}, auth=False).build(None, None)
+            status, body, err = await client.request(data)
+            assert (status, body, err) == (0, b"", expect[0])
+            assert expect[1] in client.last_error, client.last_error
+        finally:
+            client.close()
+            await asyncio.wait_for(done.wait(), 10)  # the server side closed its socket too
+            server.close()
+            await server.wait_closed()
+
+    await check(True, ("refused", "ConnectionRefusedError"), closed=True)
+    await check(True, ("reset", "closed the connection before a complete answer"))
+    await check(False, ("timeout", "no complete answer within 0.2 s"))
 
 
 # --- against the reference target -----------------------------------------------------------
