@@ -328,7 +328,7 @@ def message_html(message: str | None, shown: int = SHOWN_CHARS) -> str:
         return f"<div style='{wrap}'>{html.escape(message)}</div>"
     return (
         f"<div style='{wrap}'>{html.escape(message[:shown])}…</div>"
-        f"<details><summary>full text ({len(message):,} characters)</summary>"
+        f"<details><summary>full text ({len(message):,} characters kept)</summary>"
         f"<div style='{wrap};font-family:monospace;font-size:12px'>{html.escape(message)}</div></details>"
     )
 
