@@ -169,7 +169,7 @@ async def test_fast_client_keeps_the_text_of_its_transport_errors() -> None:
 def _mix() -> tfp.RequestMix:
     return tfp.RequestMix(
         [
-            Endpoint("GET /health", "GET", "/health", 2, auth=False),  # answered 200: no sample
+            Endpoint("GET /health", "GET", "/health", 4, auth=False),  # answered 200: no sample
             task_endpoint("generate-pdf", 4),  # answered 500 "Injected error"
             Endpoint("GET /health/live", "GET", "/health/live", 1, auth=False),  # 2 s: a timeout
         ]
