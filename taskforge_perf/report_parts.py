@@ -16,12 +16,15 @@ from typing import Any
 import polars as pl
 
 from taskforge_perf.chart_style import PALETTE
+from taskforge_perf.error_samples import samples_frame
 
 __all__ = [
     "Verdict",
     "configuration",
     "environment",
     "error_examples",
+    "error_examples_html",
+    "message_html",
     "threshold_table",
     "verdict",
     "verdict_html",
@@ -257,14 +260,16 @@ def rows_html(rows: list[tuple[str, str]]) -> str:
 
 
 def error_examples(run: Any, n: int = 10) -> pl.DataFrame:
-    """The first failing request of each (error, status, endpoint): when, who, what it sent/got."""
+    """The first failing request of each (error, status, endpoint): when, who, what it sent/got,
+    and ``message``: what the target said (the first error sample's body text, or a transport
+    failure's message; null for a run saved before samples were kept)."""
     from taskforge_perf.schema import outcome_expr
 
     ev = run.load_events()
     bad = ev.filter(pl.col("error").is_not_null())
     if not bad.height:
         return pl.DataFrame()
-    return (
+    out = (
         bad.sort("t_start")
         .with_columns(outcome=outcome_expr())
         .group_by("error", "status", "endpoint", maintain_order=True)
@@ -277,6 +282,92 @@ def error_examples(run: Any, n: int = 10) -> pl.DataFrame:
         )
         .sort("count", descending=True)
         .head(n)
+    )
+    return _with_messages(out, samples_frame(run.meta))
+
+
+def _with_messages(out: pl.DataFrame, samples: pl.DataFrame) -> pl.DataFrame:
+    """``out`` with the first sample's message of its (error, status, endpoint), row order kept."""
+    keys = ("_k_error", "_k_status", "_k_endpoint")
+    first = (
+        samples.sort("t_start")
+        .group_by("error", "status", "endpoint", maintain_order=True)
+        .agg(pl.col("message").first())
+        .select(
+            pl.col("error").alias(keys[0]),
+            pl.col("status").alias(keys[1]),
+            pl.col("endpoint").alias(keys[2]),
+            "message",
+        )
+    )
+    return (
+        out.with_columns(
+            pl.col("error").cast(pl.String).alias(keys[0]),
+            pl.col("status").cast(pl.Int64).alias(keys[1]),
+            pl.col("endpoint").cast(pl.String).alias(keys[2]),
+        )
+        .join(first, on=list(keys), how="left", maintain_order="left")
+        .drop(keys)
+    )
+
+
+#: Characters of a message shown in the report's table; the whole text is one click away.
+SHOWN_CHARS = 300
+
+
+def message_html(message: str | None, shown: int = SHOWN_CHARS) -> str:
+    """A message for an HTML cell: escaped, wrapped (never one endless line), the first ``shown``
+    characters visible and the whole text in a ``<details>`` (cut before escaping, so no entity
+    or tag is ever cut in half); "—" when there is none, "(empty body)" for an empty answer."""
+    if message is None:
+        return "—"
+    if not message:
+        return "<i>(empty body)</i>"
+    wrap = "white-space:pre-wrap;overflow-wrap:anywhere;word-break:break-word;margin:0"
+    if len(message) <= shown:
+        return f"<div style='{wrap}'>{html.escape(message)}</div>"
+    return (
+        f"<div style='{wrap}'>{html.escape(message[:shown])}…</div>"
+        f"<details><summary>full text ({len(message):,} characters kept)</summary>"
+        f"<div style='{wrap};font-family:monospace;font-size:12px'>{html.escape(message)}</div></details>"
+    )
+
+
+def error_examples_html(examples: pl.DataFrame) -> str:
+    """``error_examples`` as an HTML table whose message column wraps (see ``message_html``)."""
+    if not examples.height:
+        return "<p>No failing requests.</p>"
+    cols = [
+        ("count", "count"),
+        ("error", "error"),
+        ("status", "status"),
+        ("endpoint", "endpoint"),
+        ("first_at_s", "first at (s)"),
+        ("took_ms", "took (ms)"),
+        ("message", "what the target said"),
+    ]
+    cell = "style='text-align:left;vertical-align:top;padding:3px 10px 3px 0;border-top:1px solid #ddd'"
+    head = "".join(f"<th {cell}>{html.escape(label)}</th>" for _, label in cols)
+    rows = []
+    for r in examples.iter_rows(named=True):
+        tds = []
+        for c, _ in cols:
+            v = r.get(c)
+            if c == "message":
+                text = message_html(v)
+                tds.append(f"<td {cell} class='tfp-message' style='max-width:70ch'>{text}</td>")
+                continue
+            if isinstance(v, float):
+                text = f"{v:,.3f}" if c == "first_at_s" else f"{v:,.1f}"
+            elif isinstance(v, int) and c == "count":
+                text = f"{v:,}"
+            else:
+                text = "—" if v is None else str(v)
+            tds.append(f"<td {cell}>{html.escape(text)}</td>")
+        rows.append(f"<tr>{''.join(tds)}</tr>")
+    return (
+        "<table class='tfp-errors' style='border-collapse:collapse;font-size:13px;table-layout:auto'>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 
 

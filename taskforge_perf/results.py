@@ -284,6 +284,14 @@ class Run:
 
         return analysis.errors(self.load_events())
 
+    def error_samples(self) -> pl.DataFrame:
+        """What the target said: the first failing requests (at most 3) of each (endpoint, status,
+        error kind), with the answer's body text or a transport failure's message, redacted
+        (``taskforge_perf.error_samples``; empty for runs saved before they were kept)."""
+        from taskforge_perf.error_samples import samples_frame
+
+        return samples_frame(self.meta)
+
     def slowest_users(self, n: int = 10, *, include: Any = "answered") -> pl.DataFrame:
         """Users ranked by p95 latency, with their share of the traffic."""
         from taskforge_perf import analysis

@@ -63,6 +63,7 @@ def run_meta(
         "max_in_flight": self.max_in_flight,
         "counters": counters.snapshot(),
         "phases": {k: v.as_dict() for k, v in driver.state.phase_stats.items()},
+        "error_samples": driver.error_samples.to_list(),  # what the target said (issue 16)
         "auth": {
             "logout_failures": auth.logout_failures,
             "cleanup": self.users.cleanup,

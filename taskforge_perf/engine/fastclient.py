@@ -78,6 +78,11 @@ def connect_error(exc: BaseException) -> str:
     return classify(exc)
 
 
+def _text(exc: BaseException) -> str:
+    """``Type: message`` of a failure (error path only)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
 class _Conn(asyncio.Protocol):
     """One kept-alive connection; at most one request in flight (no pipelining)."""
 
@@ -91,6 +96,7 @@ class _Conn(asyncio.Protocol):
         "parts",
         "size",
         "error",
+        "detail",
         "timer",
         "deadline",
         "closed",
@@ -110,6 +116,7 @@ class _Conn(asyncio.Protocol):
         self.parts: list[bytes] | None = None  # the chunks of a body that came in several
         self.size = 0
         self.error: str | None = None
+        self.detail = ""  # the failure's text, set with ``error`` (error path only)
         # One timer per connection, re-armed lazily: a request only stores its deadline (a
         # TimerHandle per request cost ~6% of the CPU); the timer fires at most once per
         # timeout period and then either times the request out or moves to its deadline.
@@ -133,8 +140,10 @@ class _Conn(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
+            self.detail = "the target switched protocols (upgrade) on a plain request"
             self._finish("protocol", close=True)
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
+            self.detail = _text(exc)
             self._finish("protocol", close=True)
 
     def eof_received(self) -> bool:
@@ -150,13 +159,18 @@ class _Conn(asyncio.Protocol):
                 self.keep = False
                 self._join()
                 self._finish(None)
-            elif exc is None or isinstance(exc, ConnectionResetError | BrokenPipeError):
+            elif exc is None:
+                self.detail = "the target closed the connection before a complete answer"
                 self._finish("reset")
-            elif isinstance(exc, ssl.SSLError):
-                self._finish("tls")
             else:
-                kind = classify(exc)
-                self._finish("reset" if kind == "other" else kind)
+                self.detail = _text(exc)
+                if isinstance(exc, ConnectionResetError | BrokenPipeError):
+                    self._finish("reset")
+                elif isinstance(exc, ssl.SSLError):
+                    self._finish("tls")
+                else:
+                    kind = classify(exc)
+                    self._finish("reset" if kind == "other" else kind)
 
     def _framed_by_eof(self) -> bool:
         """A response whose body ends with the connection (no length, not chunked) is complete
@@ -175,6 +189,7 @@ class _Conn(asyncio.Protocol):
         self.size += len(chunk)
         if self.size > self.client.max_body:
             self.body, self.parts = b"", None
+            self.detail = f"response body over the client's limit of {self.client.max_body:,} bytes"
             self._finish("protocol", close=True)
             return
         if not self.body:
@@ -221,6 +236,7 @@ class _Conn(asyncio.Protocol):
             return  # idle: the next request arms it again
         loop = self.loop
         if loop.time() >= self.deadline:
+            self.detail = f"no complete answer within {self.client.timeout:g} s (read timeout)"
             self._finish("timeout")
         else:
             self.timer = loop.call_at(self.deadline, self.on_timer)
@@ -280,6 +296,9 @@ class FastClient:
         #: Connections a request had to open because the idle pool was empty.
         self.opened_on_demand = 0
         self.last_head = b""
+        #: The text of the last failed request's error (read by the caller at once, on its error
+        #: path; "" when the client knows no more than the kind).
+        self.last_error = ""
         self._closed = False
 
     def template(
@@ -306,11 +325,16 @@ class FastClient:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a kind
-            return connect_error(exc)
+            kind = connect_error(exc)
+            self.last_error = (
+                _text(exc) if str(exc) else f"{type(exc).__name__}: no connection within {max(wait, 0.0):g} s"
+            )
+            return kind
         self.open_connections += 1
         self.connections_made += 1
         if self._closed:
             conn.abort()
+            self.last_error = ""
             return "cancelled"
         return conn
 
@@ -368,7 +392,8 @@ class FastClient:
         assert transport is not None
         try:
             transport.write(data)
-        except (RuntimeError, OSError):  # closed under us since the pool handed it out
+        except (RuntimeError, OSError) as exc:  # closed under us since the pool handed it out
+            conn.detail = _text(exc)
             conn._finish("reset")
         try:
             await fut
@@ -378,6 +403,7 @@ class FastClient:
             raise
         self._busy.discard(conn)
         if conn.error is not None:
+            self.last_error, conn.detail = conn.detail, ""
             return conn.status, conn.body, conn.error
         if 300 <= conn.status < 400 or conn.status == 429 or conn.status == 503:
             self.last_head = conn.head  # read by the caller at once (redirects, Retry-After)

@@ -30,6 +30,7 @@ from taskforge_perf.engine.fastclient import (
 )
 from taskforge_perf.engine.fastclient import task_id as parse_task_id
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
+from taskforge_perf.error_samples import KIND_WORDS, ErrorSamples
 from taskforge_perf.mix import Endpoint, RequestMix
 from taskforge_perf.users import User
 
@@ -148,6 +149,11 @@ class HttpDriver:
         self.pauses = {"count": 0, "seconds": 0.0}
         #: Endpoint name -> "ExceptionType: message" of the first request that could not be built.
         self.client_errors: dict[str, str] = {}
+        #: The first failing requests of each (endpoint, status, error kind), with what the target
+        #: said (``taskforge_perf.error_samples``); fed on the error path of ``_outcome`` only.
+        self.error_samples = ErrorSamples(recorder.worker)
+        # A transport failure's text, set on the error path just before ``_outcome`` reads it.
+        self._detail: str | None = None
         self._checked: set[int] = set()  # endpoints whose headers were checked (aiohttp path)
         #: The load traffic's client: the fast client when given, else the aiohttp session.
         self.fast = fast
@@ -305,6 +311,7 @@ class HttpDriver:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
             err = classify(exc)
+            self._detail = _exc_text(exc, err)
         counters.in_flight -= 1
         if (
             self._outcome(ep, user, t_intended, t0, clock.now(), status, err, raw, nout, phase)
@@ -364,6 +371,8 @@ class HttpDriver:
         counters.in_flight -= 1
         if err is not None:
             status, raw = 0, b""
+            if self._detail is None:  # else the redirect's own failure (_follow_redirect)
+                self._detail = fast.last_error
         if (
             self._outcome(ep, user, t_intended, t0, t1, status, err, raw, nout, phase)
             and retry
@@ -406,7 +415,9 @@ class HttpDriver:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - every failure becomes a row
-            return 0, b"", classify(exc)
+            kind = classify(exc)
+            self._detail = _exc_text(exc, kind)
+            return 0, b"", kind
 
     def _outcome(
         self,
@@ -449,6 +460,8 @@ class HttpDriver:
         counters.requests += 1
         if err is not None:
             counters.error(err)
+            self.error_samples.add(ep.name, ep.method, status, err, t0, raw, self._detail, user)
+            self._detail = None
         if task_id is not None:
             counters.tasks_created += 1
             self.recent_tasks.append(task_id)
@@ -703,6 +716,12 @@ class HttpDriver:
             self.drop_pending()
         finally:
             self.state.draining = False
+
+
+def _exc_text(exc: BaseException, kind: str) -> str:
+    """A transport failure's text for its error sample: ``Type: message`` (the kind in words
+    when the exception has no message, as timeouts do)."""
+    return f"{type(exc).__name__}: {str(exc) or KIND_WORDS.get(kind, kind)}"
 
 
 def _origin(url: str) -> tuple[str, str | None, int | None]:

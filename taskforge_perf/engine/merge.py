@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskforge_perf.engine.monitor import Snapshot
+from taskforge_perf.error_samples import merge_samples
 
 #: Meta keys whose numbers add up across shards (counts); other keys come from shard 0 or the parent.
 SUMMED = ("counters", "phases", "auth", "client_errors", "retry_after", "pauses", "ws")
@@ -140,6 +141,7 @@ def merge_metas(
                 total = add_up(total, v)
             meta[key] = total
     if done:
+        meta["error_samples"] = merge_samples(m.get("error_samples") for m in done)
         meta["load_end_ns"] = max(m["load_end_ns"] for m in done)
         meta["wall_end_ns"] = max(m["wall_end_ns"] for m in done)
         meta["setup_s"] = max(m["setup_s"] for m in done)

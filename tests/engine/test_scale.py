@@ -75,7 +75,12 @@ def test_two_processes_hold_the_planned_rate_and_partition_users(
 ) -> None:
     pool = tfp.UserPool(count=USERS, email_prefix="shardp")
     snaps: list[tfp.Snapshot] = []
-    tester = tfp.LoadTester(target, pool, seed=1, processes=2, listeners=[snaps.append], monitor_interval=0.2)
+    # A route the target answers 404: error samples from both shards (issue 16).
+    missing = tfp.Endpoint("GET /missing", "GET", "/missing", 10, auth=False)
+    mix = tfp.RequestMix([*tfp.RequestMix.taskforge().endpoints, missing])
+    tester = tfp.LoadTester(
+        target, pool, mix, seed=1, processes=2, listeners=[snaps.append], monitor_interval=0.2
+    )
     plan = tfp.StressPlan.constant(SECONDS, rate=RATE)
     run = tester.run_sync(plan, name="sharded")
     check_sharded(run, plan, pool)
@@ -90,6 +95,15 @@ def test_two_processes_hold_the_planned_rate_and_partition_users(
     shards = pl.concat([ev.filter(pl.col("worker") == k) for k in (1, 0)])
     again = tfp.Run(shards, run.ws_events, dict(run.meta)).summary()
     assert run.summary().sort("endpoint").equals(again.sort("endpoint"))
+    # The shards' error samples merged: the key's earliest rows over both workers, the target's words.
+    miss = run.load_events().filter(pl.col("endpoint") == "GET /missing").sort("t_start")
+    assert sorted(miss["worker"].unique().to_list()) == [0, 1]
+    samples = [s for s in run.meta["error_samples"] if s["endpoint"] == "GET /missing"]
+    assert [(s["t_start"], s["worker"]) for s in samples] == list(
+        miss.select("t_start", "worker").head(3).iter_rows()
+    )
+    assert all(s["status"] == 404 and "Cannot GET /missing" in s["message"] for s in samples)
+    assert tfp.load_run(run.path).meta["error_samples"] == run.meta["error_samples"]
 
 
 def test_dask_local_cluster_runs_one_shard_per_worker(target: tfp.ReferenceTarget) -> None:
