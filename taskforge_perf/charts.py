@@ -292,7 +292,8 @@ def throughput(
     planned: pl.DataFrame | None = None,
     phases: pl.DataFrame | None = None,
 ) -> alt.VConcatChart:
-    """Answered requests per second (above) and target-side errors per second (below, own axis).
+    """Answered requests per second (above) and target-side errors per second (below, own axis),
+    each counted in the window in which it ended (``t_end``): what the target delivered when.
 
     ``start_s`` / ``end_s`` (the load's span on the run clock) make a partial first or last window
     count its real length, so the last window shows no false collapse. ``planned`` (``t_s``,
@@ -300,7 +301,9 @@ def throughput(
     """
     lf = analysis._lazy(events)
     w = fit_window(_span_s(lf, "t_start"), window_s, 2)
-    tl = analysis.timeline(lf, window_s=w, by=None, start_s=start_s, end_s=end_s)
+    # Answers are counted when they arrive (t_end), as the assessment's achieved rate is: a target
+    # at capacity shows its capacity here, not the rate at which requests were sent to it.
+    tl = analysis.timeline(lf, window_s=w, by=None, time_col="t_end", start_s=start_s, end_s=end_s)
     if end_s is None:  # no known end: the last window is partial, so drop it rather than mislead
         tl = tl.head(max(tl.height - 1, 1))
     else:  # a sliver of a window (< half) holds too few requests to say anything: dropped

@@ -12,6 +12,7 @@ import vl_convert as vlc
 
 import taskforge_perf as tfp
 from taskforge_perf import charts as C
+from taskforge_perf.assessment import assess
 from taskforge_perf.chart_style import PALETTE, natural_key, plan_bands, planned_rate
 from taskforge_perf.compare_charts import delta_chart
 from taskforge_perf.synthetic import synthetic_events, synthetic_ws_events
@@ -328,3 +329,30 @@ def test_dashboard_snapshot_legend_draws_planned_dashed() -> None:
     rate = next(v for v in got.values() if "planned" in v)
     assert rate["planned"]["stroke-dasharray"] == "6,3" and is_segment(rate["planned"])
     assert rate["achieved"]["stroke-dasharray"] == "1,0" and is_segment(rate["achieved"])
+
+
+def test_throughput_counts_answers_when_they_arrive() -> None:
+    """A target that serves 100 req/s, asked 40 then 300 req/s: the chart's achieved rate is what
+    it delivered (about 100 req/s, as the assessment says), not the rate requests were sent at."""
+    plan = tfp.StressPlan([tfp.Phase("steady", 2, rate=40), tfp.Phase("overload", 1, rate=300)])
+    rows, free = [], 0.0
+    for t in plan.arrival_times():
+        free = max(t, free) + 0.01  # one server, 10 ms per request
+        phase = "steady" if t < 2 else "overload"
+        rows.append({"t_intended": int(t * 1e9), "t_start": int(t * 1e9), "t_end": int(free * 1e9),
+                     "status": 200, "phase": phase, "endpoint": "GET /health"})  # fmt: skip
+    ev = pl.DataFrame(
+        [{k: r.get(k) for k in tfp.schema.HTTP_SCHEMA} for r in rows], schema=tfp.schema.HTTP_SCHEMA
+    )
+    end = free
+    achieved = [
+        r
+        for v in inline(C.throughput(ev, start_s=0.0, end_s=end).to_dict())
+        for r in v
+        if r.get("series") == "achieved"
+    ]
+    rate = {r["t_s"]: r["rate"] for r in achieved}
+    assert rate[1.0] == pytest.approx(40, abs=1)
+    assert rate[2.0] == pytest.approx(100, abs=1) and rate[3.0] == pytest.approx(100, abs=1)  # not 300
+    a = assess(plan, ev, plan_start_s=0.0)
+    assert a["achieved_rps"][1] == pytest.approx(rate[2.0], abs=1)  # chart and assessment agree
