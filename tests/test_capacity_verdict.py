@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import polars as pl
@@ -20,6 +21,12 @@ from taskforge_perf.schema import HEALTH_SCHEMA
 from taskforge_perf.synthetic import synthetic_events
 
 pytestmark = pytest.mark.timeout(120)
+
+
+def wrap(finding: str) -> list[str]:
+    """A finding as the CLI prints it: ``finding: ...`` wrapped at 120 columns."""
+    return textwrap.wrap(f"finding: {finding}", 120, subsequent_indent="  ", break_on_hyphens=False)
+
 
 PLAN = """
 [[phases]]
@@ -68,38 +75,49 @@ def test_thresholds_pass_and_capacity_is_reached_in_the_last_step(tmp_path: Path
     assert out.returncode == 0, out.stdout + out.stderr
     run = tfp.load_run(tmp_path / "run")
     a = run.assessment()
-    assert a["limited_by"].to_list() == [None, "target"], a
-    assert run.passed and run.breaking_point() == "overload"
     achieved = a["achieved_rps"][1]
-    assert achieved < 0.95 * 300
-    finding = (
-        f"capacity reached at phase 'overload': the target answered {achieved:,.0f} of 300 req/s asked "
-        f"({achieved / 300:.0%})"
-    )
+    assert a["offered_rps"].to_list() == [40.0, 300.0] and achieved < 0.95 * 300  # sent, not answered
+    assert run.passed
+    # The tester keeps up with 300 req/s here; should its own event loop have been past its limit in
+    # that phase (a machine far busier than usual), the rule pinned by tests/test_assessment.py says
+    # the tester could not keep up, and every output must say that instead.
+    tester = bool(a["tester_saturated"][1])
+    if not tester:
+        assert a["limited_by"].to_list() == [None, "target"] and run.breaking_point() == "overload"
+        finding = (
+            f"capacity reached at phase 'overload': the target answered {achieved:,.0f} of 300 req/s "
+            f"asked ({achieved / 300:.0%})"
+        )
+    else:
+        assert a["limited_by"].to_list() == [None, "tester"] and run.breaking_point() is None
+        finding = (
+            "the tester could not keep up at phase 'overload': the figures of this phase include its own "
+            "queueing (the load generator was saturated by its own work); not a breaking point of the target"
+        )
     assert findings(a) == [finding]
     # the CLI: pass/fail, then the finding beside it
     lines = out.stdout.splitlines()
     at = lines.index("thresholds: PASSED")
-    assert lines[at + 1] == f"finding: {finding}"
+    assert lines[at + 1 :][: len(wrap(finding))] == wrap(finding)
     # taskforge-perf show
-    shown = show_text(run).splitlines()
-    assert "breaking point: overload" in shown and f"finding: {finding}" in shown
-    # the report's verdict box: PASSED, and the capacity as a separate finding
-    # (on a machine busy with other work the generator's warning makes it INCONCLUSIVE, as before;
-    # that warning blames no one: the load was sent, so the shortfall stays the target's)
+    shown = show_text(run)
+    assert f"breaking point: {run.breaking_point() or 'none'}" in shown and "\n".join(wrap(finding)) in shown
+    # the report's verdict box: the status, and the capacity as a separate finding (on a machine
+    # busy with other work the generator's warning makes it INCONCLUSIVE, as before; a warning with
+    # the cause "machine" blames no one: the load was sent, so the shortfall stays the target's)
     warning = run.generator_warning()
     v = rp.verdict(run)
     if warning is None:
         assert v.status == "passed" and v.reasons == ("every threshold passed",)
     else:
         assert v.status == "inconclusive" and v.reasons == (warning,)
-        assert "tester" not in run.meta["generator"]["causes"], "the tester itself was saturated"
-    assert v.findings == (finding,) and ("capacity", "reached at overload", "warn") in v.badges
-    assert ("error_rate < 1%", "→ 0.00%", "ok") in v.badges
+    assert v.findings == (finding,) and ("error_rate < 1%", "→ 0.00%", "ok") in v.badges
+    badge = ("load", "tester could not keep up at overload", "warn") if tester else None
+    assert (badge or ("capacity", "reached at overload", "warn")) in v.badges
     box = rp.verdict_html(run)
     assert f">{v.status.upper()}<" in box and f"<b>Finding:</b> {html.escape(finding)}" in box
     assert box.index(html.escape(v.reasons[0])) < box.index("Finding:")
-    assert "tester could not keep up" not in box
+    assert ("tester could not keep up" in box) == tester
 
 
 def _saturated_run() -> tfp.Run:
