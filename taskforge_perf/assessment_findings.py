@@ -104,11 +104,11 @@ def _target_text(r: Mapping[str, Any]) -> str:
     )
     parts: list[str] = []
     ref = None if asked is None or asked <= 0 else min(asked, offered if offered is not None else asked)
-    if ref is not None and (achieved or 0.0) < (1 - SHORTFALL) * ref:
+    if asked is not None and ref is not None and (achieved or 0.0) < (1 - SHORTFALL) * ref:
         of = (
             f"{_rate(asked)} req/s asked"
             if offered is None or offered >= asked * (1 - SHORTFALL)
-            else (f"{_rate(offered)} req/s sent ({_rate(asked)} asked)")
+            else f"{_rate(offered)} req/s sent ({_rate(asked)} asked)"
         )
         share = f" ({(achieved or 0.0) / ref:.0%})"
         parts.append(f"the target answered {_rate(achieved or 0.0)} of {of}{share}")

@@ -6,8 +6,8 @@ groups when needed. Titles name the measure; axes carry units (ms, req/s, s).
 
 >>> from taskforge_perf.synthetic import synthetic_events
 >>> chart = throughput(synthetic_events(10_000, seed=1))
->>> chart.to_dict()["mark"]["type"]
-'line'
+>>> len(chart.to_dict()["vconcat"])  # answered/s above, errors/s on their own axis below
+2
 """
 
 from __future__ import annotations

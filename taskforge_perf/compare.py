@@ -174,7 +174,7 @@ class Comparison:
         t = gate_table(self._sides[0], self._sides[1], self.by, self.metrics, params)
         return _verdict(_sort_keys(t, list(self.by)), self.by, params, None)
 
-    def chart(self, *, measure: str = "latency") -> alt.Chart:
+    def chart(self, *, measure: str = "latency") -> alt.LayerChart:
         """Overlaid percentile spectra of baseline and candidate (colour: run)."""
         from taskforge_perf.charts import _title, percentiles
 
