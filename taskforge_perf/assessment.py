@@ -1,9 +1,14 @@
 """The stress assessment (the seed's StressTester report), computed from a run's frames. Pure.
 
-Per phase: throughput asked vs achieved, latency percentiles, error rate, WebSocket stability and
-task completion, the seed's grades, and the breaking point: the first phase where a threshold
-fails on that phase's rows, the achieved throughput falls more than 5% below the asked one, no
-request was answered, or (with WebSocket rows) the task side grades worst.
+Per phase: throughput asked vs offered vs achieved, latency percentiles, error rate, WebSocket
+stability and task completion, the seed's grades, who stopped keeping up (``limited_by``) and the
+breaking point: the first phase where the *target* stopped keeping up, i.e. a threshold fails on
+that phase's rows, the achieved throughput falls more than 5% below the load the tester offered
+(and the plan asked), nothing offered was answered, or (with WebSocket rows) the task side grades
+worst. A phase where the *tester* could not keep up (it sent more than 5% less than asked, or the
+generator was saturated by its own work there) is ``limited_by == "tester"`` and never the
+target's breaking point (``assessment_findings`` has the rule and the sentences the report and the
+CLI print beside pass/fail: thresholds can pass on a run that found the target's capacity).
 
 The row sets are those of ``analysis.by_phase`` (the per-phase figures are taken from it, so the
 two agree to the row): latency over answered rows, error rate = target-side errors / sent rows,
@@ -25,6 +30,7 @@ import polars as pl
 from .analysis_core import load_expr
 from .analysis_phase import by_phase
 from .analysis_tasks import task_stats
+from .assessment_findings import SHORTFALL, attribute, findings, generator_limit, tester_saturated_phases
 from .plan import PlanError, StressPlan
 from .threshold_eval import _coerce, evaluate, rescope
 from .thresholds import Threshold
@@ -32,16 +38,17 @@ from .thresholds import Threshold
 __all__ = [
     "DEFAULT_GRADES",
     "FAILED",
+    "SHORTFALL",
     "Grades",
     "assess",
     "breaking_point",
+    "findings",
     "grade",
     "grade_tasks",
     "report_json",
+    "generator_limit",
 ]
 
-#: Achieved throughput more than this fraction below the asked one marks the breaking point.
-SHORTFALL = 0.05
 #: The grade of every figure of a phase in which no request was answered.
 FAILED = "failed"
 _SECRET_WORDS = ("password", "token", "secret", "authorization", "cookie")
@@ -173,25 +180,32 @@ def assess(
     phase_stats: Mapping[str, Mapping[str, float]] | None = None,
     plan_start_s: float | None = None,
     grades: Grades = DEFAULT_GRADES,
+    generator: Mapping[str, Any] | None = None,
+    health: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per plan phase, in plan order.
 
     Columns: phase, phase_index, model, start_s, duration_s, asked_rps (open: the rate, or a
     ramp's mean; closed: null), concurrency (closed: mean level), requests (every row of the
-    phase), answered, not_sent (tester-side: dropped, cancelled, auth, client), achieved_rps,
+    phase), answered, not_sent (tester-side: dropped, cancelled, auth, client), offered_rps (the
+    rows the tester put to the target / window: all but ``auth``, ``client`` and, when the phase
+    never hit the in-flight cap by ``phase_stats``, ``dropped``), achieved_rps,
     answered_in_window, errors, error_rate, p50_ms, p95_ms, p99_ms, max_ms (latency),
     resp_p99_ms (response time, which includes schedule lateness), ws_opened / ws_dropped and
     tasks_tracked / tasks_completed / tasks_judged / task_completion / task_p95_ms (with
     ``ws_events``), one column per key of ``phase_stats`` (the engine's per-phase counters:
     planned, late, cap_hits, ...), grade_error_rate, grade_latency, grade_throughput (and
-    grade_tasks, grade_task_latency with ``ws_events``), thresholds_failed (list of texts) and
-    breaking_point.
+    grade_tasks, grade_task_latency with ``ws_events``), thresholds_failed (list of texts),
+    tester_saturated (the generator was saturated by its own work in this phase: ``generator`` is
+    ``meta["generator"]``, ``health`` is ``run.health``), limited_by ("target", "tester" or null:
+    who stopped keeping up, see ``assessment_findings``) and breaking_point (the first phase
+    limited by the target).
 
     The figures are ``analysis.by_phase``'s (answered rows for latency, target-side errors over
     sent rows, achieved = answered responses completed inside the phase's planned window, whose
     start is ``plan_start_s`` on the run clock or inferred from the rows). A phase with no
-    answered request is graded "failed" and is a breaking point. Run-wide thresholds are judged
-    on each phase's rows; phase-scoped ones on their phase only.
+    answered request is graded "failed", and is a breaking point when the tester sent something in
+    it. Run-wide thresholds are judged on each phase's rows; phase-scoped ones on their phase only.
     """
     ths = _coerce(thresholds)
     known = {p.name for p in plan.phases}
@@ -216,6 +230,16 @@ def assess(
         tstats = task_stats(load, ws_events, grades.task_settle_s)
         tasks_by_phase = {r["phase"]: r for r in tstats.iter_rows(named=True)}
     stat_keys = sorted({k for v in (phase_stats or {}).values() for k in v})
+    err = pl.col("error").cast(pl.String)
+    unsent = (
+        load.group_by(pl.col("phase").cast(pl.String))
+        .agg(
+            own=err.is_in(["auth", "client"]).sum(),
+            dropped=(err == "dropped").sum(),
+        )
+        .rows_by_key("phase", named=True, unique=True)
+    )
+    saturated = tester_saturated_phases(generator, health, known)
 
     rows: list[dict[str, Any]] = []
     found = False
@@ -223,6 +247,11 @@ def assess(
         s = per_phase[ph.name]
         asked = plan.mean_level(i) if ph.model == "open" else None
         achieved = s["rps"]
+        u = unsent.get(ph.name, {"own": 0, "dropped": 0})
+        cap_hits = (phase_stats or {}).get(ph.name, {}).get("cap_hits")
+        not_offered = u["own"] + (u["dropped"] if cap_hits == 0 else 0)
+        window = s["window_s"]
+        offered = (s["count"] - not_offered) / window if window else None
         row: dict[str, Any] = {
             "phase": ph.name,
             "phase_index": i,
@@ -234,6 +263,7 @@ def assess(
             "requests": s["count"],
             "answered": s["answered"],
             "not_sent": s["not_sent"],
+            "offered_rps": offered,
             "achieved_rps": achieved,
             "answered_in_window": s["answered_in_window"],
             "errors": s["errors"],
@@ -270,9 +300,19 @@ def assess(
         if scoped:
             res = evaluate(scoped, events, ws_events, plan=plan, plan_start_s=plan_start_s)
             failed = res.filter(~pl.col("passed"))["threshold"].to_list()
-        short = asked is not None and asked > 0 and (achieved or 0.0) < (1 - SHORTFALL) * asked
         row["thresholds_failed"] = failed
-        row["breaking_point"] = not found and (bool(failed) or short or silent or tasks_bad)
+        row["tester_saturated"] = ph.name in saturated
+        row["limited_by"] = attribute(
+            asked=asked,
+            offered=offered,
+            achieved=achieved,
+            answered=s["answered"],
+            sent_any=s["count"] - not_offered > 0,
+            thresholds_failed=bool(failed),
+            tasks_bad=tasks_bad,
+            tester_saturated=row["tester_saturated"],
+        )
+        row["breaking_point"] = not found and row["limited_by"] == "target"
         found = found or row["breaking_point"]
         rows.append(row)
     return pl.DataFrame(rows, schema=_schema(with_ws, stat_keys))
@@ -291,6 +331,7 @@ def _schema(with_ws: bool, stat_keys: list[str]) -> dict[str, pl.DataType]:
         "requests": i,
         "answered": i,
         "not_sent": i,
+        "offered_rps": f,
         "achieved_rps": f,
         "answered_in_window": i,
         "errors": i,
@@ -310,13 +351,16 @@ def _schema(with_ws: bool, stat_keys: list[str]) -> dict[str, pl.DataType]:
         schema |= {"grade_tasks": s, "grade_task_latency": s}
     schema |= {
         "thresholds_failed": pl.List(pl.String()),
+        "tester_saturated": pl.Boolean(),
+        "limited_by": s,
         "breaking_point": pl.Boolean(),
     }
     return schema
 
 
 def breaking_point(assessment: pl.DataFrame) -> str | None:
-    """The name of the first phase flagged as the breaking point, or None if the system held."""
+    """The first phase where the target stopped keeping up, or None if it held (a phase where the
+    tester could not keep up is ``generator_limit``'s, never a breaking point)."""
     hit = assessment.filter(pl.col("breaking_point"))
     return hit["phase"][0] if hit.height else None
 

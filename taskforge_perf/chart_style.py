@@ -25,7 +25,17 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["PALETTE", "close_steps", "finish", "natural_key", "plan_bands", "planned_rate", "top_groups"]
+__all__ = [
+    "DASHES",
+    "PALETTE",
+    "close_steps",
+    "finish",
+    "line_legend",
+    "natural_key",
+    "plan_bands",
+    "planned_rate",
+    "top_groups",
+]
 
 PALETTE: dict[str, str] = {
     "ok": "#4c78a8",
@@ -40,6 +50,20 @@ PALETTE: dict[str, str] = {
 #: Colours of categories that carry no judgement (endpoints, task types, metrics): no red, no
 #: orange, which mean "failed" and "degraded".
 CATEGORY = ["#4c78a8", "#72b7b2", "#54a24b", "#b279a2", "#9d755d", "#eeca3b", "#79706e", "#1f3b73", "#8cd17d"]
+
+#: Dash patterns of lines (Vega ``strokeDash``): solid for what was measured, dashed for what was
+#: asked or for the second measure of a chart (response time beside latency).
+DASHES: dict[str, list[int]] = {"solid": [1, 0], "dashed": [6, 3]}
+
+
+def line_legend(**kw: Any) -> Any:
+    """A legend whose symbols are short line segments (``symbolType="stroke"``), wide enough to show
+    a dash pattern: the legend of a line chart draws lines, not the dots Vega draws by default
+    when a line has point markers or a ``strokeDash`` channel."""
+    import altair as alt
+
+    return alt.Legend(symbolType="stroke", symbolSize=500, symbolStrokeWidth=2, **kw)
+
 
 #: One font for every chart, present both to vl-convert and to the browsers of this project's images.
 FONT = "DejaVu Sans"

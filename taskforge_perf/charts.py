@@ -6,8 +6,8 @@ groups when needed. Titles name the measure; axes carry units (ms, req/s, s).
 
 >>> from taskforge_perf.synthetic import synthetic_events
 >>> chart = throughput(synthetic_events(10_000, seed=1))
->>> chart.to_dict()["mark"]["type"]
-'line'
+>>> len(chart.to_dict()["vconcat"])  # answered/s above, errors/s on their own axis below
+2
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ import polars as pl
 
 from taskforge_perf import analysis
 from taskforge_perf.analysis import By, Frame
-from taskforge_perf.chart_style import PALETTE, close_steps, finish, natural_key, subtitle_lines, top_groups
+from taskforge_perf.chart_style import (
+    DASHES,
+    PALETTE,
+    close_steps,
+    finish,
+    line_legend,
+    natural_key,
+    subtitle_lines,
+    top_groups,
+)
 
 __all__ = [
     "MAX_ROWS",
@@ -140,7 +149,7 @@ _TAIL_TICKS = [1, 2, 10, 100, 1_000, 10_000, 100_000]
 _TAIL_LABEL = "datum.value <= 1 ? '0%' : format(100 - 100 / datum.value, '.3~f') + '%'"
 
 
-def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Chart:
+def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.LayerChart:
     """The HDR percentile spectrum: ms against percentile on a log ``1/(1-q)`` axis.
 
     ``data`` is raw events (the spectrum is computed) or a ``percentile_spectrum`` frame, which may
@@ -168,35 +177,47 @@ def percentiles(data: Frame, *, by: By = None, measure: str = "both") -> alt.Cha
         pl.concat_str([pl.col(k).cast(pl.String) for k in keys], separator=" · ") if keys else pl.lit("all")
     )
     long = long.with_columns(series=series)
-    chart = (
-        alt.Chart(data_values(long))
-        .mark_line(point=alt.OverlayMarkDef(size=12))
-        .encode(
-            x=alt.X(
-                "inverse_tail:Q",
-                title="Percentile",
-                scale=alt.Scale(type="log"),
-                axis=alt.Axis(values=[t for t in _TAIL_TICKS if t <= top] or [1], labelExpr=_TAIL_LABEL),
-            ),
-            y=alt.Y("ms:Q", title="Latency (ms)"),
-            color=alt.Color("series:N", title=" · ".join(keys) or "series", scale=_series_scale(long)),
-            strokeDash=alt.StrokeDash("measure:N", title="measure"),
-            tooltip=[
-                "series:N",
-                "measure:N",
-                alt.Tooltip("percentile:Q", format=".3f"),
-                alt.Tooltip("ms:Q", format=".2f"),
-            ],
+    measures = [m for m in ("latency", "response time") if m in set(long["measure"].to_list())]
+    # Legends draw line segments, the dash of each measure included (Vega draws dots by default).
+    dash: dict[str, object] = {}
+    if len(measures) > 1:
+        dash["strokeDash"] = alt.StrokeDash(
+            "measure:N",
+            title="measure",
+            scale=alt.Scale(domain=measures, range=[DASHES["solid"], DASHES["dashed"]]),
+            legend=line_legend(symbolStrokeColor="#555"),
         )
-        .properties(
-            title=_title(
-                "Latency by percentile",
-                "HDR view; dashed: response time; drawn up to the percentile the sample size supports "
-                "(n·(1-q) >= 1)",
-            ),
-            width=_WIDTH,
-            height=_HEIGHT,
-        )
+    base = alt.Chart(data_values(long)).encode(
+        x=alt.X(
+            "inverse_tail:Q",
+            title="Percentile",
+            scale=alt.Scale(type="log"),
+            axis=alt.Axis(values=[t for t in _TAIL_TICKS if t <= top] or [1], labelExpr=_TAIL_LABEL),
+        ),
+        y=alt.Y("ms:Q", title="Latency (ms)"),
+    )
+    colour = alt.Color("series:N", title=" · ".join(keys) or "series", scale=_series_scale(long))
+    # The measured points on their own layer without a legend: a line mark with point markers
+    # makes Vega-Lite draw every legend symbol as a dot (the dashes of the measures invisible).
+    points = base.mark_circle(size=12, opacity=1).encode(color=colour.legend(None), detail="measure:N")
+    line = base.mark_line().encode(
+        color=colour.legend(line_legend()),
+        **dash,
+        tooltip=[
+            "series:N",
+            "measure:N",
+            alt.Tooltip("percentile:Q", format=".3f"),
+            alt.Tooltip("ms:Q", format=".2f"),
+        ],
+    )
+    chart = alt.layer(line, points).properties(
+        title=_title(
+            "Latency by percentile",
+            "HDR view; dashed: response time; drawn up to the percentile the sample size supports "
+            "(n·(1-q) >= 1)",
+        ),
+        width=_WIDTH,
+        height=_HEIGHT,
     )
     return finish(chart)
 
@@ -271,7 +292,8 @@ def throughput(
     planned: pl.DataFrame | None = None,
     phases: pl.DataFrame | None = None,
 ) -> alt.VConcatChart:
-    """Answered requests per second (above) and target-side errors per second (below, own axis).
+    """Answered requests per second (above) and target-side errors per second (below, own axis),
+    each counted in the window in which it ended (``t_end``): what the target delivered when.
 
     ``start_s`` / ``end_s`` (the load's span on the run clock) make a partial first or last window
     count its real length, so the last window shows no false collapse. ``planned`` (``t_s``,
@@ -279,7 +301,9 @@ def throughput(
     """
     lf = analysis._lazy(events)
     w = fit_window(_span_s(lf, "t_start"), window_s, 2)
-    tl = analysis.timeline(lf, window_s=w, by=None, start_s=start_s, end_s=end_s)
+    # Answers are counted when they arrive (t_end), as the assessment's achieved rate is: a target
+    # at capacity shows its capacity here, not the rate at which requests were sent to it.
+    tl = analysis.timeline(lf, window_s=w, by=None, time_col="t_end", start_s=start_s, end_s=end_s)
     if end_s is None:  # no known end: the last window is partial, so drop it rather than mislead
         tl = tl.head(max(tl.height - 1, 1))
     else:  # a sliver of a window (< half) holds too few requests to say anything: dropped
@@ -296,9 +320,15 @@ def throughput(
         .encode(
             x=_TIME_AXIS,
             y=alt.Y("rate:Q", title="Answered (req/s)"),
-            color=alt.Color("series:N", title="rate", scale=alt.Scale(domain=domain, range=colours)),
+            # one legend for both channels (same field and title): grey dashed "planned"
+            color=alt.Color(
+                "series:N", title="rate", scale=alt.Scale(domain=domain, range=colours), legend=line_legend()
+            ),
             strokeDash=alt.StrokeDash(
-                "series:N", legend=None, scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]])
+                "series:N",
+                title="rate",
+                scale=alt.Scale(domain=domain, range=[DASHES["solid"], DASHES["dashed"]]),
+                legend=line_legend(),
             ),
             tooltip=["series:N", alt.Tooltip("t_s:Q", title="s"), alt.Tooltip("rate:Q", format=".1f")],
         )

@@ -354,6 +354,10 @@ def _report(args: argparse.Namespace, run: Any, checks: list[Any]) -> int:
     if checks:
         _print_table(run.thresholds().select("threshold", "scope", "actual", "passed"))
         print("thresholds: " + ("PASSED" if run.meta.get("passed") else "FAILED"))
+    from taskforge_perf.run_text import finding_lines
+
+    for line in finding_lines(run):  # capacity beside pass/fail: "finding: capacity reached at ..."
+        print(line)
     if not args.no_save:
         path = run.save(args.save)
         print(f"saved the run to {path}/\n  (load it with tfp.load_run({str(path)!r}))")

@@ -60,6 +60,7 @@ import polars as pl
 from taskforge_perf import analysis
 from taskforge_perf.analysis import Frame, _keys, _lazy, _sort_keys
 from taskforge_perf.compare_stats import LEVELS, GateParams, gate_table, side_stats
+from taskforge_perf.compare_text import explain, markdown, meta_warnings
 from taskforge_perf.results import LOAD_EXCLUDED, load_run
 from taskforge_perf.schema import answered_expr
 from taskforge_perf.trend import Trend, compare_series
@@ -76,8 +77,10 @@ class Verdict:
 
     ``tests`` holds one row per gated test (group, test, estimate, interval, Holm-adjusted p,
     decision, what would decide it). ``str(verdict)`` is a one-line summary starting with PASS,
-    FAIL or INCONCLUSIVE. Calling it re-decides at another threshold:
-    ``cmp.verdict(max_p95_regression=0.2)`` (the pre-1.x call style).
+    FAIL or INCONCLUSIVE (for CI logs and gates); ``verdict.explain()`` is the same decision in
+    several lines for people, and a notebook displays the verdict as Markdown (each regressed or
+    undecided test with its estimate, interval and what would decide it). Calling it re-decides at
+    another threshold: ``cmp.verdict(max_p95_regression=0.2)`` (the pre-1.x call style).
     """
 
     status: str
@@ -104,6 +107,19 @@ class Verdict:
     def __str__(self) -> str:
         head = {"passed": "PASS", "failed": "FAIL", "inconclusive": "INCONCLUSIVE"}[self.status]
         return f"{head}: " + "; ".join(self.reasons)
+
+    def explain(self, width: int = 100) -> str:
+        """The decision in several lines: the gate, then every regressed and undecided test with
+        its estimate and interval (and what would decide it), the tests within the gate named.
+
+        >>> print(cmp.verdict.explain())  # doctest: +SKIP
+        FAILED: 1 of 10 gated tests regressed
+        gate: p95 at most +10% (a FAIL needs more than +1%), error rate at most +1.00 pp; ...
+        """
+        return explain(self, width=width)
+
+    def _repr_markdown_(self) -> str:
+        return markdown(self)
 
     def __call__(self, max_p95_regression: float | None = None, **gate: Any) -> Verdict:
         """The verdict at other gate settings (``max_regression``, ``alpha``, ...)."""
@@ -158,7 +174,7 @@ class Comparison:
         t = gate_table(self._sides[0], self._sides[1], self.by, self.metrics, params)
         return _verdict(_sort_keys(t, list(self.by)), self.by, params, None)
 
-    def chart(self, *, measure: str = "latency") -> alt.Chart:
+    def chart(self, *, measure: str = "latency") -> alt.LayerChart:
         """Overlaid percentile spectra of baseline and candidate (colour: run)."""
         from taskforge_perf.charts import _title, percentiles
 
@@ -270,30 +286,6 @@ def _as_runs(x: Any) -> list[tuple[Frame, Mapping[str, Any] | None]]:
     raise TypeError(f"expected an events frame, a Run or a run folder (got {type(x).__name__})")
 
 
-def _brief(value: Any) -> str:
-    """A plan, a mix or a version as a reader wants it in a warning (not a raw dict)."""
-    if isinstance(value, Mapping) and "phases" in value:  # a plan: "warmup 2 s @ 50/s → ..."
-        return " → ".join(
-            f"{p.get('name')} {p.get('duration'):g} s @ "
-            + (f"{p['rate']:g}/s" if p.get("rate") is not None else f"{p.get('concurrency')} users")
-            for p in value["phases"]
-        )
-    if isinstance(value, list) and value and isinstance(value[0], Mapping):  # a mix
-        return ", ".join(f"{e.get('name')} ×{e.get('weight')}" for e in value)
-    return repr(value)
-
-
-def _meta_warnings(b: Mapping[str, Any], c: Mapping[str, Any]) -> list[str]:
-    out = []
-    for key, label in (("plan", "plans"), ("mix", "request mixes"), ("target_version", "target versions")):
-        if key in b and key in c and b[key] != c[key]:
-            out.append(f"different {label}: baseline {_brief(b[key])}, candidate {_brief(c[key])}")
-    db, dc = b.get("duration_s"), c.get("duration_s")
-    if db and dc and abs(dc - db) / db > 0.20:
-        out.append(f"durations differ by more than 20%: baseline {db:g} s, candidate {dc:g} s")
-    return out
-
-
 def _span_s(events: Frame) -> float | None:
     r = _lazy(events).select(pl.col("t_start").min(), pl.col("t_end").max()).collect().row(0)
     return None if r[0] is None else (r[1] - r[0]) / 1e9
@@ -370,7 +362,7 @@ def compare(
         cm = dict(candidate_meta or cand_runs[0][1] or {})
         bm.setdefault("duration_s", _span_s(base_runs[0][0]))
         cm.setdefault("duration_s", _span_s(cand_runs[0][0]))
-        warnings += _meta_warnings(bm, cm)
+        warnings += meta_warnings(bm, cm)
         warnings.append("one run per side: run-to-run variation is not covered (compare 3-5 runs per side)")
     for row in t.iter_rows(named=True):
         name = _label(row, keys)

@@ -41,7 +41,7 @@ def _chart(run: Any) -> Any:
     import altair as alt
     import polars as pl
 
-    from taskforge_perf.chart_style import PALETTE, finish, planned_rate
+    from taskforge_perf.chart_style import DASHES, PALETTE, finish, line_legend, planned_rate
     from taskforge_perf.charts import data_values, fit_window
 
     span = max(run.duration_s, 1.0)
@@ -73,9 +73,13 @@ def _chart(run: Any) -> Any:
                 "series:N",
                 title=None,
                 scale=alt.Scale(domain=domain, range=[PALETTE["ok"], PALETTE["planned"]]),
+                legend=line_legend(),
             ),
-            strokeDash=alt.StrokeDash(
-                "series:N", legend=None, scale=alt.Scale(domain=domain, range=[[1, 0], [5, 3]])
+            strokeDash=alt.StrokeDash(  # same field and title: one legend, "planned" drawn dashed
+                "series:N",
+                title=None,
+                legend=line_legend(),
+                scale=alt.Scale(domain=domain, range=[DASHES["solid"], DASHES["dashed"]]),
             ),
         )
         .properties(width=600, height=110, title=f"Answered requests/s vs planned ({window:g} s windows)")

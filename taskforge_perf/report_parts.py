@@ -40,6 +40,9 @@ class Verdict:
     status: str  # "passed", "failed" or "inconclusive"
     reasons: tuple[str, ...]
     badges: tuple[tuple[str, str, str], ...] = field(default=())  # (label, value, state: ok/failed/warn)
+    #: Capacity findings stated beside pass/fail (``assessment.findings``): where the target's
+    #: capacity was reached, or where the tester could not keep up.
+    findings: tuple[str, ...] = field(default=())
 
 
 def _threshold_badges(run: Any) -> list[tuple[str, str, str]]:
@@ -105,10 +108,29 @@ def task_completion(run: Any) -> tuple[int, int] | None:
     return int(done), created
 
 
+def _findings(run: Any) -> tuple[list[str], str | None, str | None]:
+    """The assessment's capacity findings, the phase where the tester could not keep up and the
+    target's breaking point."""
+    from taskforge_perf.assessment import breaking_point, findings, generator_limit
+
+    if not run.meta.get("plan"):
+        return [], None, None
+    try:
+        a = run.assessment()
+    except (KeyError, TypeError, ValueError):  # an old run whose plan or thresholds do not parse
+        return [], None, None
+    return findings(a), generator_limit(a), breaking_point(a)
+
+
 def verdict(run: Any, cmp: Any = None) -> Verdict:
     """Failed if a threshold failed, the run did not complete or the comparison failed;
-    inconclusive if the generator was saturated, the comparison was inconclusive or nothing was
-    checked at all; else passed."""
+    inconclusive if the generator was saturated, the tester could not send the load a phase asked
+    for, the comparison was inconclusive or nothing was checked at all; else passed.
+
+    Capacity is a finding beside that status, not a part of it: a run whose thresholds pass can
+    still have reached the target's capacity at some phase (``findings``: "capacity reached at
+    phase 'step 3': the target answered 160 of 200 req/s asked (80%)"); where the tester could not
+    keep up the finding says so instead, and the target is not blamed."""
     badges = _threshold_badges(run)
     reasons: list[str] = []
     failed = [b for b in badges if b[2] == "failed"]
@@ -140,6 +162,17 @@ def verdict(run: Any, cmp: Any = None) -> Verdict:
     if warning:
         reasons.append(warning)
         status = "inconclusive" if status == "passed" else status
+    found, tester_phase, broke = _findings(run)
+    if tester_phase is not None:
+        badges.append(("load", f"tester could not keep up at {tester_phase}", "warn"))
+    if broke is not None:
+        capacity = any(f.startswith("capacity reached") for f in found)
+        badges.append(
+            ("capacity", f"reached at {broke}", "warn") if capacity else ("breaking point", broke, "warn")
+        )
+    if tester_phase is not None and status == "passed":
+        status = "inconclusive"
+        reasons.append(f"the tester could not send the load asked for at phase {tester_phase!r}")
     tasks = task_completion(run)
     if tasks is not None:
         done, created = tasks
@@ -151,7 +184,7 @@ def verdict(run: Any, cmp: Any = None) -> Verdict:
         reasons.append("no thresholds and no baseline: nothing was checked")
     if status == "passed":
         reasons.append("every threshold passed" + (" and no regression vs the baseline" if cmp else ""))
-    return Verdict(status=status, reasons=tuple(reasons), badges=tuple(badges))
+    return Verdict(status=status, reasons=tuple(reasons), badges=tuple(badges), findings=tuple(found))
 
 
 def _badge(label: str, value: str, state: str) -> str:
@@ -180,7 +213,11 @@ def verdict_html(run: Any, cmp: Any = None, *, title: str | None = None) -> str:
         f"<div class='tfp-verdict' style='border:3px solid {colour};border-radius:8px;padding:10px 14px;"
         f"margin:8px 0'><div style='font-size:26px;font-weight:700;color:{colour}'>{v.status.upper()}</div>"
         f"<div style='margin:4px 0 6px 0'>{html.escape('; '.join(v.reasons))}</div>"
-        f"<div>{''.join(_badge(*b) for b in v.badges)}</div>"
+        + "".join(
+            f"<div class='tfp-finding' style='margin:0 0 6px 0'><b>Finding:</b> {html.escape(f)}</div>"
+            for f in v.findings
+        )
+        + f"<div>{''.join(_badge(*b) for b in v.badges)}</div>"
         f"<div style='margin-top:6px;color:#444'>{what}</div></div>"
     )
 

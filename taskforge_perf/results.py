@@ -353,10 +353,14 @@ class Run:
             checks,
             phase_stats=self.meta.get("phases"),
             plan_start_s=t0 / 1e9 if t0 is not None else None,
+            generator=self.meta.get("generator"),
+            health=self.health,
         )
 
     def breaking_point(self) -> str | None:
-        """The first phase where a threshold failed or achieved fell > 5% below asked, if any."""
+        """The first phase where the target stopped keeping up (a threshold failed, or it answered
+        > 5% less than the tester offered), if any; never a phase where the tester could not keep
+        up (``assessment.findings`` says which, beside pass/fail)."""
         from taskforge_perf.assessment import breaking_point
 
         return breaking_point(self.assessment())

@@ -6,6 +6,7 @@ assessment``), and fitted to a width (120 columns by default) by shortening the 
 
 from __future__ import annotations
 
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -187,4 +188,21 @@ def show_text(run: Run, *, width: int = WIDTH) -> str:
     ]
     bp = run.breaking_point()
     out.append(f"breaking point: {bp if bp is not None else 'none'}")
+    out += finding_lines(run, assessment, width=width)
     return "\n".join(out)
+
+
+def finding_lines(run: Run, assessment: pl.DataFrame | None = None, *, width: int = WIDTH) -> list[str]:
+    """``finding: capacity reached at phase ...`` / ``finding: the tester could not keep up ...``
+    lines (``assessment.findings``), printed beside the pass/fail line; none when every phase held
+    or the run has no plan."""
+    from taskforge_perf.assessment import findings
+
+    if assessment is None:
+        if not run.meta.get("plan"):
+            return []
+        assessment = run.assessment()
+    return [
+        textwrap.fill(f"finding: {f}", width, subsequent_indent="  ", break_on_hyphens=False)
+        for f in findings(assessment)
+    ]

@@ -333,3 +333,112 @@ def test_task_completion_and_latency_join_the_grades() -> None:
         Grades(tasks_good=1.0, tasks_excellent=0.5)
     report = report_json(plan, a2, {}, {})
     assert report["results"][0]["assessment"]["tasks"] == "needs improvement"
+
+
+# -- who stopped keeping up: the target or the tester (issue 16) --------------------------------
+def _health(phases: list[str], hot: set[str]) -> pl.DataFrame:
+    """Two health intervals per phase; the ``hot`` phases' own event-loop lag is past the limit."""
+    from taskforge_perf.schema import HEALTH_SCHEMA
+
+    rows = [
+        {
+            "t_s": float(k),
+            "interval_s": 0.5,
+            "phase": p,
+            "own_lag_p99_ms": 40.0 if p in hot else 0.5,
+            "lag_p99_ms": 40.0 if p in hot else 0.5,
+            "cpu": 0.3,
+        }  # fmt: skip
+        for p in phases
+        for k in range(2)
+    ]
+    return pl.DataFrame([{k: r.get(k) for k in HEALTH_SCHEMA} for r in rows], schema=HEALTH_SCHEMA)
+
+
+TESTER_SAT = {"saturated": True, "causes": ["tester"], "reasons": ["tester: event loop busy"]}
+
+
+def test_a_shortfall_while_the_tester_was_saturated_is_not_the_targets_breaking_point() -> None:
+    from taskforge_perf.assessment import findings, generator_limit
+
+    names = [p.name for p in STEPS.phases]
+    events = queue_run(STEPS, capacity_rps=250)
+    health = _health(names, hot=set(names[2:]))
+    a = assess(STEPS, events, generator=TESTER_SAT, health=health)
+    assert a["tester_saturated"].to_list() == [False, False, True, True]
+    assert a["limited_by"].to_list() == [None, None, "tester", "tester"]
+    assert breaking_point(a) is None and generator_limit(a) == "step 3 (300/s)"
+    assert findings(a) == [
+        "the tester could not keep up at phase 'step 3 (300/s)': the figures of this phase include its "
+        "own queueing (the load generator was saturated by its own work); not a breaking point of the target"
+    ]
+    # saturated only in step 3: step 4's shortfall is the target's again
+    a4 = assess(STEPS, events, generator=TESTER_SAT, health=_health(names, hot={names[2]}))
+    assert breaking_point(a4) == "step 4 (400/s)" and generator_limit(a4) == "step 3 (300/s)"
+    # a machine busy elsewhere (the tester waited for a CPU) does not excuse the target
+    machine = {"saturated": True, "causes": ["machine"], "reasons": ["machine: waiting for a CPU"]}
+    am = assess(STEPS, events, generator=machine, health=health)
+    assert breaking_point(am) == "step 3 (300/s)" and generator_limit(am) is None
+    assert findings(am) == [
+        "capacity reached at phase 'step 3 (300/s)': the target answered 250 of 300 req/s asked (83%)"
+    ]
+    # without per-phase health rows a tester-saturated run excuses every phase
+    assert assess(STEPS, events, generator=TESTER_SAT)["limited_by"].to_list() == [
+        None,
+        None,
+        "tester",
+        "tester",
+    ]
+
+
+def test_load_the_tester_did_not_send_is_not_the_targets_shortfall() -> None:
+    from taskforge_perf.assessment import findings, generator_limit
+
+    events = queue_run(STEPS, capacity_rps=1000)  # the target holds every step
+    step4 = pl.col("phase") == "step 4 (400/s)"
+    late = step4 & (pl.col("t_intended") >= int(17 * NS))  # the last 3 s of step 4: 60% of it
+    for kind in ("auth", "dropped"):
+        ev = events.with_columns(
+            error=pl.when(late).then(pl.lit(kind)).otherwise(pl.col("error")),
+            status=pl.when(late).then(0).otherwise(pl.col("status")),
+        )
+        stats = {p.name: {"cap_hits": 0} for p in STEPS.phases}
+        a = assess(STEPS, ev, phase_stats=stats)
+        assert a["offered_rps"][3] == pytest.approx(160.0) and a["achieved_rps"][3] < 170
+        assert a["limited_by"].to_list() == [None, None, None, "tester"], kind
+        assert breaking_point(a) is None and generator_limit(a) == "step 4 (400/s)"
+        assert findings(a) == [
+            "the tester could not keep up at phase 'step 4 (400/s)': it sent 160 of 400 req/s asked; "
+            "not a breaking point of the target"
+        ]
+    # dropped behind a full in-flight cap: those requests waited on the target, so it broke
+    capped = assess(STEPS, ev, phase_stats={"step 4 (400/s)": {"cap_hits": 12}})
+    assert capped["offered_rps"][3] == pytest.approx(400.0)
+    assert breaking_point(capped) == "step 4 (400/s)" and generator_limit(capped) is None
+    assert findings(capped)[0].startswith(
+        "capacity reached at phase 'step 4 (400/s)': the target answered 16"
+    )
+
+
+def test_the_target_short_of_what_the_tester_sent_is_still_a_breaking_point() -> None:
+    from taskforge_perf.assessment import findings
+
+    events = queue_run(STEPS, capacity_rps=250)
+    short = (pl.col("phase") == "step 4 (400/s)") & (pl.col("t_intended") >= int(19 * NS))
+    ev = events.with_columns(
+        error=pl.when(short).then(pl.lit("client")).otherwise(pl.col("error")),
+        status=pl.when(short).then(0).otherwise(pl.col("status")),
+    )
+    a = assess(STEPS, ev)
+    assert breaking_point(a) == "step 3 (300/s)"  # unchanged: the target fell behind first
+    assert a["limited_by"].to_list() == [None, None, "target", "target"]
+    assert a["offered_rps"][3] == pytest.approx(320.0)  # 20% not sent, yet 250 < 95% of 320
+    assert findings(a) == [
+        "capacity reached at phase 'step 3 (300/s)': the target answered 250 of 300 req/s asked (83%)"
+    ]
+    # a threshold failing in a phase is the target's breaking point, said with the threshold
+    held = assess(STEPS, queue_run(STEPS, capacity_rps=1000), thresholds=[p99(phase="step 2 (200/s)") < 0.5])
+    assert findings(held) == [
+        "breaking point at phase 'step 2 (200/s)': threshold failed there: "
+        'p99(phase="step 2 (200/s)") < 0.5ms'
+    ]

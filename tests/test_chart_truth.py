@@ -12,6 +12,7 @@ import vl_convert as vlc
 
 import taskforge_perf as tfp
 from taskforge_perf import charts as C
+from taskforge_perf.assessment import assess
 from taskforge_perf.chart_style import PALETTE, natural_key, plan_bands, planned_rate
 from taskforge_perf.compare_charts import delta_chart
 from taskforge_perf.synthetic import synthetic_events, synthetic_ws_events
@@ -160,8 +161,8 @@ def test_percentile_axis_stops_where_the_data_does() -> None:
     n = ev.filter(tfp.schema.answered_expr()).height
     tails = [r["inverse_tail"] for v in inline(spec) for r in v]
     assert max(tails) <= n  # n·(1-q) >= 1: no p99.99 or p99.999 from 1,381 rows
-    ticks = nodes(spec, "values")
-    assert any(isinstance(t, list) and t and max(t) <= n for t in ticks)
+    ticks = [t for t in nodes(spec, "values") if isinstance(t, list) and t and isinstance(t[0], int | float)]
+    assert ticks and all(max(t) <= n for t in ticks)  # the axis' tick values (not inline data rows)
     render(C.percentiles(ev))
 
 
@@ -259,3 +260,99 @@ def test_other_chart_entry_points_switch_to_offline_too() -> None:
             assert alt.renderers.active == "svg"
     finally:
         alt.renderers.enable(before)
+
+
+# -- legends of dashed lines draw dashed line segments, not dots (issue 16) ----------------------
+_LEGEND = re.compile(r"aria-label=\"Symbol legend(?: titled '([^']*)')?")
+_SYMBOL = re.compile(r'role-legend-symbol" pointer-events="none"><path ([^>]*)/>')
+_LABEL = re.compile(r'role-legend-label" pointer-events="none"><text [^>]*>([^<]*)</text>')
+
+
+def legends(svg: str) -> dict[str, dict[str, dict[str, str]]]:
+    """Each legend of a rendered chart: {title (or #k untitled): {label: the symbol's SVG attributes}}."""
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    starts = [(m.start(), m.group(1)) for m in _LEGEND.finditer(svg)]
+    for k, (at, title) in enumerate(starts):
+        chunk = svg[at : starts[k + 1][0] if k + 1 < len(starts) else len(svg)]
+        symbols = [dict(re.findall(r'([\w-]+)="([^"]*)"', s)) for s in _SYMBOL.findall(chunk)]
+        out[title or f"#{k}"] = dict(zip(_LABEL.findall(chunk), symbols, strict=True))
+    return out
+
+
+def is_segment(symbol: dict[str, str]) -> bool:
+    """A horizontal line drawn with a visible stroke (not a circle, not a transparent outline)."""
+    return bool(re.fullmatch(r"M-[\d.]+,0L[\d.]+,0", symbol["d"])) and symbol.get("stroke") not in (
+        None,
+        "transparent",
+    )
+
+
+def test_percentile_legend_draws_the_measures_as_solid_and_dashed_lines() -> None:
+    ev = synthetic_events(2_000, seed=7)
+    chart = C.percentiles(ev)
+    spec = chart.to_dict()
+    dash = nodes(spec, "strokeDash")
+    assert dash and dash[0]["legend"]["symbolType"] == "stroke"
+    assert dash[0]["scale"] == {"domain": ["latency", "response time"], "range": [[1, 0], [6, 3]]}
+    got = legends(render(chart))
+    assert set(got) == {"series", "measure"}
+    measure = got["measure"]
+    assert set(measure) == {"latency", "response time"} and all(is_segment(s) for s in measure.values())
+    assert (
+        measure["latency"]["stroke-dasharray"] == "1,0"
+        and measure["response time"]["stroke-dasharray"] == "6,3"
+    )
+    assert is_segment(got["series"]["all"])
+    # one measure: no dash legend at all, and the series legend still draws lines
+    one = C.percentiles(ev, measure="latency")
+    assert not nodes(one.to_dict(), "strokeDash")
+    single = legends(render(one))
+    assert set(single) == {"series"} and is_segment(single["series"]["all"])
+    cmp = legends(render(tfp.compare("data/samples/baseline", "data/samples/candidate").chart()))
+    assert set(cmp["run"]) == {"baseline", "candidate"} and all(is_segment(s) for s in cmp["run"].values())
+    assert cmp["run"]["baseline"]["stroke"] == PALETTE["baseline"]
+
+
+def test_throughput_legend_draws_planned_dashed(run: tfp.Run) -> None:
+    got = legends(render(run.charts.throughput()))
+    assert list(got) == ["rate"]  # colour and dash share one legend
+    rate = got["rate"]
+    assert is_segment(rate["achieved"]) and is_segment(rate["planned"])
+    assert rate["planned"]["stroke-dasharray"] == "6,3" and rate["planned"]["stroke"] == PALETTE["planned"]
+    assert rate["achieved"]["stroke-dasharray"] == "1,0" and rate["achieved"]["stroke"] == PALETTE["ok"]
+
+
+def test_dashboard_snapshot_legend_draws_planned_dashed() -> None:
+    from taskforge_perf.dashboard_static import _chart
+
+    got = legends(render(_chart(tfp.load_run("data/samples/baseline"))))
+    rate = next(v for v in got.values() if "planned" in v)
+    assert rate["planned"]["stroke-dasharray"] == "6,3" and is_segment(rate["planned"])
+    assert rate["achieved"]["stroke-dasharray"] == "1,0" and is_segment(rate["achieved"])
+
+
+def test_throughput_counts_answers_when_they_arrive() -> None:
+    """A target that serves 100 req/s, asked 40 then 300 req/s: the chart's achieved rate is what
+    it delivered (about 100 req/s, as the assessment says), not the rate requests were sent at."""
+    plan = tfp.StressPlan([tfp.Phase("steady", 2, rate=40), tfp.Phase("overload", 1, rate=300)])
+    rows, free = [], 0.0
+    for t in plan.arrival_times():
+        free = max(t, free) + 0.01  # one server, 10 ms per request
+        phase = "steady" if t < 2 else "overload"
+        rows.append({"t_intended": int(t * 1e9), "t_start": int(t * 1e9), "t_end": int(free * 1e9),
+                     "status": 200, "phase": phase, "endpoint": "GET /health"})  # fmt: skip
+    ev = pl.DataFrame(
+        [{k: r.get(k) for k in tfp.schema.HTTP_SCHEMA} for r in rows], schema=tfp.schema.HTTP_SCHEMA
+    )
+    end = free
+    achieved = [
+        r
+        for v in inline(C.throughput(ev, start_s=0.0, end_s=end).to_dict())
+        for r in v
+        if r.get("series") == "achieved"
+    ]
+    rate = {r["t_s"]: r["rate"] for r in achieved}
+    assert rate[1.0] == pytest.approx(40, abs=1)
+    assert rate[2.0] == pytest.approx(100, abs=1) and rate[3.0] == pytest.approx(100, abs=1)  # not 300
+    a = assess(plan, ev, plan_start_s=0.0)
+    assert a["achieved_rps"][1] == pytest.approx(rate[2.0], abs=1)  # chart and assessment agree

@@ -110,6 +110,48 @@ def test_clear_regression_fails_on_that_endpoint_only(regressed: Comparison) -> 
     assert "p99_rel" in t.columns and "p99_decision" not in t.columns
 
 
+def test_verdict_explains_itself_in_lines_for_people(regressed: Comparison) -> None:
+    v = regressed.verdict
+    assert "\n" not in str(v)  # the one-line form CI logs and gates read stays one line
+    text = v.explain()
+    lines = text.splitlines()
+    assert lines[0] == "FAILED: 1 of 10 gated tests regressed" and len(lines) > 5
+    assert all(len(line) <= 100 for line in lines)
+    assert lines[1].startswith(
+        "gate: p95 at most +10% (a FAIL needs more than +1%), error rate at most +1.00 pp"
+    )
+    row = v.tests.filter((pl.col("group") == SLOW) & (pl.col("test") == "p95")).row(0, named=True)
+    want = (
+        f"  {SLOW}  p95  {row['estimate']:+.1%}  (90% CI {row['ci_low']:+.1%} .. {row['ci_high']:+.1%}, "
+        f"Holm p={row['p_holm']:.2g})"
+    )
+    assert lines[lines.index("regressed:") + 1] == want
+    assert "undecided:" not in lines
+    within = text[text.index("within the gate (9): ") :]
+    assert "GET /health p95" in within and f"{SLOW} error rate" in within
+    md = v._repr_markdown_()
+    assert md.startswith("**FAILED: 1 of 10 gated tests regressed**")
+    assert f"| {SLOW} | p95 | **regressed** | {row['estimate']:+.1%} |" in md
+
+
+def test_an_undecided_verdict_says_what_would_decide_each_test() -> None:
+    c = compare(per_endpoint(60, seed=5), per_endpoint(60, seed=6, slowdown={SLOW: 3.0}))
+    v = c.verdict
+    lines = v.explain().splitlines()
+    undecided = v.tests.filter(pl.col("decision") != "within").height
+    assert lines[0] == f"INCONCLUSIVE: {undecided} of 10 gated tests undecided"
+    at = lines.index(
+        f"  {SLOW}  p95  insufficient data: "
+        + f"{v.tests.filter(pl.col('group') == SLOW)['estimate'][0]:+.1%}  (no interval)"
+    )
+    needed = c.table().filter(pl.col("endpoint") == SLOW)["needed"][0]
+    own = [p.removeprefix("p95: ") for p in needed.split("; ") if p.startswith("p95: ")]
+    assert own and lines[at + 1] == f"    to decide: {own[0]}"  # its own part, not the error rate's
+    md = v._repr_markdown_()
+    assert md.startswith("**INCONCLUSIVE") and f"| {SLOW} | p95 | **insufficient data** |" in md
+    assert f"| {own[0]} |" in md
+
+
 def test_old_call_style_redecides_at_another_threshold(regressed: Comparison) -> None:
     again = regressed.verdict(max_p95_regression=0.8)
     assert again.gate.max_regression == 0.8 and not again.failed

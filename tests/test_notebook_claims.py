@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 
 import taskforge_perf as tfp
@@ -72,6 +73,27 @@ def test_nb03_chart_descriptions_match_the_charts() -> None:
     delta_text = markdown_before("03_compare_builds", "cmp.delta_chart()")
     assert "clipped" in delta_text and "p50, p95 and p99" in delta_text
     assert set(cmp.metrics) >= {"p50", "p95", "p99"}
+
+
+def test_nb03_verdict_text_matches_what_the_verdict_shows() -> None:
+    text = markdown_before("03_compare_builds", "display(cmp.verdict)").replace("\n", " ")
+    assert (
+        "every endpoint that failed or is undecided with its change, interval and what would decide" in text
+    )
+    base = sorted(p for p in SAMPLES.iterdir() if p.name.startswith("baseline"))
+    cand = sorted(p for p in SAMPLES.iterdir() if p.name.startswith("candidate"))
+    v = tfp.compare(base, cand).verdict
+    md = v._repr_markdown_()  # what display(cmp.verdict) shows
+    shown = v.tests.filter(pl.col("decision") != "within")
+    assert shown.height and md.startswith(f"**{v.status.upper()}")
+    for r in shown.iter_rows(named=True):
+        row = next(line for line in md.splitlines() if line.startswith(f"| {r['group']} | {r['test']} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[2] == f"**{r['decision']}**" and cells[3] != "–"  # the change
+        assert cells[4] == "no interval" if r["ci_low"] is None else cells[4].startswith("90% CI")
+        if r["decision"] != "regressed":
+            assert cells[6] != "–"  # what would decide it
+    assert "\n" not in str(v)  # the one-line form stays one line
 
 
 def test_nb04_connections_text_matches_the_chart() -> None:
