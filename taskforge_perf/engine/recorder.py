@@ -8,7 +8,7 @@ append instead of one per column (15 bound-method calls cost ~1.3 µs per HTTP r
 folder's ``parts/``, the default for ``LoadTester`` runs) each chunk is written as its own Parquet
 part file (atomically: a crash loses at most the rows of the last interval) and dropped from memory,
 so memory stays flat however long the run; without it the chunks stay in memory. Inside a running
-event loop a part is written by a background thread (``_part_writer``; Polars releases the GIL
+event loop a part is written by a background thread (``engine.part_writer``; Polars releases the GIL
 while it encodes, and the loop's thread, waking from its poll, preempts the encoder): an
 8,192-row part costs ~4.5 ms of CPU, which in the loop made every open-model arrival due
 meanwhile late (p99 start lateness 6-10 ms at 16k req/s). Until
@@ -18,16 +18,16 @@ its file is written the chunk stays in memory (readers use it); ``flush`` waits 
 from __future__ import annotations
 
 import asyncio
-import os
-import threading
+import functools
 from collections.abc import Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from taskforge_perf.engine.part_writer import part_writer
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
 from taskforge_perf.store import write_part
 
@@ -45,34 +45,6 @@ FLUSH_INTERVAL_S = 2.0
 #: Parts waiting for the background writer beyond which the next one is written in the loop (a
 #: starved writer must not hold a whole run in memory).
 MAX_WRITING = 8
-_writer: tuple[int, ThreadPoolExecutor] | None = None
-
-
-def _no_realtime() -> None:
-    """The part writer and Polars' pool threads (``polars-N``, where the Parquet encoding runs) run
-    under the default policy even when the loop's thread is real-time (``chrt``): a real-time pool
-    thread would hold the CPU against the loop. Their nice value is left alone on purpose: a
-    lower-priority thread holding the GIL or a Polars lock would stall the loop behind other
-    processes (priority inversion)."""
-    try:
-        tids = [threading.get_native_id()] + [
-            int(t)
-            for t in os.listdir("/proc/self/task")
-            if Path(f"/proc/self/task/{t}/comm").read_text().startswith("polars-")
-        ]
-        for tid in tids:
-            if os.sched_getscheduler(tid) != os.SCHED_OTHER:
-                os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
-    except (AttributeError, OSError, ValueError):
-        pass
-
-
-def _part_writer() -> ThreadPoolExecutor:
-    """One writer thread per process (parts are written in order)."""
-    global _writer
-    if _writer is None or _writer[0] != os.getpid():  # a forked child gets its own
-        _writer = (os.getpid(), ThreadPoolExecutor(1, "tfp-parts", initializer=_no_realtime))
-    return _writer[1]
 
 
 class _Column:
@@ -253,11 +225,16 @@ class ColumnBuffer:
             if asyncio._get_running_loop() is None or len(self._writing) >= MAX_WRITING:
                 write_part(chunk, path)
             else:  # off the loop: see the module's docstring
-                fut = _part_writer().submit(write_part, chunk, path)
+                fut = part_writer().submit(write_part, chunk, path)
                 self._writing[i] = (chunk, fut)
-                fut.add_done_callback(lambda f, i=i: f.exception() is None and self._writing.pop(i, None))
+                fut.add_done_callback(functools.partial(self._written, i))
         else:
             self._chunks.append(chunk)
+
+    def _written(self, i: int, fut: Future[None]) -> None:
+        """The writer thread wrote part ``i``: drop its chunk (a failed write stays for ``flush``)."""
+        if fut.exception() is None:
+            self._writing.pop(i, None)
 
     def _part(self, i: int) -> pl.DataFrame:
         """The ``i``-th part's rows (from memory while its file is being written)."""
