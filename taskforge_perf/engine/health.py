@@ -22,6 +22,7 @@ tester was waiting for a CPU). The rows go to ``run.health``, the summary to ``m
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import time
 from collections.abc import Callable
@@ -103,24 +104,29 @@ class HealthProbe:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Open the scheduler stats before the load's clock starts: opening them took 9-14 ms in
+        a running generator, which made the first arrivals of an open model that late."""
+        if self._fd is None:
+            self._fd = _open_schedstat()  # on the loop's thread: the thread whose waits count
+
     def start(self) -> None:
         """Start measuring now (the load's start)."""
         self._t0 = self._t_last = self.clock.now()
         self._cpu_last = self.process_time()
-        self._fd = _open_schedstat()  # on the loop's thread: the thread whose waits count
+        self.prepare()
         self._wait_last = _wait_ns(self._fd) if self._fd is not None else 0
         self.lateness.clear()
         self._task = asyncio.ensure_future(self._ticker())
 
     async def stop(self) -> None:
         """Stop and close the last interval."""
-        if self._task is None:
-            return
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._task = None
-        self._close_interval(self.clock.now())
-        if self._fd is not None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+            self._close_interval(self.clock.now())
+        if self._fd is not None:  # also when only prepared
             os.close(self._fd)
             self._fd = None
 
@@ -165,9 +171,12 @@ class HealthProbe:
         late = sorted(self.lateness)
         self.lateness.clear()
         hist = self._late_hist
-        for v in late:
-            b = max(v, 0) // LATENESS_BUCKET_NS
-            hist[b] = hist.get(b, 0) + 1
+        i, n = 0, len(late)
+        while i < n:  # a bisect per bucket, not a Python step per start (2.1 -> 0.7 ms at 8,000)
+            b = max(late[i], 0) // LATENESS_BUCKET_NS
+            j = bisect.bisect_left(late, (b + 1) * LATENESS_BUCKET_NS, i)
+            hist[b] = hist.get(b, 0) + j - i
+            i = j
         self._late_n += len(late)
         self.rows.append(
             {

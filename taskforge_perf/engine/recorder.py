@@ -7,19 +7,27 @@ append instead of one per column (15 bound-method calls cost ~1.3 µs per HTTP r
 ``FLUSH_INTERVAL_S`` seconds (``autoflush``), whichever comes first. With ``spill_dir`` (a run
 folder's ``parts/``, the default for ``LoadTester`` runs) each chunk is written as its own Parquet
 part file (atomically: a crash loses at most the rows of the last interval) and dropped from memory,
-so memory stays flat however long the run; without it the chunks stay in memory.
+so memory stays flat however long the run; without it the chunks stay in memory. Inside a running
+event loop a part is written by a background thread (``engine.part_writer``; Polars releases the GIL
+while it encodes, and the loop's thread, waking from its poll, preempts the encoder): an
+8,192-row part costs ~4.5 ms of CPU, which in the loop made every open-model arrival due
+meanwhile late (p99 start lateness 6-10 ms at 16k req/s). Until
+its file is written the chunk stays in memory (readers use it); ``flush`` waits for every write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from taskforge_perf.engine.part_writer import part_writer
 from taskforge_perf.schema import HTTP_SCHEMA, WS_SCHEMA
 from taskforge_perf.store import write_part
 
@@ -27,8 +35,16 @@ from taskforge_perf.store import write_part
 #: (~0.1-0.3 ms each here) instead of in one ~3 ms block, so flushing never shows up as loop lag or
 #: start lateness.
 FLUSH_ROWS = 8_192
+#: Seconds between two column conversions of a batch: on consecutive loop turns the 15 steps of
+#: 0.3-1.4 ms each piled up into 2-7 ms of open-model start lateness at 16k req/s (the loop never
+#: caught up in between); 1 ms (uvloop's timer resolution) apart, it does.
+CONVERT_GAP_S = 0.001
 #: Seconds between time-based flushes while a run goes (``autoflush``): the most a crash can lose.
 FLUSH_INTERVAL_S = 2.0
+
+#: Parts waiting for the background writer beyond which the next one is written in the loop (a
+#: starved writer must not hold a whole run in memory).
+MAX_WRITING = 8
 
 
 class _Column:
@@ -115,6 +131,7 @@ class ColumnBuffer:
         self._add = self._rows.append
         self._chunks: list[pl.DataFrame] = []
         self._parts: list[Path] = []
+        self._writing: dict[int, tuple[pl.DataFrame, Future[None]]] = {}  # part index -> chunk, write
         self._converting: list[_Batch] = []
         self._ends: list[int] = []  # row count after each stored chunk / part (for since())
         self.rows = 0  # rows recorded so far, flushed or not
@@ -163,7 +180,7 @@ class ColumnBuffer:
             return
         self._convert_column(batch)
         if len(batch.series) < len(self.names):
-            loop.call_soon(self._convert_step, loop, batch)
+            loop.call_later(CONVERT_GAP_S, self._convert_step, loop, batch)
         else:
             self._finish(batch)
 
@@ -190,19 +207,41 @@ class ColumnBuffer:
             self._flush_soon()
 
     def flush(self) -> None:
-        """Turn every buffered row into chunks now (or Parquet parts)."""
+        """Turn every buffered row into chunks now (or Parquet parts, on disk when it returns)."""
         self._finish_all()
         if self._rows:
             self._finish(self._take())
+        for i in sorted(self._writing):
+            writing = self._writing.pop(i, None)
+            if writing is not None:
+                writing[1].result()  # raises what the write raised
 
     def _store(self, chunk: pl.DataFrame) -> None:
         self._ends.append((self._ends[-1] if self._ends else 0) + chunk.height)
         if self.spill_dir is not None:
-            path = self.spill_dir / f"{self.prefix}-{len(self._parts):05d}.parquet"
-            write_part(chunk, path)
+            i = len(self._parts)
+            path = self.spill_dir / f"{self.prefix}-{i:05d}.parquet"
             self._parts.append(path)
+            if asyncio._get_running_loop() is None or len(self._writing) >= MAX_WRITING:
+                write_part(chunk, path)
+            else:  # off the loop: see the module's docstring
+                fut = part_writer().submit(write_part, chunk, path)
+                self._writing[i] = (chunk, fut)
+                fut.add_done_callback(functools.partial(self._written, i))
         else:
             self._chunks.append(chunk)
+
+    def _written(self, i: int, fut: Future[None]) -> None:
+        """The writer thread wrote part ``i``: drop its chunk (a failed write stays for ``flush``)."""
+        if fut.exception() is None:
+            self._writing.pop(i, None)
+
+    def _part(self, i: int) -> pl.DataFrame:
+        """The ``i``-th part's rows (from memory while its file is being written)."""
+        writing = self._writing.get(i)
+        if writing is not None and not writing[1].done():
+            return writing[0]
+        return pl.read_parquet(self._parts[i])
 
     def snapshot(self) -> pl.DataFrame:
         """Every row recorded so far, without flushing (for checks while a run goes).
@@ -212,7 +251,7 @@ class ColumnBuffer:
         """
         self._finish_all()
         if len(self._parts) > self._seen_parts:
-            new = [pl.read_parquet(p) for p in self._parts[self._seen_parts :]]
+            new = [self._part(i) for i in range(self._seen_parts, len(self._parts))]
             self._seen = pl.concat(([self._seen] if self._seen is not None else []) + new, how="vertical")
             self._seen_parts = len(self._parts)
         frames = ([self._seen] if self._seen is not None else []) + list(self._chunks)
@@ -232,7 +271,7 @@ class ColumnBuffer:
         for i, end in enumerate(self._ends):
             if end > start:
                 item = stored[i]
-                chunk = pl.read_parquet(item) if isinstance(item, Path) else item
+                chunk = self._part(i) if isinstance(item, Path) else item
                 frames.append(chunk.slice(max(start - begin, 0)))
             begin = end
         if self._rows:
