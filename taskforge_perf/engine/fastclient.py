@@ -427,8 +427,14 @@ class FastClient:
         return None
 
     def give_back(self, conn: _Conn) -> None:
-        """Return a connection from ``take`` that carried no request."""
-        if not conn.closed:
+        """Return to the pool a connection from ``take`` (or kept after ``settle``'s common
+        case, still in the busy set) that has no request in flight."""
+        self._busy.discard(conn)
+        if conn.closed:
+            return
+        if self._closed:
+            conn.abort()
+        else:
             self._idle.append(conn)
 
     def start(self, conn: _Conn, data: bytes, notify: Callable[[_Conn], None]) -> bool:

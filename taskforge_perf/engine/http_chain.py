@@ -53,6 +53,7 @@ class FastChain:
         "open",
         "c0",
         "done_cb",
+        "spare",
     )
 
     def __init__(self, driver: HttpDriver, index: int, mix: RequestMix, pick: Callable[[], User]) -> None:
@@ -72,6 +73,10 @@ class FastChain:
         self.open = False
         self.c0 = driver.clock.t0  # clock.now() inlined: perf_counter_ns() - c0
         self.done_cb = self._done  # one bound method, not one per request
+        # The kept-alive connection that answered the last request, held for the next one (still
+        # in its client's busy set, so FastClient.close() closes it); back to the pool when the
+        # chain ends or the next request goes to another client.
+        self.spare: _Conn | None = None
 
     async def run(self, intended: int) -> float:
         """Send this user's requests until one needs the coroutine; returns what the last
@@ -83,6 +88,11 @@ class FastChain:
         except asyncio.CancelledError:
             self._abandon()
             raise
+        finally:
+            spare = self.spare
+            if spare is not None:
+                self.spare = None
+                spare.client.give_back(spare)
         kind = r[0]
         if kind == _DONE:
             return float(r[1])
@@ -125,7 +135,14 @@ class FastChain:
                 return
         client = user.via if user.via is not None else drv.fast
         assert client is not None
-        conn = client.take()
+        conn = self.spare
+        if conn is not None:
+            self.spare = None
+            if conn.client is not client or conn.closed:
+                conn.client.give_back(conn)
+                conn = client.take()
+        else:
+            conn = client.take()
         if conn is None:  # a connect: the driver's path
             self._end((_SEND, ep, user, intended))
             return
@@ -159,8 +176,13 @@ class FastChain:
             drv = self.drv
             client = self.client
             assert client is not None
-            status, raw, err = client.settle(conn)
             self.conn = None
+            status, err = conn.status, conn.error
+            if err is None and status < 300 and conn.keep and not conn.closed and not client._closed:
+                raw = conn.body  # FastClient.settle's common case, the connection kept as spare
+                self.spare = conn
+            else:
+                status, raw, err = client.settle(conn)
             if err is None and 300 <= status < 400 and status in _REDIRECTS:
                 self._end((_REDIRECT, status, client.last_head))
                 return
@@ -170,7 +192,26 @@ class FastChain:
                 status, raw = 0, b""
             ep, user = self.ep, self.user
             assert ep is not None and user is not None
-            if drv._outcome(ep, user, self.ti, self.t0, t1, status, err, raw, self.nout, None):
+            if err is None and status < 300 and not ep.creates_task:
+                # HttpDriver._outcome of a plain success (no error kind, no task id), inlined.
+                drv.recorder.record(
+                    self.ti,
+                    self.t0,
+                    t1,
+                    status,
+                    None,
+                    len(raw),
+                    self.nout,
+                    ep.name,
+                    ep.method,
+                    user.email,
+                    drv.state.phase,
+                    None,
+                    user.group,
+                    user.session,
+                )
+                drv.counters.requests += 1
+            elif drv._outcome(ep, user, self.ti, self.t0, t1, status, err, raw, self.nout, None):
                 self._end((_REAUTH, ep, user, self.token))
                 return
             if status == 429 or status == 503:
