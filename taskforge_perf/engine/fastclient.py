@@ -104,11 +104,13 @@ class _Conn(asyncio.Protocol):
         "notify",
         "feeding",
         "due",
+        "max_body",
     )
 
     def __init__(self, client: FastClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
         self.loop = loop
+        self.max_body = client.max_body  # read per body chunk
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
@@ -195,7 +197,7 @@ class _Conn(asyncio.Protocol):
         if self.waiter is None:
             return  # already finished (a body over the limit): ignore the rest
         self.size += len(chunk)
-        if self.size > self.client.max_body:
+        if self.size > self.max_body:
             self.body, self.parts = b"", None
             self._finish("protocol", close=True)
             return

@@ -72,7 +72,7 @@ class FastChain:
         self.conn: _Conn | None = None
         self.open = False
         self.c0 = driver.clock.t0  # clock.now() inlined: perf_counter_ns() - c0
-        self.done_cb = self._done  # one bound method, not one per request
+        self.done_cb = self._step  # one bound method, not one per request
         # The kept-alive connection that answered the last request, held for the next one (still
         # in its client's busy set, so FastClient.close() closes it); back to the pool when the
         # chain ends or the next request goes to another client.
@@ -82,7 +82,8 @@ class FastChain:
         """Send this user's requests until one needs the coroutine; returns what the last
         ``HttpDriver.send`` returned (the pause before the next request, normally 0.0)."""
         fut = self.fut = asyncio.get_running_loop().create_future()
-        self._go(intended)
+        self.ti = intended
+        self._step(None)
         try:
             r = await fut
         except asyncio.CancelledError:
@@ -114,111 +115,113 @@ class FastChain:
         if fut is not None and not fut.done():
             fut.set_result(result)
 
-    def _go(self, intended: int) -> None:
-        """Start the next request, or end the chain when it needs the coroutine."""
-        drv = self.drv
-        state, rng = drv.state, drv.rng
-        if self.index >= state.level or state.stopping or intended > drv.end_ns or state.think_time > 0:
-            self._end((_DONE, 0.0))
-            return
-        ep = self.mix.pick(rng)
-        user = self.pick()
-        tmpl = drv._templates.get(id(ep))
-        if tmpl is None:  # not built yet, or aiohttp's
-            self._end((_SEND, ep, user, intended))
-            return
-        token = None
-        if ep.auth:
-            token = user.fresh_token()
-            if token is None:  # renewal: the driver's path
+    def _step(self, conn: _Conn | None) -> None:
+        """The connection's callback: record the request that ended, then start the next one
+        (or end the chain when it needs the coroutine). ``conn`` None: the chain's first
+        request (from ``run``, its intended start time in ``ti``)."""
+        try:
+            drv = self.drv
+            if conn is None:
+                intended = self.ti
+            else:  # the request on conn ended: record it
+                t1 = perf_counter_ns() - self.c0
+                if conn is not self.conn:
+                    return  # a stale call (the request was abandoned meanwhile)
+                client = self.client
+                assert client is not None
+                self.conn = None
+                status, err = conn.status, conn.error
+                if err is None and status < 300 and conn.keep and not conn.closed and not client._closed:
+                    raw = conn.body  # FastClient.settle's common case, the connection kept as spare
+                    self.spare = conn
+                else:
+                    status, raw, err = client.settle(conn)
+                if err is None and 300 <= status < 400 and status in _REDIRECTS:
+                    self._end((_REDIRECT, status, client.last_head))
+                    return
+                drv.counters.in_flight -= 1
+                self.open = False
+                if err is not None:
+                    status, raw = 0, b""
+                ep, user = self.ep, self.user
+                assert ep is not None and user is not None
+                if err is None and status < 300 and not ep.creates_task:
+                    # HttpDriver._outcome of a plain success (no error kind, no task id), inlined.
+                    drv.recorder.record(
+                        self.ti,
+                        self.t0,
+                        t1,
+                        status,
+                        None,
+                        len(raw),
+                        self.nout,
+                        ep.name,
+                        ep.method,
+                        user.email,
+                        drv.state.phase,
+                        None,
+                        user.group,
+                        user.session,
+                    )
+                    drv.counters.requests += 1
+                elif drv._outcome(ep, user, self.ti, self.t0, t1, status, err, raw, self.nout, None):
+                    self._end((_REAUTH, ep, user, self.token))
+                    return
+                if status == 429 or status == 503:
+                    self._end((_DONE, drv._retry_pause(header_value(client.last_head, b"retry-after"))))
+                    return
+                if self.fut.done():  # type: ignore[union-attr]  # (cancelled meanwhile)
+                    return
+                intended = perf_counter_ns() - self.c0
+            state, rng = drv.state, drv.rng
+            if self.index >= state.level or state.stopping or intended > drv.end_ns or state.think_time > 0:
+                self._end((_DONE, 0.0))
+                return
+            ep = self.mix.pick(rng)
+            user = self.pick()
+            tmpl = drv._templates.get(id(ep))
+            if tmpl is None:  # not built yet, or aiohttp's
                 self._end((_SEND, ep, user, intended))
                 return
-        client = user.via if user.via is not None else drv.fast
-        assert client is not None
-        conn = self.spare
-        if conn is not None:
-            self.spare = None
-            if conn.client is not client or conn.closed:
-                conn.client.give_back(conn)
-                conn = client.take()
-        else:
-            conn = client.take()
-        if conn is None:  # a connect: the driver's path
-            self._end((_SEND, ep, user, intended))
-            return
-        try:
-            if ep.build is None:  # no body (Endpoint.body would say None)
-                body = None
-                data = tmpl.bare if token is None else tmpl.build(token, None)
-            else:
-                body = ep.body(user.email, token, rng)
-                data = tmpl.build(token, body)
-        except Exception as exc:  # noqa: BLE001 - a request that cannot be built is a row
-            client.give_back(conn)
-            self._end((_DONE, drv._client_error(ep, user, intended, exc, None)))
-            return
-        self.ep, self.user, self.ti, self.token, self.body = ep, user, intended, token, body
-        self.nout = len(body) if body is not None else 0
-        self.client, self.conn, self.open = client, conn, True
-        drv.counters.in_flight += 1
-        self.t0 = perf_counter_ns() - self.c0
-        if not client.start(conn, data, self.done_cb):
-            # It ended at once (the write failed): settled on the next loop turn, as if the
-            # connection had called back (no recursion however many connections fail).
-            conn.loop.call_soon(self.done_cb, conn)
-
-    def _done(self, conn: _Conn) -> None:
-        """The connection's callback: the request ended; record it and start the next one."""
-        try:
-            t1 = perf_counter_ns() - self.c0
-            if conn is not self.conn:
-                return  # a stale call (the request was abandoned meanwhile)
-            drv = self.drv
-            client = self.client
+            token = None
+            if ep.auth:
+                token = user.fresh_token()
+                if token is None:  # renewal: the driver's path
+                    self._end((_SEND, ep, user, intended))
+                    return
+            client = user.via if user.via is not None else drv.fast
             assert client is not None
-            self.conn = None
-            status, err = conn.status, conn.error
-            if err is None and status < 300 and conn.keep and not conn.closed and not client._closed:
-                raw = conn.body  # FastClient.settle's common case, the connection kept as spare
-                self.spare = conn
+            conn = self.spare
+            if conn is not None:
+                self.spare = None
+                if conn.client is not client or conn.closed:
+                    conn.client.give_back(conn)
+                    conn = client.take()
             else:
-                status, raw, err = client.settle(conn)
-            if err is None and 300 <= status < 400 and status in _REDIRECTS:
-                self._end((_REDIRECT, status, client.last_head))
+                conn = client.take()
+            if conn is None:  # a connect: the driver's path
+                self._end((_SEND, ep, user, intended))
                 return
-            drv.counters.in_flight -= 1
-            self.open = False
-            if err is not None:
-                status, raw = 0, b""
-            ep, user = self.ep, self.user
-            assert ep is not None and user is not None
-            if err is None and status < 300 and not ep.creates_task:
-                # HttpDriver._outcome of a plain success (no error kind, no task id), inlined.
-                drv.recorder.record(
-                    self.ti,
-                    self.t0,
-                    t1,
-                    status,
-                    None,
-                    len(raw),
-                    self.nout,
-                    ep.name,
-                    ep.method,
-                    user.email,
-                    drv.state.phase,
-                    None,
-                    user.group,
-                    user.session,
-                )
-                drv.counters.requests += 1
-            elif drv._outcome(ep, user, self.ti, self.t0, t1, status, err, raw, self.nout, None):
-                self._end((_REAUTH, ep, user, self.token))
+            try:
+                if ep.build is None:  # no body (Endpoint.body would say None)
+                    body = None
+                    data = tmpl.bare if token is None else tmpl.build(token, None)
+                else:
+                    body = ep.body(user.email, token, rng)
+                    data = tmpl.build(token, body)
+            except Exception as exc:  # noqa: BLE001 - a request that cannot be built is a row
+                client.give_back(conn)
+                self._end((_DONE, drv._client_error(ep, user, intended, exc, None)))
                 return
-            if status == 429 or status == 503:
-                self._end((_DONE, drv._retry_pause(header_value(client.last_head, b"retry-after"))))
-                return
-            if not self.fut.done():  # type: ignore[union-attr]  # (done: cancelled meanwhile)
-                self._go(perf_counter_ns() - self.c0)
+            self.ep, self.user, self.ti, self.token, self.body = ep, user, intended, token, body
+            self.nout = len(body) if body is not None else 0
+            self.client, self.conn, self.open = client, conn, True
+            drv.counters.in_flight += 1
+            self.t0 = perf_counter_ns() - self.c0
+            if not client.start(conn, data, self.done_cb):
+                # It ended at once (the write failed): settled on the next loop turn, as if the
+                # connection had called back (no recursion however many connections fail).
+                conn.loop.call_soon(self.done_cb, conn)
         except Exception as exc:  # noqa: BLE001 - raised in the user's coroutine, as send would
             fut = self.fut
             if fut is not None and not fut.done():
