@@ -145,3 +145,41 @@ async def test_an_error_while_recording_reaches_the_virtual_user(server: Countin
     for t in done:
         exc = t.exception()
         assert isinstance(exc, RuntimeError) and str(exc) == "recorder broke"
+
+
+async def test_users_with_their_own_client_use_its_connections(server: CountingServer) -> None:
+    """A group's region client (``User.via``): the chain takes that client's connections,
+    and the connection it keeps goes back when the next user needs the other client."""
+    fast = FastClient(server.url, timeout=20.0)
+    region = FastClient(server.url, timeout=20.0)
+    direct = User(email="direct@example.com", password="p")
+    routed = User(email="routed@example.com", password="p")
+    routed.via = region
+    turn = iter(range(1 << 30))
+    mix = tfp.RequestMix([tfp.Endpoint("GET /ok", "GET", "/ok", auth=False)])
+    drv = HttpDriver(
+        None,  # type: ignore[arg-type] - the fast path never uses the aiohttp session here
+        server.url,
+        mix,
+        None,  # type: ignore[arg-type] - no auth on this endpoint
+        lambda: routed if next(turn) % 3 == 0 else direct,
+        HttpRecorder(),
+        LiveCounters(),
+        Clock(),
+        random.Random(1),
+        state=DriverState(phase="load"),
+        fast=fast,
+    )
+    vus: dict[int, asyncio.Task[None]] = {}
+    drv.end_ns = drv.clock.now() + 500_000_000
+    drv.set_level(2, vus)
+    await asyncio.wait_for(asyncio.gather(*vus.values()), 30)
+    rows = drv.recorder.frame()
+    users = dict(rows["user"].value_counts().rows())
+    assert rows.height == server.answered and users["routed@example.com"] > 50
+    assert rows["error"].null_count() == rows.height
+    # Each client holds at most one connection per user, all idle again at the end.
+    assert 1 <= region.connections_made <= 2 and 1 <= fast.connections_made <= 2
+    assert len(region._idle) == region.open_connections and not region._busy and not fast._busy
+    fast.close()
+    region.close()
