@@ -5,7 +5,9 @@ header multidicts, URL handling, the connector's bookkeeping). The load traffic 
 that: the requests of a mix are known up front, so each one is a pre-built bytes template with
 only the token and the body spliced in (``RequestTemplate``), written on a kept-alive connection
 (an ``asyncio.Protocol``) whose response is framed by httptools' C parser (llhttp). The result is
-the status, the body bytes and an error kind; nothing else is built.
+the status, the body bytes and an error kind; nothing else is built. A request is either awaited
+(``FastClient.request``) or, for the closed model's virtual users, started with a callback
+(``FastClient.start``, then ``settle``; see ``engine.http_chain``): no future per request.
 
 What stays with aiohttp (``engine.http`` decides per endpoint): auth and setup, redirects (the
 first 3xx of an endpoint is followed through aiohttp, and that endpoint stays there), HEAD, and
