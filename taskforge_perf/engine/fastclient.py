@@ -5,7 +5,9 @@ header multidicts, URL handling, the connector's bookkeeping). The load traffic 
 that: the requests of a mix are known up front, so each one is a pre-built bytes template with
 only the token and the body spliced in (``RequestTemplate``), written on a kept-alive connection
 (an ``asyncio.Protocol``) whose response is framed by httptools' C parser (llhttp). The result is
-the status, the body bytes and an error kind; nothing else is built.
+the status, the body bytes and an error kind; nothing else is built. A request is either awaited
+(``FastClient.request``) or, for the closed model's virtual users, started with a callback
+(``FastClient.start``, then ``settle``; see ``engine.http_chain``): no future per request.
 
 What stays with aiohttp (``engine.http`` decides per endpoint): auth and setup, redirects (the
 first 3xx of an endpoint is followed through aiohttp, and that endpoint stays there), HEAD, and
@@ -28,7 +30,8 @@ import collections
 import errno
 import socket
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httptools
 
@@ -59,6 +62,9 @@ __all__ = [
 MAX_BODY_BYTES = 256 * 1024 * 1024
 #: Connections ``FastClient.preopen`` opens at once.
 PREOPEN_BATCH = 128
+#: ``_Conn.waiter`` of a request started by ``FastClient.start``: its end calls ``_Conn.notify``
+#: instead of resolving a future (no future, no task step per response).
+_CALLBACK: Any = object()
 
 
 def connect_error(exc: BaseException) -> str:
@@ -103,11 +109,16 @@ class _Conn(asyncio.Protocol):
         "keep",
         "head",
         "loop",
+        "notify",
+        "feeding",
+        "due",
+        "max_body",
     )
 
     def __init__(self, client: FastClient, loop: asyncio.AbstractEventLoop) -> None:
         self.client = client
         self.loop = loop
+        self.max_body = client.max_body  # read per body chunk
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[None] | None = None
@@ -125,6 +136,12 @@ class _Conn(asyncio.Protocol):
         self.closed = False
         self.keep = True
         self.head = b""  # the response's first chunk, kept for a redirect's Location only
+        # Callback mode (``FastClient.start``): called with the connection when the request ends;
+        # deferred while the parser runs (``feeding``/``due``), so that the next request is never
+        # written from inside the parser's callbacks.
+        self.notify: Callable[[_Conn], None] | None = None
+        self.feeding = False
+        self.due = False
 
     # --- asyncio.Protocol ----------------------------------------------------------------------
 
@@ -137,6 +154,7 @@ class _Conn(asyncio.Protocol):
             return
         if not self.head:
             self.head = data
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -145,6 +163,14 @@ class _Conn(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self.detail = _text(exc)
             self._finish("protocol", close=True)
+        finally:
+            self.feeding = False
+        if self.due:
+            self.due = False
+            notify = self.notify
+            self.notify = None
+            if notify is not None:
+                notify(self)
 
     def eof_received(self) -> bool:
         return False  # close our side too; connection_lost follows
@@ -187,7 +213,7 @@ class _Conn(asyncio.Protocol):
         if self.waiter is None:
             return  # already finished (a body over the limit): ignore the rest
         self.size += len(chunk)
-        if self.size > self.client.max_body:
+        if self.size > self.max_body:
             self.body, self.parts = b"", None
             self.detail = f"response body over the client's limit of {self.client.max_body:,} bytes"
             self._finish("protocol", close=True)
@@ -211,10 +237,19 @@ class _Conn(asyncio.Protocol):
         if status < 200 and status != 101:  # an interim answer (103 Early Hints): keep waiting
             self.body, self.parts, self.size = b"", None, 0
             return
-        self._join()
+        if self.parts is not None:  # (_join, inlined: once per response)
+            self.body = b"".join(self.parts)
+            self.parts = None
         self.status = status
         self.keep = self.parser.should_keep_alive()
-        self._finish(None)
+        # _finish(None), inlined; always inside feed_data, so a callback is only marked due.
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is _CALLBACK:
+            if self.notify is not None:
+                self.due = True
+        elif not waiter.done():
+            waiter.set_result(None)
 
     # --- requests ------------------------------------------------------------------------------
 
@@ -227,7 +262,15 @@ class _Conn(asyncio.Protocol):
         self.waiter = None
         if close:
             self.abort()
-        if waiter is not None and not waiter.done():
+        if waiter is _CALLBACK:
+            if self.notify is not None:
+                if self.feeding:
+                    self.due = True  # data_received calls it once the parser has returned
+                else:
+                    notify = self.notify
+                    self.notify = None
+                    notify(self)
+        elif waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def on_timer(self) -> None:
@@ -401,19 +444,73 @@ class FastClient:
             conn._finish("cancelled")
             self._busy.discard(conn)
             raise
+        return self.settle(conn)
+
+    def take(self) -> _Conn | None:
+        """An open idle connection from the pool (LIFO), or None (``request`` opens one)."""
+        idle = self._idle
+        while idle:
+            c = idle.pop()
+            if not c.closed:
+                return c
+        return None
+
+    def give_back(self, conn: _Conn) -> None:
+        """Return to the pool a connection from ``take`` (or kept after ``settle``'s common
+        case, still in the busy set) that has no request in flight."""
+        self._busy.discard(conn)
+        if conn.closed:
+            return
+        if self._closed:
+            conn.abort()
+        else:
+            self._idle.append(conn)
+
+    def start(self, conn: _Conn, data: bytes, notify: Callable[[_Conn], None]) -> bool:
+        """Send ``data`` on ``conn`` (from ``take``) without a future: ``notify(conn)`` is called
+        when the request ends (answered, failed, timed out), never from inside the parser, and
+        ``settle(conn)`` gives its result. False: it ended at once (the write failed) and
+        ``notify`` will not be called: settle it now. To abandon it (cancellation): set
+        ``conn.notify = None``, then ``conn._finish("cancelled")`` and ``settle(conn)``."""
+        loop = conn.loop
+        deadline = loop.time() + self.timeout
+        conn.waiter = _CALLBACK
+        conn.notify = None
+        conn.status = 0
+        conn.body = conn.head = b""
+        conn.parts, conn.size = None, 0
+        conn.error = None
+        conn.deadline = deadline
+        if conn.timer is None:
+            conn.timer = loop.call_at(deadline, conn.on_timer)
+        self._busy.add(conn)
+        try:
+            conn.transport.write(data)  # type: ignore[union-attr]
+        except (RuntimeError, OSError) as exc:  # closed under us since the pool handed it out
+            conn.detail = _text(exc)
+            conn._finish("reset")
+            return False
+        if conn.waiter is None:  # ended during the write
+            return False
+        conn.notify = notify
+        return True
+
+    def settle(self, conn: _Conn) -> tuple[int, bytes, str | None]:
+        """The result of a finished request; the connection goes back to the pool (or closes)."""
         self._busy.discard(conn)
         if conn.error is not None:
             self.last_error, conn.detail = conn.detail, ""
             return conn.status, conn.body, conn.error
-        if 300 <= conn.status < 400 or conn.status == 429 or conn.status == 503:
+        status = conn.status
+        if 300 <= status < 400 or status == 429 or status == 503:
             self.last_head = conn.head  # read by the caller at once (redirects, Retry-After)
         if conn.keep and not conn.closed and not self._closed:
-            idle.append(conn)
+            self._idle.append(conn)
         elif not conn.closed:  # "Connection: close" (or we are shutting down): close gracefully
             conn.closed = True
             conn._stop_timer()
-            transport.close()
-        return conn.status, conn.body, None
+            conn.transport.close()  # type: ignore[union-attr]
+        return status, conn.body, None
 
     def close(self) -> None:
         """Close every connection (idle ones gracefully, busy ones at once)."""

@@ -29,6 +29,7 @@ from taskforge_perf.engine.fastclient import (
     redirect_location,
 )
 from taskforge_perf.engine.fastclient import task_id as parse_task_id
+from taskforge_perf.engine.http_chain import FastChain
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
 from taskforge_perf.error_samples import KIND_WORDS, ErrorSamples
 from taskforge_perf.mix import Endpoint, RequestMix
@@ -512,9 +513,17 @@ class HttpDriver:
         if lane is not None:
             pick, mix = lane.pick_user, lane.mix
         send = self._send
+        # On the fast client, requests go through a chain of callbacks (engine.http_chain: no
+        # future or task step per request) until one needs this coroutine; not with think times.
+        chain = None
+        if self.fast is not None and (lane is None or lane.think is None):
+            chain = FastChain(self, index, mix, pick)
         intended = clock.now()
         while index < state.level and not state.stopping and intended <= self.end_ns:
-            pause = await send(mix.pick(rng), pick(), intended, True, None)
+            if chain is not None and state.think_time <= 0:
+                pause = await chain.run(intended)
+            else:
+                pause = await send(mix.pick(rng), pick(), intended, True, None)
             think = state.think_time if lane is None or lane.think is None else lane.think(rng)
             if pause > 0:  # Retry-After, auth back-off or a request that could not be built
                 wait = max(pause, think)
