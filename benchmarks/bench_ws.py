@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import gc
 import os
 import platform
 import resource
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# BENCH_TREE=/path/to/another/checkout measures that tree's engine with this script (bisecting).
+sys.path.insert(0, os.environ.get("BENCH_TREE") or str(ROOT))
 
 import taskforge_perf as tfp  # noqa: E402
 from taskforge_perf.engine.sync import new_event_loop  # noqa: E402
@@ -64,12 +66,55 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-async def lag_probe(samples: list[float], stop: asyncio.Event) -> None:
+def _sched_wait_ns(fd: int | None) -> int:
+    """Nanoseconds this thread waited for a CPU (runnable, not running), 0 when unknown."""
+    return int(os.pread(fd, 128, 0).split()[1]) if fd is not None else 0
+
+
+def _cpu_s(pid: int) -> float:
+    """utime + stime of a process, seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def lag_probe(samples: list[float], own: list[float], stop: asyncio.Event) -> None:
+    """Overshoot of a 10 ms sleep (ms) into ``samples``; the same minus the time the loop's thread
+    waited for a CPU meanwhile (other processes: the machine's doing) into ``own``."""
+    try:
+        fd: int | None = os.open("/proc/thread-self/schedstat", os.O_RDONLY)
+    except OSError:
+        fd = None
     # perf_counter, not loop.time(): uvloop's loop clock has millisecond resolution.
     while not stop.is_set():
+        w0 = _sched_wait_ns(fd)
         t0 = time.perf_counter()
         await asyncio.sleep(0.010)
-        samples.append((time.perf_counter() - t0 - 0.010) * 1e3)
+        over = (time.perf_counter() - t0 - 0.010) * 1e3
+        samples.append(over)
+        own.append(max(0.0, over - (_sched_wait_ns(fd) - w0) / 1e6))
+    if fd is not None:
+        os.close(fd)
+
+
+class GcPauses:
+    """Collector pauses (gc.callbacks) while active: count and ms per generation, the longest."""
+
+    def __init__(self) -> None:
+        self.t0 = self.c0 = 0.0
+        self.by_gen: dict[int, list[float]] = {0: [], 1: [], 2: []}  # thread CPU ms per collection
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.c0 = time.thread_time()
+        else:
+            self.by_gen[info["generation"]].append((time.thread_time() - self.c0) * 1e3)
+
+    def summary(self) -> str:
+        parts = []
+        for g, xs in self.by_gen.items():
+            if xs:
+                parts.append(f"gen{g} {len(xs)}x max {max(xs):.1f} ms CPU")
+        return ", ".join(parts) or "none"
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -80,12 +125,8 @@ def pct(xs: list[float], q: float) -> float:
     return xs[k]
 
 
-async def one(
-    n: int, users: int, rate: float, interval: float, hold: float, open_timeout: float
-) -> dict:
-    async with tfp.ReferenceTarget(
-        hash_iterations=1000, leak=False, seed=1, startup_timeout=30
-    ) as target:
+async def one(n: int, users: int, rate: float, interval: float, hold: float, open_timeout: float) -> dict:
+    async with tfp.ReferenceTarget(hash_iterations=1000, leak=False, seed=1, startup_timeout=30) as target:
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
             # The tester on core 0, the target on core 1: the loop lag measured is the tester's own.
             os.sched_setaffinity(0, {0})
@@ -126,15 +167,22 @@ async def one(
         await asyncio.sleep(min(interval, 2.0))  # every connection subscribed at least once
         rss_open = rss_bytes()
         samples: list[float] = []
+        own: list[float] = []
         stop = asyncio.Event()
         m0 = c.ws_messages
-        probe = asyncio.ensure_future(lag_probe(samples, stop))
+        gcp = GcPauses()
+        gc.callbacks.append(gcp)
+        cpu0, tcpu0 = _cpu_s(os.getpid()), _cpu_s(target.pid)
+        probe = asyncio.ensure_future(lag_probe(samples, own, stop))
         t0 = time.monotonic()
         await asyncio.sleep(hold)
         stop.set()
         await probe
         msgs = c.ws_messages - m0
         span = time.monotonic() - t0
+        cpu_share = (_cpu_s(os.getpid()) - cpu0) / span
+        target_share = (_cpu_s(target.pid) - tcpu0) / span
+        gc.callbacks.remove(gcp)
         rss_hold = rss_bytes()
         server = await target.ametrics()
         server_open = server["taskforge_ws_connections"][()]
@@ -159,6 +207,12 @@ async def one(
         "lag_p50_ms": statistics.median(samples) if samples else float("nan"),
         "lag_p99_ms": pct(samples, 0.99),
         "lag_max_ms": max(samples) if samples else float("nan"),
+        "own_lag_p99_ms": pct(own, 0.99),
+        "own_lag_max_ms": max(own) if own else float("nan"),
+        "gc": gcp.summary(),
+        "tester_cpu": cpu_share,
+        "target_cpu": target_share,
+        "loadavg": os.getloadavg()[0],
         "msgs_per_s": msgs / span,
         "close_s": close_s,
         "server_open_after": int(after),
@@ -212,26 +266,20 @@ def table(results: list[dict]) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000])
-    ap.add_argument(
-        "--users", type=int, default=500, help="users (connections are spread round-robin)"
-    )
+    ap.add_argument("--users", type=int, default=500, help="users (connections are spread round-robin)")
     ap.add_argument("--rate", type=float, default=100.0, help="tasks created per second over HTTP")
-    ap.add_argument(
-        "--interval", type=float, default=5.0, help="each connection subscribes every N s"
-    )
-    ap.add_argument(
-        "--hold", type=float, default=10.0, help="seconds of lag measurement with all open"
-    )
+    ap.add_argument("--interval", type=float, default=5.0, help="each connection subscribes every N s")
+    ap.add_argument("--hold", type=float, default=10.0, help="seconds of lag measurement with all open")
     ap.add_argument("--open-timeout", type=float, default=90.0)
-    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
-                    help="the tester's event loop (run_sync uses uvloop; a notebook's await, asyncio)")
     ap.add_argument(
-        "--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md"
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="the tester's event loop (run_sync uses uvloop; a notebook's await, asyncio)",
     )
+    ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
     args = ap.parse_args()
     nofile = raise_nofile()
     print(f"RLIMIT_NOFILE={nofile}; nproc={os.cpu_count()}; cpu={cpu_model()}")
@@ -258,9 +306,7 @@ def main() -> int:
             "target (leak=False) as a child process pinned to core 1; every connection subscribes to "
             f"a recent task every {args.interval:g} s and each task created over HTTP is subscribed on a "
             "connection of its creator. KB/conn = (RSS with all open - RSS after user setup) / N, recorder "
-            "rows included. Loop lag = overshoot of a 10 ms sleep while messages flow.\n\n"
-            + text
-            + "\n"
+            "rows included. Loop lag = overshoot of a 10 ms sleep while messages flow.\n\n" + text + "\n"
         )
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(section)
