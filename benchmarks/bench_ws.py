@@ -125,6 +125,15 @@ def pct(xs: list[float], q: float) -> float:
     return xs[k]
 
 
+async def open_on_target(target: Any) -> int | None:
+    """The target's count of open sockets; None when its /metrics does not answer in time (a
+    target process starved of CPU on a shared machine)."""
+    try:
+        return int((await target.ametrics())["taskforge_ws_connections"][()])
+    except (OSError, TimeoutError, KeyError):
+        return None
+
+
 async def one(n: int, users: int, rate: float, interval: float, hold: float, open_timeout: float) -> dict:
     async with tfp.ReferenceTarget(hash_iterations=1000, leak=False, seed=1, startup_timeout=30) as target:
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
@@ -184,8 +193,7 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
         target_share = (_cpu_s(target.pid) - tcpu0) / span
         gc.callbacks.remove(gcp)
         rss_hold = rss_bytes()
-        server = await target.ametrics()
-        server_open = server["taskforge_ws_connections"][()]
+        server_open = await open_on_target(target)
         t_c = time.monotonic()
         run_task.cancel()
         try:
@@ -193,14 +201,14 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
         except asyncio.CancelledError:
             pass
         close_s = time.monotonic() - t_c
-        after = (await target.ametrics())["taskforge_ws_connections"][()]
+        after = await open_on_target(target)
         run = tester.last_run
         meta_ws = run.meta.get("ws") or {} if run is not None else {}
     return {
         "n": n,
         "users": users,
         "opened": opened,
-        "server_open": int(server_open),
+        "server_open": server_open,
         "open_s": open_s,
         "rss_per_conn_kb": (rss_open - base["rss"]) / max(opened, 1) / 1024,
         "rss_hold_per_conn_kb": (rss_hold - base["rss"]) / max(opened, 1) / 1024,
@@ -215,7 +223,7 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
         "loadavg": os.getloadavg()[0],
         "msgs_per_s": msgs / span,
         "close_s": close_s,
-        "server_open_after": int(after),
+        "server_open_after": after,
         "connect_errors": meta_ws.get("connect_errors"),
         "rows": run.ws_events.height if run is not None else 0,
         **(lateness_split(run.events) if run is not None else {}),
@@ -242,6 +250,10 @@ def lateness_split(events: Any) -> dict[str, float | None]:
     }
 
 
+def _n(x: int | None) -> str:
+    return "?" if x is None else f"{x:,}"
+
+
 def _ms(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -254,7 +266,7 @@ def table(results: list[dict]) -> str:
     lines = [head, "|" + "---|" * 10]
     for r in results:
         lines.append(
-            f"| {r['n']:,} | {r['users']} | {r['opened']:,} (target {r['server_open']:,}) "
+            f"| {r['n']:,} | {r['users']} | {r['opened']:,} (target {_n(r['server_open'])}) "
             f"| {r['open_s']:.1f} s "
             f"| {r['rss_per_conn_kb']:.1f} / {r['rss_hold_per_conn_kb']:.1f} "
             f"| {r['lag_p50_ms']:.2f} / {r['lag_p99_ms']:.2f} / {r['lag_max_ms']:.1f} ms "

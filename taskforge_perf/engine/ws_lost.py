@@ -18,8 +18,7 @@ times a second took up to ~10 ms of the event loop per ask.
 
 from __future__ import annotations
 
-import heapq
-import itertools
+from collections import deque
 
 #: Identity of one update: (status, progress). A live update and the gateway's cached copy of it
 #: are the same JSON text, so they share this key.
@@ -44,7 +43,9 @@ class LostCheck:
         self.key: Key | None = None  # the answer's update, once it came
         self.t_answer = 0
         self.copies = 0  # further receptions of the answer's update by any socket of the user
-        self.seen: list[Key] = []  # updates other sockets of the user got before the answer
+        # Updates other sockets of the user got before the answer (None: none yet; a list only when
+        # needed, as every young object lengthens the collector's passes at 10,000 sockets).
+        self.seen: list[Key] | None = None
 
 
 class LostTracker:
@@ -54,16 +55,16 @@ class LostTracker:
         self.window_ns = window_ns
         self.checks: dict[str, list[LostCheck]] = {}
         self.open = 0
-        # (when to look at it next, tie-break, check): first at the end of its answer window; an
-        # answered check goes back in for the end of its confirmation window.
-        self._due: list[tuple[int, int, LostCheck]] = []
-        self._seq = itertools.count()
+        # Checks in the order of their resubscribes, and the answered ones in the order of their
+        # answers (both times only grow): what is due is at the left ends.
+        self._sent: deque[LostCheck] = deque()
+        self._answered: deque[LostCheck] = deque()
 
     def watch(self, conn: int, user: str, task_id: str, t_resub: int, *, solo: bool) -> None:
         """Start watching a resubscribe sent at ``t_resub`` on connection ``conn`` of ``user``."""
         ch = LostCheck(conn, user, task_id, t_resub, solo)
         self.checks.setdefault(task_id, []).append(ch)
-        heapq.heappush(self._due, (t_resub + self.window_ns, next(self._seq), ch))
+        self._sent.append(ch)
         self.open += 1
 
     def on_message(self, conn: int, user: str, task_id: str, key: Key, t: int) -> None:
@@ -77,7 +78,10 @@ class LostTracker:
             if ch.key is None:
                 if ch.conn == conn:
                     ch.key, ch.t_answer = key, t
-                    ch.copies = ch.seen.count(key)
+                    ch.copies = ch.seen.count(key) if ch.seen else 0
+                    self._answered.append(ch)
+                elif ch.seen is None:
+                    ch.seen = [key]
                 else:
                     ch.seen.append(key)
             elif key == ch.key:
@@ -90,21 +94,21 @@ class LostTracker:
         one is judged ``window_ns`` after its answer.
         """
         lost: list[LostCheck] = []
-        w, heap, checks = self.window_ns, self._due, self.checks
-        while heap and heap[0][0] < now:
-            ch = heapq.heappop(heap)[2]
-            if ch.key is not None and now - ch.t_answer <= w:
-                heapq.heappush(heap, (ch.t_answer + w, next(self._seq), ch))  # still looking for copies
-                continue
-            if (
-                ch.key is not None
-                and ch.copies == 0
-                and (not ch.solo or ch.t_answer - ch.t_resub <= SOLO_ANSWER_NS)
-            ):
+        w, sent, answered = self.window_ns, self._sent, self._answered
+        while sent and now - sent[0].t_resub > w:
+            ch = sent.popleft()
+            if ch.key is None:
+                self._drop(ch)  # no answer in time: not judged
+        while answered and now - answered[0].t_answer > w:
+            ch = answered.popleft()
+            if ch.copies == 0 and (not ch.solo or ch.t_answer - ch.t_resub <= SOLO_ANSWER_NS):
                 lost.append(ch)
-            same = checks[ch.task_id]
-            same.remove(ch)
-            if not same:
-                del checks[ch.task_id]
-            self.open -= 1
+            self._drop(ch)
         return lost
+
+    def _drop(self, ch: LostCheck) -> None:
+        same = self.checks[ch.task_id]
+        same.remove(ch)
+        if not same:
+            del self.checks[ch.task_id]
+        self.open -= 1
