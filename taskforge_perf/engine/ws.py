@@ -31,15 +31,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import functools
 import random
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 from urllib.parse import quote
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-from websockets.frames import Frame, Opcode
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from taskforge_perf.engine.auth import AuthClient, AuthFailed
 from taskforge_perf.engine.clock import Clock
@@ -51,6 +49,7 @@ from taskforge_perf.engine.ws_conn import (
     Conn,
     WsOptions,
 )
+from taskforge_perf.engine.ws_socket import Socket, send_now
 from taskforge_perf.engine.ws_subs import Subscriptions
 from taskforge_perf.users import User, round_robin_assignment
 
@@ -59,35 +58,6 @@ __all__ = ["WsDriver", "WsOptions"]
 #: Subscriptions are resent this long after one of a user's sockets closed, once the gateway has
 #: handled the close (resent earlier, the gateway's cleanup would drop them again).
 RESTORE_AFTER_CLOSE_S = 0.25
-
-
-class _Socket(ClientConnection):
-    """A client connection that hands each whole text frame to ``on_text`` as it is parsed.
-
-    Once the driver sets ``on_text`` (right after the handshake), a text frame no longer goes
-    through websockets' message queue, a future and the reader task's chain of coroutines: that
-    path allocated ~4 objects per message that stayed alive until the socket's next message, and
-    at 10,000 sockets they filled the collector's youngest generation with ~5,000-20,000 objects
-    per collection (3-18 ms each). Other frames (binary, fragmented, not UTF-8, and anything before
-    ``on_text`` is set) take websockets' own path to the reader, which also sees the close.
-    """
-
-    on_text: Callable[[str], None] | None = None
-
-    def process_event(self, event: Any) -> None:
-        on_text = self.on_text
-        if on_text is not None and isinstance(event, Frame) and event.opcode is Opcode.TEXT and event.fin:
-            try:
-                text = str(event.data, "utf-8")
-            except UnicodeDecodeError:
-                super().process_event(event)  # websockets fails the connection (1007)
-                return
-            try:
-                on_text(text)
-            except Exception:  # noqa: BLE001 - as a failing reader: the socket is closed, a close row
-                self.transport.abort()
-            return
-        super().process_event(event)
 
 
 class WsDriver(Subscriptions):
@@ -150,6 +120,7 @@ class WsDriver(Subscriptions):
         self._bg: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._opener: asyncio.Task[None] | None = None
+        self._frame_handler = self._on_frame  # one bound method shared by every socket
 
     # --- rows --------------------------------------------------------------------------------------
 
@@ -241,23 +212,10 @@ class WsDriver(Subscriptions):
             t.exception()  # a send on a closed socket: the close is recorded by its reader
 
     def _send(self, ws: Any, text: str) -> None:
-        """Send a text frame without a task per frame.
-
-        ``ws.send`` is a coroutine that finishes without suspending unless the socket's write
-        buffer is full or the socket is closing: it is run to its first suspension here, and only
-        one that suspends gets a task (``_finish_send``). A task, its step and its done callback
-        per frame cost ~3 µs of ~17 (client CPU per send, 100 sockets, uvloop, medians of 9
-        rounds: 17.4 -> 14.3 µs). A failed send (closed socket) is dropped: its reader records
-        the close.
-        """
-        coro = ws.send(text)
-        try:
-            waiting = coro.send(None)
-        except StopIteration:
-            return
-        except Exception:  # noqa: BLE001 - closed socket: its reader records the close
-            return
-        self._spawn(_finish_send(coro, waiting))
+        """Send a text frame; a task only when the send has to wait (``ws_socket.send_now``)."""
+        rest = send_now(ws, text)
+        if rest is not None:
+            self._spawn(rest)
 
     # --- one connection ----------------------------------------------------------------------------
 
@@ -311,7 +269,7 @@ class WsDriver(Subscriptions):
                 compression=None,
                 proxy=None,
                 user_agent_header=None,
-                create_connection=_Socket,
+                create_connection=Socket,
             )
         except asyncio.CancelledError:
             self._connect_error(c, "cancelled")  # the run ended (or retired it) mid-handshake
@@ -337,11 +295,11 @@ class WsDriver(Subscriptions):
             self._connect_error(c, "other")
             return None
         t1 = clock.now()
-        cast(_Socket, ws).on_text = functools.partial(self._on_frame, c)
         c.ws, c.opened_ns, c.got_message = ws, t1, False
         c.confirmed = False
         c.handshake_ns = t1 - t0
         c.reconnecting = reconnect
+        cast(Socket, ws).start(self._frame_handler, c)  # frames from now on go to _on_frame
         self.counters.ws_open += 1
         if self.counters.ws_open > self.stats["max_open"]:
             self.stats["max_open"] = self.counters.ws_open
@@ -378,22 +336,10 @@ class WsDriver(Subscriptions):
             self.stats["reconnects"] += 1
 
     async def _read(self, c: Conn) -> bool:
-        """Read until the socket closes; record the close. True when it was a rejection."""
+        """Wait until the socket closes (its frames reach ``_on_frame`` as they are parsed, see
+        ``ws_socket``); record the close. True when it was a rejection."""
         ws = c.ws
-        on_frame = self._on_frame
-        try:
-            async for raw in ws:
-                on_frame(c, raw)
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a broken socket is a close row below
-            ws.transport.abort()
-        try:
-            await asyncio.wait_for(ws.wait_closed(), 2.0)
-        except (TimeoutError, Exception):  # noqa: BLE001
-            ws.transport.abort()
+        await ws.wait_closed()
         code = ws.close_code if ws.close_code is not None else 1006
         t = self.clock.now()
         if not c.confirmed:  # no message yet, and within the rejection window (or just past it)
@@ -479,26 +425,3 @@ class WsDriver(Subscriptions):
         waited = (clock.now() - t0) / 1e9
         self.wait_info = {"asked_s": timeout, "waited_s": waited, "unfinished": self.unfinished}
         return waited
-
-
-async def _finish_send(coro: Any, waiting: Any) -> None:
-    """Drive a started ``ws.send`` coroutine to its end as its task would (``WsDriver._send``).
-
-    ``waiting`` is what it yielded: None (a bare yield) or the future it waits on.
-    """
-    try:
-        while True:
-            if waiting is None:
-                await asyncio.sleep(0)
-            else:
-                waiting._asyncio_future_blocking = False
-                await asyncio.wait((waiting,))
-            waiting = coro.send(None)
-    except StopIteration:
-        return
-    except asyncio.CancelledError:
-        try:
-            coro.throw(asyncio.CancelledError())
-        except BaseException:  # noqa: BLE001 - it ends either way
-            pass
-        raise
