@@ -32,6 +32,10 @@ class Socket(ClientConnection):
     bytes (the driver records an ``unparsable`` frame) instead of failing the connection (1007).
     """
 
+    # Slots, not __dict__ entries: a ClientConnection's __dict__ holds 26 keys shared with its
+    # class (280 B); one more key made it a dict of its own (1,584 B per socket).
+    __slots__ = ("_handler", "_conn", "_early", "_parts", "_parts_text")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # websockets only appends, iterates and removes its drain waiters: a list is ~700 B smaller
@@ -39,8 +43,8 @@ class Socket(ClientConnection):
         self.drain_waiters = []  # type: ignore[assignment]
         self._handler: Handler | None = None
         self._conn: Any = None
-        self._early: list[str | bytes] | None = None
-        self._parts: list[bytes] | None = None
+        self._early: list[str | bytes] | None = None  # frames before start()
+        self._parts: list[bytes] | None = None  # a fragmented message so far
         self._parts_text = False
 
     def start(self, handler: Handler, conn: Any) -> None:
