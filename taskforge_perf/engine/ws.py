@@ -339,7 +339,7 @@ class WsDriver(Subscriptions):
         """Wait until the socket closes (its frames reach ``_on_frame`` as they are parsed, see
         ``ws_socket``); record the close. True when it was a rejection."""
         ws = c.ws
-        await ws.wait_closed()
+        await ws.closed()
         code = ws.close_code if ws.close_code is not None else 1006
         t = self.clock.now()
         if not c.confirmed:  # no message yet, and within the rejection window (or just past it)

@@ -70,8 +70,11 @@ async def test_frames_reach_the_handler_once_in_order() -> None:
                 break
             await asyncio.sleep(0.01)
         assert got[5] == ("conn-7", "late") and len(got) == 6
+        with pytest.raises(RuntimeError, match="handler"):
+            await ws.recv()  # websockets' queue is gone: nothing would ever arrive there
+        closed = ws.closed()
         await ws.close()
-        await asyncio.wait_for(ws.wait_closed(), 5)
+        await asyncio.wait_for(closed, 5)
         assert ws.close_code == 1000
     finally:
         server.close()  # type: ignore[attr-defined]
@@ -88,7 +91,7 @@ async def test_a_failing_handler_closes_the_socket() -> None:
             raise RuntimeError("handler bug")
 
         ws.start(handler, None)
-        await asyncio.wait_for(ws.wait_closed(), 5)  # as a failing reader: closed, not hung
+        await asyncio.wait_for(ws.closed(), 5)  # as a failing reader: closed, not hung
     finally:
         server.close()  # type: ignore[attr-defined]
         await server.wait_closed()  # type: ignore[attr-defined]
