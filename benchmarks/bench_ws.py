@@ -227,6 +227,31 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
         "connect_errors": meta_ws.get("connect_errors"),
         "rows": run.ws_events.height if run is not None else 0,
         **(lateness_split(run.events) if run is not None else {}),
+        **(diagnose(run) if run is not None else {}),
+    }
+
+
+def diagnose(run: Any) -> dict[str, Any]:
+    """What the lateness and the connect errors were made of (printed, not tabled)."""
+    import polars as pl
+
+    ws = run.ws_events
+    kinds = ws.filter(pl.col("kind") == "connect_error").group_by("error").len().sort("len", descending=True)
+    ev = run.events.filter(~pl.col("phase").is_in(["setup", "teardown"]))
+    late = ev.filter(pl.col("t_start") - pl.col("t_intended") > 50_000_000)
+    return {
+        "connect_error_kinds": dict(
+            zip(kinds["error"].cast(pl.String).to_list(), kinds["len"].to_list(), strict=True)
+        ),
+        "late_over_50ms": late.height,
+        "late_by_endpoint": late.group_by("endpoint").len().rows(),
+        "load_rows": ev.height,
+        "auth_meta": {k: run.meta.get(k) for k in ("auth", "preopen") if k in run.meta},
+        "counters": {
+            k: v
+            for k, v in (run.meta.get("counters") or {}).items()
+            if k in ("reauths", "logins", "refreshes", "auth_failures")
+        },
     }
 
 
