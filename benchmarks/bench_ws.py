@@ -125,6 +125,11 @@ def pct(xs: list[float], q: float) -> float:
     return xs[k]
 
 
+#: Connections started per 20 ms while opening, and the most handshakes in flight (WsOptions.batch_size):
+#: 500 (before 2026-11-30 14:20) let the tester's loop stall for 100s of ms while opening.
+BATCH = 100
+
+
 async def open_on_target(target: Any) -> int | None:
     """The target's count of open sockets; None when its /metrics does not answer in time (a
     target process starved of CPU on a shared machine)."""
@@ -150,7 +155,7 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
 
         mix = tfp.RequestMix([task_endpoint("generate-pdf"), task_endpoint("resize-image")])
         opts = tfp.WsOptions(
-            batch_size=500,
+            batch_size=BATCH,
             batch_pause=0.02,
             subscribe_interval=interval,
             subscribe_sample=1.0,
@@ -184,8 +189,10 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
         cpu0, tcpu0 = _cpu_s(os.getpid()), _cpu_s(target.pid)
         probe = asyncio.ensure_future(lag_probe(samples, own, stop))
         t0 = time.monotonic()
+        hold_ns = [tester._driver.clock.now()]  # the run's clock: rows are stamped with it
         await asyncio.sleep(hold)
         stop.set()
+        hold_ns.append(tester._driver.clock.now())
         await probe
         msgs = c.ws_messages - m0
         span = time.monotonic() - t0
@@ -227,8 +234,22 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
         "connect_errors": meta_ws.get("connect_errors"),
         "rows": run.ws_events.height if run is not None else 0,
         **(lateness_split(run.events) if run is not None else {}),
+        "late_p99_hold_ms": lateness_within(run.events, *hold_ns) if run is not None else None,
         **(diagnose(run) if run is not None else {}),
     }
+
+
+def lateness_within(events: Any, t0_ns: int, t1_ns: int) -> float | None:
+    """p99 start lateness (ms) of the HTTP rows intended within the hold window (all sockets open,
+    none opening: the opening's handshakes are the tester's heaviest work)."""
+    import polars as pl
+
+    ev = events.filter(
+        pl.col("t_intended").is_between(t0_ns, t1_ns) & ~pl.col("phase").is_in(["setup", "teardown"])
+    )
+    if ev.height == 0:
+        return None
+    return float(((ev["t_start"] - ev["t_intended"]) / 1e6).quantile(0.99))
 
 
 def diagnose(run: Any) -> dict[str, Any]:
@@ -245,6 +266,15 @@ def diagnose(run: Any) -> dict[str, Any]:
         ),
         "late_over_50ms": late.height,
         "late_by_endpoint": late.group_by("endpoint").len().rows(),
+        # (second of the load, rows, p99 lateness ms) per 2 s: does lateness follow the opening?
+        "late_by_2s": ev.with_columns(
+            ((pl.col("t_intended") - ev["t_intended"].min()) // 2_000_000_000 * 2).alias("s"),
+            ((pl.col("t_start") - pl.col("t_intended")) / 1e6).alias("ms"),
+        )
+        .group_by("s")
+        .agg(pl.len(), pl.col("ms").quantile(0.99).round(1))
+        .sort("s")
+        .rows(),
         "load_rows": ev.height,
         "auth_meta": {k: run.meta.get(k) for k in ("auth", "preopen") if k in run.meta},
         "counters": {
@@ -286,18 +316,22 @@ def _ms(x: float | None) -> str:
 def table(results: list[dict]) -> str:
     head = (
         "| N | users | opened | open time | client KB/conn (open / after hold) | loop lag p50 / p99 / max "
-        "| msgs/s | close all | connect errors | HTTP start lateness p99 whole / first s / steady |"
+        "| own lag p99 / max | GC pauses (hold) | tester / target CPU | msgs/s | close all | connect errors "
+        "| HTTP start lateness p99 whole / first s / steady / hold | load avg |"
     )
-    lines = [head, "|" + "---|" * 10]
+    lines = [head, "|" + "---|" * 14]
     for r in results:
         lines.append(
             f"| {r['n']:,} | {r['users']} | {r['opened']:,} (target {_n(r['server_open'])}) "
             f"| {r['open_s']:.1f} s "
             f"| {r['rss_per_conn_kb']:.1f} / {r['rss_hold_per_conn_kb']:.1f} "
             f"| {r['lag_p50_ms']:.2f} / {r['lag_p99_ms']:.2f} / {r['lag_max_ms']:.1f} ms "
-            f"| {r['msgs_per_s']:,.0f} | {r['close_s']:.1f} s (target left {r['server_open_after']}) "
+            f"| {r['own_lag_p99_ms']:.2f} / {r['own_lag_max_ms']:.1f} ms | {r['gc']} "
+            f"| {r['tester_cpu']:.0%} / {r['target_cpu']:.0%} "
+            f"| {r['msgs_per_s']:,.0f} | {r['close_s']:.1f} s (target left {_n(r['server_open_after'])}) "
             f"| {r['connect_errors']} | {_ms(r.get('late_p99_ms'))} / {_ms(r.get('late_p99_first_s_ms'))} "
-            f"/ {_ms(r.get('late_p99_steady_ms'))} ms |"
+            f"/ {_ms(r.get('late_p99_steady_ms'))} / {_ms(r.get('late_p99_hold_ms'))} ms "
+            f"| {r['loadavg']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -338,12 +372,16 @@ def main() -> int:
             f"\n## WebSocket scale ({datetime.date.today().isoformat()})\n\n"
             f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
             f"RLIMIT_NOFILE {nofile}. `benchmarks/bench_ws.py --users {args.users} --rate {args.rate:g} "
-            f"--interval {args.interval:g} --hold {args.hold:g} --loop {args.loop}`: one tester process "
-            "pinned to core 0, the reference "
+            f"--interval {args.interval:g} --hold {args.hold:g} --loop {args.loop}` (batch_size {BATCH}): "
+            "one tester process pinned to core 0, the reference "
             "target (leak=False) as a child process pinned to core 1; every connection subscribes to "
             f"a recent task every {args.interval:g} s and each task created over HTTP is subscribed on a "
             "connection of its creator. KB/conn = (RSS with all open - RSS after user setup) / N, recorder "
-            "rows included. Loop lag = overshoot of a 10 ms sleep while messages flow.\n\n" + text + "\n"
+            "rows included. Loop lag = overshoot of a 10 ms sleep while messages flow; own lag = the same "
+            "minus "
+            "the time the loop's thread waited for a CPU (schedstat: other processes); GC pauses = CPU of "
+            "each collection during the hold; lateness 'hold' = HTTP rows intended during the hold window; "
+            "load avg = 1-min load average after the hold (the machine is shared).\n\n" + text + "\n"
         )
         with open(ROOT / "benchmarks" / "RESULTS.md", "a") as f:
             f.write(section)

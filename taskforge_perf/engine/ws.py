@@ -121,6 +121,8 @@ class WsDriver(Subscriptions):
         self._loops: list[asyncio.Task[None]] = []
         self._opener: asyncio.Task[None] | None = None
         self._frame_handler = self._on_frame  # one bound method shared by every socket
+        #: Handshakes in flight (first opens and reconnects).
+        self.opening = 0
 
     # --- rows --------------------------------------------------------------------------------------
 
@@ -161,8 +163,15 @@ class WsDriver(Subscriptions):
             c.task.cancel()
 
     async def _open_batches(self) -> None:
+        """Start ``batch_size`` connections, pause ``batch_pause`` s, and so on; a batch waits
+        while ``batch_size`` handshakes are still in flight. Unbounded (500 every 20 ms at 10,000
+        sockets) the handshakes piled up past what the loop handles (~2,000/s): loop turns of
+        100s of ms, open-model starts up to ~1.3 s late while opening, ~2,000 handshake
+        timeouts."""
         opts = self.options
         while not self.stopping and len(self.conns) < self.want:
+            while self.opening >= opts.batch_size and not self.stopping:  # noqa: ASYNC110 - opening only
+                await asyncio.sleep(max(opts.batch_pause, 0.005))
             for _ in range(min(opts.batch_size, self.want - len(self.conns))):
                 c = Conn(self._next, self._pick())
                 self._next += 1
@@ -260,17 +269,21 @@ class WsDriver(Subscriptions):
             return None
         url = f"{self.ws_url}/?token={quote(token, safe='')}"
         t0 = clock.now()
+        self.opening += 1
         try:
-            ws = await connect(
-                url,
-                open_timeout=opts.connect_timeout,
-                ping_interval=None,
-                close_timeout=2.0,
-                compression=None,
-                proxy=None,
-                user_agent_header=None,
-                create_connection=Socket,
-            )
+            try:
+                ws = await connect(
+                    url,
+                    open_timeout=opts.connect_timeout,
+                    ping_interval=None,
+                    close_timeout=2.0,
+                    compression=None,
+                    proxy=None,
+                    user_agent_header=None,
+                    create_connection=Socket,
+                )
+            finally:
+                self.opening -= 1
         except asyncio.CancelledError:
             self._connect_error(c, "cancelled")  # the run ended (or retired it) mid-handshake
             raise
