@@ -139,7 +139,9 @@ async def open_on_target(target: Any) -> int | None:
         return None
 
 
-async def one(n: int, users: int, rate: float, interval: float, hold: float, open_timeout: float) -> dict:
+async def one(
+    n: int, users: int, rate: float, interval: float, hold: float, open_timeout: float, batch: int = BATCH
+) -> dict:
     async with tfp.ReferenceTarget(hash_iterations=1000, leak=False, seed=1, startup_timeout=30) as target:
         if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) >= 2:
             # The tester on core 0, the target on core 1: the loop lag measured is the tester's own.
@@ -155,7 +157,7 @@ async def one(n: int, users: int, rate: float, interval: float, hold: float, ope
 
         mix = tfp.RequestMix([task_endpoint("generate-pdf"), task_endpoint("resize-image")])
         opts = tfp.WsOptions(
-            batch_size=BATCH,
+            batch_size=batch,
             batch_pause=0.02,
             subscribe_interval=interval,
             subscribe_sample=1.0,
@@ -344,6 +346,7 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=5.0, help="each connection subscribes every N s")
     ap.add_argument("--hold", type=float, default=10.0, help="seconds of lag measurement with all open")
     ap.add_argument("--open-timeout", type=float, default=90.0)
+    ap.add_argument("--batch", type=int, default=BATCH, help="WsOptions.batch_size while opening")
     ap.add_argument(
         "--loop",
         choices=("uvloop", "asyncio"),
@@ -362,7 +365,9 @@ def main() -> int:
         # The tester's own loop as run_sync would make it (uvloop when installed).
         factory = new_event_loop if args.loop == "uvloop" else asyncio.new_event_loop
         with asyncio.Runner(loop_factory=factory) as runner:
-            r = runner.run(one(n, args.users, args.rate, args.interval, args.hold, args.open_timeout))
+            r = runner.run(
+                one(n, args.users, args.rate, args.interval, args.hold, args.open_timeout, args.batch)
+            )
         print(r, flush=True)
         results.append(r)
     text = table(results)
@@ -372,7 +377,7 @@ def main() -> int:
             f"\n## WebSocket scale ({datetime.date.today().isoformat()})\n\n"
             f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
             f"RLIMIT_NOFILE {nofile}. `benchmarks/bench_ws.py --users {args.users} --rate {args.rate:g} "
-            f"--interval {args.interval:g} --hold {args.hold:g} --loop {args.loop}` (batch_size {BATCH}): "
+            f"--interval {args.interval:g} --hold {args.hold:g} --loop {args.loop}` (batch_size {args.batch}): "
             "one tester process pinned to core 0, the reference "
             "target (leak=False) as a child process pinned to core 1; every connection subscribes to "
             f"a recent task every {args.interval:g} s and each task created over HTTP is subscribed on a "
