@@ -377,7 +377,7 @@ def main() -> int:
             f"\n## WebSocket scale ({datetime.date.today().isoformat()})\n\n"
             f"Machine: {os.cpu_count()} CPUs ({cpu_model()}), Python {platform.python_version()}, "
             f"RLIMIT_NOFILE {nofile}. `benchmarks/bench_ws.py --users {args.users} --rate {args.rate:g} "
-            f"--interval {args.interval:g} --hold {args.hold:g} --loop {args.loop}` (batch_size {args.batch}): "
+            f"--interval {args.interval:g} --hold {args.hold:g} --loop {args.loop} --batch {args.batch}`: "
             "one tester process pinned to core 0, the reference "
             "target (leak=False) as a child process pinned to core 1; every connection subscribes to "
             f"a recent task every {args.interval:g} s and each task created over HTTP is subscribed on a "
