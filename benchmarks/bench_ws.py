@@ -22,11 +22,14 @@ import argparse
 import asyncio
 import datetime
 import gc
+import json
 import os
 import platform
 import resource
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -354,20 +357,42 @@ def main() -> int:
         help="the tester's event loop (run_sync uses uvloop; a notebook's await, asyncio)",
     )
     ap.add_argument("--no-write", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    ap.add_argument("--child-out", help=argparse.SUPPRESS)  # one size in this process, JSON result here
     args = ap.parse_args()
     nofile = raise_nofile()
-    print(f"RLIMIT_NOFILE={nofile}; nproc={os.cpu_count()}; cpu={cpu_model()}")
+    print(f"RLIMIT_NOFILE={nofile}; nproc={os.cpu_count()}; cpu={cpu_model()}", flush=True)
     results = []
-    for n in args.sizes:
-        if n + 500 > nofile:  # the target child has its own (inherited) limit
-            print(f"skipping N={n}: needs ~{n + 500} file descriptors, limit {nofile}")
-            continue
+    if args.child_out:
         # The tester's own loop as run_sync would make it (uvloop when installed).
         factory = new_event_loop if args.loop == "uvloop" else asyncio.new_event_loop
         with asyncio.Runner(loop_factory=factory) as runner:
             r = runner.run(
-                one(n, args.users, args.rate, args.interval, args.hold, args.open_timeout, args.batch)
+                one(
+                    args.sizes[0],
+                    args.users,
+                    args.rate,
+                    args.interval,
+                    args.hold,
+                    args.open_timeout,
+                    args.batch,
+                )
             )
+        Path(args.child_out).write_text(json.dumps(r, default=str))
+        return 0
+    for n in args.sizes:
+        if n + 500 > nofile:  # the target child has its own (inherited) limit
+            print(f"skipping N={n}: needs ~{n + 500} file descriptors, limit {nofile}")
+            continue
+        # Each size in a fresh process: memory a previous size freed stays in this one's RSS and
+        # made the next KB/conn meaningless (negative).
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "r.json"
+            argv = [sys.executable, __file__, "--sizes", str(n), "--child-out", str(out), "--no-write"]
+            argv += ["--users", str(args.users), "--rate", repr(args.rate), "--interval", repr(args.interval)]
+            argv += ["--hold", repr(args.hold), "--open-timeout", repr(args.open_timeout)]
+            argv += ["--batch", str(args.batch), "--loop", args.loop]
+            subprocess.run(argv, check=True)
+            r = json.loads(out.read_text())
         print(r, flush=True)
         results.append(r)
     text = table(results)
