@@ -179,8 +179,8 @@ class WsDriver(Subscriptions):
                 self.by_user.setdefault(c.user.email, []).append(c)
                 self._adopt_waiting(c)
                 c.task = asyncio.ensure_future(self._conn_main(c))
-            if len(self.conns) < self.want and opts.batch_pause > 0:
-                await asyncio.sleep(opts.batch_pause)
+            if len(self.conns) < self.want:
+                await asyncio.sleep(opts.batch_pause)  # 0 still lets the batch's handshakes begin
 
     async def close_all(self, timeout: float = 5.0) -> None:
         """Close every socket with a close frame (1000), record close rows; bounded by ``timeout``."""

@@ -95,3 +95,50 @@ async def test_a_failing_handler_closes_the_socket() -> None:
     finally:
         server.close()  # type: ignore[attr-defined]
         await server.wait_closed()  # type: ignore[attr-defined]
+
+
+async def test_opening_keeps_at_most_batch_size_handshakes_in_flight() -> None:
+    """With no pause between batches, a batch still waits while ``batch_size`` handshakes are in
+    flight (500 started every 20 ms had piled up at 10,000 sockets)."""
+    import random
+
+    from taskforge_perf.engine.clock import Clock
+    from taskforge_perf.engine.recorder import LiveCounters, WsRecorder
+    from taskforge_perf.engine.ws import WsDriver, WsOptions
+    from taskforge_perf.users import User
+
+    gate = asyncio.Event()
+    seen: list[int] = []
+
+    class Held(WsDriver):
+        async def _conn_main(self, c: object) -> None:  # a handshake that waits for the gate
+            self.opening += 1
+            seen.append(self.opening)
+            try:
+                await gate.wait()
+            finally:
+                self.opening -= 1
+
+    users = [User(f"u{i}@example.test", "pw", i) for i in range(3)]
+    d = Held(
+        "ws://127.0.0.1:9",
+        None,  # type: ignore[arg-type]  # never used: no real handshake
+        users,
+        WsRecorder(),
+        LiveCounters(),
+        Clock(),
+        random.Random(1),
+        phase=lambda: "load",
+        options=WsOptions(batch_size=2, batch_pause=0.0),
+    )
+    d.set_count(7)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert len(d.conns) == 2 and max(seen) == 2  # the second batch waits for the first
+    gate.set()
+    for _ in range(200):
+        if len(d.conns) == 7 and d.opening == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert len(d.conns) == 7 and max(seen) <= 2
+    d.stopping = True
