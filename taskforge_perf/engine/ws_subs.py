@@ -45,6 +45,8 @@ class Subscriptions:
     stats: dict[str, int]
     stopping: bool
     phase: Callable[[], str]
+    want: int
+    wait_info: dict[str, float] | None
 
     def _init_subscriptions(self) -> None:
         opts = self.options
@@ -337,3 +339,40 @@ class Subscriptions:
                 self.counters.ws_completed += 1
         if info.done:
             c.subs.pop(tid, None)  # type: ignore[arg-type]
+
+    # --- figures -----------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe figures for run metadata (no tokens)."""
+        per_user = [len(v) for v in self.by_user.values()]
+        return {
+            **self.stats,
+            "wanted": self.want,
+            "open": self.counters.ws_open,
+            "users": len(self.by_user),
+            "conns_per_user_min": min(per_user) if per_user else 0,
+            "conns_per_user_max": max(per_user) if per_user else 0,
+            "untracked_tasks": self.untracked_tasks,
+            "unfinished_tasks": self.unfinished,
+            "wait_for_tasks": self.wait_info,
+            "options": self.options.to_dict(),
+        }
+
+    async def wait_for_tasks(self, timeout: float) -> float:
+        """Keep the sockets open until every tracked task finished, or ``timeout`` s; seconds waited.
+
+        Called after the load: no HTTP request is sent, sampled subscriptions pause, silent
+        subscriptions are still resubscribed and dropped sockets reconnect.
+        """
+        clock = self.clock
+        t0 = clock.now()
+        self.quiet = True
+        if self.unfinished > 0:
+            self.all_done.clear()
+            try:
+                await asyncio.wait_for(self.all_done.wait(), timeout)
+            except TimeoutError:
+                pass
+        waited = (clock.now() - t0) / 1e9
+        self.wait_info = {"asked_s": timeout, "waited_s": waited, "unfinished": self.unfinished}
+        return waited
