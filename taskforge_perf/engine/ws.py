@@ -33,11 +33,11 @@ import asyncio
 import collections
 import random
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+from websockets.exceptions import InvalidHandshake, InvalidStatus
 
 from taskforge_perf.engine.auth import AuthClient, AuthFailed
 from taskforge_perf.engine.clock import Clock
@@ -49,6 +49,7 @@ from taskforge_perf.engine.ws_conn import (
     Conn,
     WsOptions,
 )
+from taskforge_perf.engine.ws_socket import Socket, send_now
 from taskforge_perf.engine.ws_subs import Subscriptions
 from taskforge_perf.users import User, round_robin_assignment
 
@@ -119,6 +120,9 @@ class WsDriver(Subscriptions):
         self._bg: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self._opener: asyncio.Task[None] | None = None
+        self._frame_handler = self._on_frame  # one bound method shared by every socket
+        #: Handshakes in flight (first opens and reconnects).
+        self.opening = 0
 
     # --- rows --------------------------------------------------------------------------------------
 
@@ -159,8 +163,15 @@ class WsDriver(Subscriptions):
             c.task.cancel()
 
     async def _open_batches(self) -> None:
+        """Start ``batch_size`` connections, pause ``batch_pause`` s, and so on; a batch waits
+        while ``batch_size`` handshakes are still in flight. Unbounded (500 every 20 ms at 10,000
+        sockets) the handshakes piled up past what the loop handles (~2,000/s): loop turns of
+        100s of ms, open-model starts up to ~1.3 s late while opening, ~2,000 handshake
+        timeouts."""
         opts = self.options
         while not self.stopping and len(self.conns) < self.want:
+            while self.opening >= opts.batch_size and not self.stopping:  # noqa: ASYNC110 - opening only
+                await asyncio.sleep(max(opts.batch_pause, 0.005))
             for _ in range(min(opts.batch_size, self.want - len(self.conns))):
                 c = Conn(self._next, self._pick())
                 self._next += 1
@@ -168,8 +179,8 @@ class WsDriver(Subscriptions):
                 self.by_user.setdefault(c.user.email, []).append(c)
                 self._adopt_waiting(c)
                 c.task = asyncio.ensure_future(self._conn_main(c))
-            if len(self.conns) < self.want and opts.batch_pause > 0:
-                await asyncio.sleep(opts.batch_pause)
+            if len(self.conns) < self.want:
+                await asyncio.sleep(opts.batch_pause)  # 0 still lets the batch's handshakes begin
 
     async def close_all(self, timeout: float = 5.0) -> None:
         """Close every socket with a close frame (1000), record close rows; bounded by ``timeout``."""
@@ -208,6 +219,12 @@ class WsDriver(Subscriptions):
         self._bg.discard(t)
         if not t.cancelled():
             t.exception()  # a send on a closed socket: the close is recorded by its reader
+
+    def _send(self, ws: Any, text: str) -> None:
+        """Send a text frame; a task only when the send has to wait (``ws_socket.send_now``)."""
+        rest = send_now(ws, text)
+        if rest is not None:
+            self._spawn(rest)
 
     # --- one connection ----------------------------------------------------------------------------
 
@@ -252,16 +269,21 @@ class WsDriver(Subscriptions):
             return None
         url = f"{self.ws_url}/?token={quote(token, safe='')}"
         t0 = clock.now()
+        self.opening += 1
         try:
-            ws = await connect(
-                url,
-                open_timeout=opts.connect_timeout,
-                ping_interval=None,
-                close_timeout=2.0,
-                compression=None,
-                proxy=None,
-                user_agent_header=None,
-            )
+            try:
+                ws = await connect(
+                    url,
+                    open_timeout=opts.connect_timeout,
+                    ping_interval=None,
+                    close_timeout=2.0,
+                    compression=None,
+                    proxy=None,
+                    user_agent_header=None,
+                    create_connection=Socket,
+                )
+            finally:
+                self.opening -= 1
         except asyncio.CancelledError:
             self._connect_error(c, "cancelled")  # the run ended (or retired it) mid-handshake
             raise
@@ -290,6 +312,7 @@ class WsDriver(Subscriptions):
         c.confirmed = False
         c.handshake_ns = t1 - t0
         c.reconnecting = reconnect
+        cast(Socket, ws).start(self._frame_handler, c)  # frames from now on go to _on_frame
         self.counters.ws_open += 1
         if self.counters.ws_open > self.stats["max_open"]:
             self.stats["max_open"] = self.counters.ws_open
@@ -326,22 +349,10 @@ class WsDriver(Subscriptions):
             self.stats["reconnects"] += 1
 
     async def _read(self, c: Conn) -> bool:
-        """Read until the socket closes; record the close. True when it was a rejection."""
+        """Wait until the socket closes (its frames reach ``_on_frame`` as they are parsed, see
+        ``ws_socket``); record the close. True when it was a rejection."""
         ws = c.ws
-        on_frame = self._on_frame
-        try:
-            async for raw in ws:
-                on_frame(c, raw)
-        except ConnectionClosed:
-            pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # noqa: BLE001 - a broken socket is a close row below
-            ws.transport.abort()
-        try:
-            await asyncio.wait_for(ws.wait_closed(), 2.0)
-        except (TimeoutError, Exception):  # noqa: BLE001
-            ws.transport.abort()
+        await ws.closed()
         code = ws.close_code if ws.close_code is not None else 1006
         t = self.clock.now()
         if not c.confirmed:  # no message yet, and within the rejection window (or just past it)
@@ -390,40 +401,3 @@ class WsDriver(Subscriptions):
                 if info is not None and not info.done:
                     self._subscribe(others[i % len(others)], tid, "restore", info)
             closed.subs.clear()
-
-    # --- figures -----------------------------------------------------------------------------------
-
-    def summary(self) -> dict[str, Any]:
-        """JSON-safe figures for run metadata (no tokens)."""
-        per_user = [len(v) for v in self.by_user.values()]
-        return {
-            **self.stats,
-            "wanted": self.want,
-            "open": self.counters.ws_open,
-            "users": len(self.by_user),
-            "conns_per_user_min": min(per_user) if per_user else 0,
-            "conns_per_user_max": max(per_user) if per_user else 0,
-            "untracked_tasks": self.untracked_tasks,
-            "unfinished_tasks": self.unfinished,
-            "wait_for_tasks": self.wait_info,
-            "options": self.options.to_dict(),
-        }
-
-    async def wait_for_tasks(self, timeout: float) -> float:
-        """Keep the sockets open until every tracked task finished, or ``timeout`` s; seconds waited.
-
-        Called after the load: no HTTP request is sent, sampled subscriptions pause, silent
-        subscriptions are still resubscribed and dropped sockets reconnect.
-        """
-        clock = self.clock
-        t0 = clock.now()
-        self.quiet = True
-        if self.unfinished > 0:
-            self.all_done.clear()
-            try:
-                await asyncio.wait_for(self.all_done.wait(), timeout)
-            except TimeoutError:
-                pass
-        waited = (clock.now() - t0) / 1e9
-        self.wait_info = {"asked_s": timeout, "waited_s": waited, "unfinished": self.unfinished}
-        return waited

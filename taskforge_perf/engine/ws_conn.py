@@ -48,8 +48,9 @@ class WsOptions:
     """How the WebSocket half of a run behaves (defaults follow the seed tester).
 
     Opening: ``batch_size`` connections are started, then ``batch_pause`` s of pause (the seed
-    pauses 100 ms every 10); a socket still opening after ``connect_timeout`` s is terminated and
-    recorded as ``connect_error`` / ``timeout``.
+    pauses 100 ms every 10), and a batch waits while ``batch_size`` handshakes are still in
+    flight; a socket still opening after ``connect_timeout`` s is terminated and recorded as
+    ``connect_error`` / ``timeout``.
 
     Activity: every ``subscribe_interval`` s a sample of the open connections subscribes to a
     recent task id (a random UUID when there is none). ``sample_from="own"`` (the default) picks

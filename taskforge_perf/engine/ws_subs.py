@@ -45,6 +45,8 @@ class Subscriptions:
     stats: dict[str, int]
     stopping: bool
     phase: Callable[[], str]
+    want: int
+    wait_info: dict[str, float] | None
 
     def _init_subscriptions(self) -> None:
         opts = self.options
@@ -75,6 +77,9 @@ class Subscriptions:
         raise NotImplementedError
 
     def _spawn(self, coro: Any) -> None:
+        raise NotImplementedError
+
+    def _send(self, ws: Any, text: str) -> None:
         raise NotImplementedError
 
     # --- tasks created over HTTP -------------------------------------------------------------------
@@ -139,7 +144,7 @@ class Subscriptions:
         ws = c.ws
         if ws is None:
             return  # sent when the connection (re)opens
-        self._spawn(ws.send(json.dumps({"type": "subscribe", "taskId": tid})))
+        self._send(ws, '{"type": "subscribe", "taskId": ' + json.dumps(tid) + "}")
         since_c = t - info.created_ns if info is not None else None
         ttype = info.task_type if info is not None else None
         kind = "resubscribe" if resub else "subscribe"
@@ -175,14 +180,20 @@ class Subscriptions:
 
     async def _check_lost(self) -> None:
         """Resubscribe (once) every tracked subscription with no message within resubscribe_after,
-        and record the resubscribes that proved a loss once their confirmation window passed."""
+        and record the resubscribes that proved a loss once their confirmation window passed.
+
+        The resubscribes that fell due since the last tick are sent ``_SLICE`` per loop turn: at
+        10,000 sockets sampling tasks still queued on the target, a tick found ~500 due at once
+        (~20-35 ms of sends in one turn, the loop's p99 lag).
+        """
         pending, clock = self._pending, self.clock
         tick = min(0.25, self.options.resubscribe_after / 4, self.options.lost_confirm_window / 4)
         while not self.stopping:
             await asyncio.sleep(tick)
             self._resolve_lost()
             now = clock.now()
-            while pending and pending[0][0] <= now:
+            sent = 0
+            while pending and pending[0][0] <= now and not self.stopping:
                 _, c, tid, t_sub, resub = pending.popleft()
                 info = self.tasks.get(tid)
                 if info is None or info.done or info.last_msg_ns >= t_sub or resub:
@@ -190,42 +201,70 @@ class Subscriptions:
                 if c.ws is None or c.closing or c.subs.get(tid) != t_sub:
                     continue  # restored on reconnect, or subscribed again since
                 self._subscribe(c, tid, "own" if info.owner == c.user.email else "sample", info, resub=True)
+                sent += 1
+                if sent % _SLICE == 0:
+                    await asyncio.sleep(0)
 
     async def _activity(self) -> None:
-        """Every subscribe_interval: a sample of open connections subscribes to recent task ids."""
+        """Every subscribe_interval: a sample of open connections subscribes to recent task ids.
+
+        The sample is drawn as it is sent (a partial Fisher-Yates shuffle, ``_SLICE`` per loop turn,
+        spread over the first half of the interval): no pass over every socket in one turn (listing
+        and sampling 10,000 sockets took ~5 ms of the loop at once).
+        """
         opts, rng = self.options, self.rng
         own = opts.sample_from == "own"
         while not self.stopping:
             await asyncio.sleep(opts.subscribe_interval)
             if self.quiet:
                 continue
-            open_conns = [c for c in self.conns if c.ws is not None and not c.closing]
-            k = opts.sample_size(len(open_conns))
+            pool = list(self.conns)  # a snapshot (one C-level copy); shuffled in place as it is drawn
+            n = len(pool)
+            k = opts.sample_size(min(self.counters.ws_open, n))
             recent = None if own else list(self.recent_tasks)
-            chosen = rng.sample(open_conns, k) if k else []
-            # Large samples are spread over the first half of the interval (no loop-lag burst).
-            pause = opts.subscribe_interval / 2 / (len(chosen) // _SLICE + 1)
-            for i, c in enumerate(chosen):
-                if i and i % _SLICE == 0:
-                    await asyncio.sleep(pause)
-                if c.ws is None:
+            pause = opts.subscribe_interval / 2 / (k // _SLICE + 1)
+            picked = i = 0
+            while picked < k and i < n and not self.stopping:
+                j = rng.randrange(i, n)
+                c = pool[j]
+                pool[j] = pool[i]
+                i += 1
+                if c.ws is None or c.closing:
                     continue
-                pool = self._recent_by_user.get(c.user.email) if own else recent
-                if pool:
-                    tid = rng.choice(pool)
+                if picked and picked % _SLICE == 0:
+                    await asyncio.sleep(pause)
+                    if c.ws is None:
+                        continue
+                picked += 1
+                src = self._recent_by_user.get(c.user.email) if own else recent
+                if src:
+                    tid = rng.choice(src)
                     self._subscribe(c, tid, "sample", self.tasks.get(tid))
                 else:
                     self._subscribe(c, str(uuid.uuid4()), "random", None)
-            if opts.isolation_probe and self._recent_owned and open_conns:
-                tid, owner = rng.choice(self._recent_owned)
-                others = [c for c in open_conns if c.user.email != owner]
-                if others:
-                    c = rng.choice(others)
-                    probed = self._probed
-                    if len(probed) >= _PROBED_MAX:
-                        del probed[next(iter(probed))]
-                    probed[(c.user.email, tid)] = None
-                    self._subscribe(c, tid, "probe", self.tasks.get(tid))
+            if opts.isolation_probe and self._recent_owned and n:
+                self._probe(pool)
+
+    def _probe(self, pool: list[Conn]) -> None:
+        """Subscribe one open connection to another user's recent task (isolation probe)."""
+        rng = self.rng
+        tid, owner = rng.choice(self._recent_owned)
+        c = None
+        for _ in range(32):  # a few random draws; a full pass only when they all miss
+            d = rng.choice(pool)
+            if d.ws is not None and not d.closing and d.user.email != owner:
+                c = d
+                break
+        else:
+            others = [d for d in pool if d.ws is not None and not d.closing and d.user.email != owner]
+            if not others:
+                return
+            c = rng.choice(others)
+        probed = self._probed
+        if len(probed) >= _PROBED_MAX:
+            del probed[next(iter(probed))]
+        probed[(c.user.email, tid)] = None
+        self._subscribe(c, tid, "probe", self.tasks.get(tid))
 
     # --- frames ------------------------------------------------------------------------------------
 
@@ -300,3 +339,40 @@ class Subscriptions:
                 self.counters.ws_completed += 1
         if info.done:
             c.subs.pop(tid, None)  # type: ignore[arg-type]
+
+    # --- figures -----------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe figures for run metadata (no tokens)."""
+        per_user = [len(v) for v in self.by_user.values()]
+        return {
+            **self.stats,
+            "wanted": self.want,
+            "open": self.counters.ws_open,
+            "users": len(self.by_user),
+            "conns_per_user_min": min(per_user) if per_user else 0,
+            "conns_per_user_max": max(per_user) if per_user else 0,
+            "untracked_tasks": self.untracked_tasks,
+            "unfinished_tasks": self.unfinished,
+            "wait_for_tasks": self.wait_info,
+            "options": self.options.to_dict(),
+        }
+
+    async def wait_for_tasks(self, timeout: float) -> float:
+        """Keep the sockets open until every tracked task finished, or ``timeout`` s; seconds waited.
+
+        Called after the load: no HTTP request is sent, sampled subscriptions pause, silent
+        subscriptions are still resubscribed and dropped sockets reconnect.
+        """
+        clock = self.clock
+        t0 = clock.now()
+        self.quiet = True
+        if self.unfinished > 0:
+            self.all_done.clear()
+            try:
+                await asyncio.wait_for(self.all_done.wait(), timeout)
+            except TimeoutError:
+                pass
+        waited = (clock.now() - t0) / 1e9
+        self.wait_info = {"asked_s": timeout, "waited_s": waited, "unfinished": self.unfinished}
+        return waited

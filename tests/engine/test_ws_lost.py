@@ -66,3 +66,18 @@ def test_a_single_socket_needs_an_answer_at_once() -> None:
     t.watch(1, "u", "slow", 0, solo=True)
     t.on_message(1, "u", "slow", PROC, SOLO_ANSWER_NS + 1)  # may be a fresh update: not judged lost
     assert [c.task_id for c in t.due(10 * W)] == ["quick"]
+
+
+def test_checks_are_resolved_as_their_windows_pass_in_any_mix() -> None:
+    """Resubscribes every half window, some answered: each is judged a window after its answer, or
+    dropped a window after its resubscribe; the rest stay open (what ``due`` walks is what is due)."""
+    t = tracker()
+    for i in range(5):
+        t.watch(1, "u", f"t{i}", i * W // 2, solo=False)
+    t.on_message(1, "u", "t0", PROC, 1 * MS)
+    t.on_message(1, "u", "t3", PROC, 3 * W // 2 + 1)  # answered after t1's window ended
+    assert [c.task_id for c in t.due(W + 2 * MS)] == ["t0"] and t.open == 4
+    assert t.due(3 * W // 2 + 2) == [] and t.open == 3  # t1 dropped unanswered
+    assert [c.task_id for c in t.due(5 * W // 2 + 2)] == ["t3"] and t.open == 1  # t2 dropped
+    assert set(t.checks) == {"t4"}
+    assert t.due(10 * W) == [] and t.open == 0 and t.checks == {}
