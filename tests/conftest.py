@@ -8,6 +8,16 @@ from pathlib import Path
 import pytest
 
 
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Without pytest-xdist (not installed, or ``-p no:xdist``), accept the ``-n``/``--dist`` of
+    pyproject's addopts and run serially, instead of failing on an unknown option."""
+    if pluginmanager.has_plugin("xdist"):
+        return
+    group = parser.getgroup("xdist", "accepted and ignored: pytest-xdist is not active")
+    group._addoption("-n", "--numprocesses", dest="numprocesses", default=None, help="ignored")
+    group.addoption("--dist", dest="dist", default="no", help="ignored")
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _run_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """``LoadTester``'s default run store (``data/runs``) goes to a temporary folder for the suite
