@@ -1,11 +1,45 @@
-"""Suite-wide settings: runs stream to a temporary run store, never to the repository's data/runs."""
+"""Suite-wide settings: runs stream to a temporary run store, never to the repository's data/runs;
+under pytest-xdist, a test marked ``exclusive`` runs while the other workers wait."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import fcntl
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "exclusive: measures the machine (RSS slope, ...): no other test runs meanwhile under xdist",
+    )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    """Under xdist, every test holds a shared lock of the session (setup, call and teardown, module
+    fixtures included) and an ``exclusive`` test an exclusive one, taken before pytest-timeout's
+    timer starts. A turnstile gives the exclusive test priority: once it waits, no new test starts;
+    it waits only for the tests already running. Serial runs take no lock."""
+    worker_tmp = getattr(item.config, "workerinput", None) and item.config.option.basetemp
+    if not worker_tmp:
+        return (yield)
+    root = Path(worker_tmp).parent  # the controller's basetemp, shared by this session's workers
+    mode = fcntl.LOCK_EX if item.get_closest_marker("exclusive") else fcntl.LOCK_SH
+    with open(root / "exclusive.turnstile", "a") as gate, open(root / "exclusive.lock", "a") as lock:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(lock, mode)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+        try:
+            return (yield)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
