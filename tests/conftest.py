@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -27,29 +28,61 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.exclusive)
 
 
+_FILES = pytest.StashKey[tuple[IO[str], IO[str]]]()
+_held: list[int] = []  # this worker's lock mode while it holds the session lock (under xdist)
+
+
+def _lock_files(item: pytest.Item) -> tuple[IO[str], IO[str]] | None:
+    """The session's turnstile and lock files, opened once per xdist worker; None when serial."""
+    files = item.config.stash.get(_FILES, None)
+    if files is None and getattr(item.config, "workerinput", None) is not None:
+        root = Path(item.config.option.basetemp).parent  # the controller's basetemp: this session's
+        files = (open(root / "exclusive.turnstile", "a"), open(root / "exclusive.lock", "a"))
+        item.config.stash[_FILES] = files
+    return files
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for f in config.stash.get(_FILES, ()):
+        f.close()
+
+
+def _exclusive(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker("exclusive") is not None
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, object, object]:
     """Under xdist, every test holds a shared lock of the session (setup, call and teardown, module
-    fixtures included) and an ``exclusive`` test an exclusive one, taken before pytest-timeout's
-    timer starts. A turnstile gives the exclusive test priority: once it waits, no new test starts;
-    it waits only for the tests already running. Serial runs take no lock."""
-    worker_tmp = getattr(item.config, "workerinput", None) and item.config.option.basetemp
-    if not worker_tmp:
+    fixtures included) and ``exclusive`` tests an exclusive one, kept from one exclusive test to
+    the next on the same worker; taken before pytest-timeout's timer starts. A turnstile gives the
+    exclusive lock priority: once it waits, no new test starts; it waits only for the tests
+    already running. Serial runs take no lock."""
+    files = _lock_files(item)
+    if files is None:
         return (yield)
-    root = Path(worker_tmp).parent  # the controller's basetemp, shared by this session's workers
-    mode = fcntl.LOCK_EX if item.get_closest_marker("exclusive") else fcntl.LOCK_SH
-    with open(root / "exclusive.turnstile", "a") as gate, open(root / "exclusive.lock", "a") as lock:
+    gate, lock = files
+    want = fcntl.LOCK_EX if _exclusive(item) else fcntl.LOCK_SH
+    if _held != [want]:
+        if _held:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            _held.clear()
         fcntl.flock(gate, fcntl.LOCK_EX)
         try:
-            fcntl.flock(lock, mode)
+            fcntl.flock(lock, want)
         finally:
             fcntl.flock(gate, fcntl.LOCK_UN)
-        try:
-            return (yield)
-        finally:
+        _held.append(want)
+    try:
+        return (yield)
+    finally:
+        # A shared lock is given back after each test (so a waiting exclusive test gets its turn);
+        # an exclusive one is kept while the next test on this worker is exclusive too.
+        if want == fcntl.LOCK_SH or not _exclusive(nextitem):
             fcntl.flock(lock, fcntl.LOCK_UN)
+            _held.clear()
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
