@@ -115,9 +115,10 @@ def test_show_prints_summary_thresholds_and_assessment(
 
 def test_unreachable_target_exits_3() -> None:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again before the run: nothing listens there
-    out = cli("run", "--base-url", f"http://127.0.0.1:{port}", "--duration", "1", "--rate", "1", "--no-save")
+        s.bind(("127.0.0.1", 0))  # held, never listening: refused, and no parallel test can take it
+        port = s.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        out = cli("run", "--base-url", url, "--duration", "1", "--rate", "1", "--no-save")
     assert out.returncode == 3, out.stderr
     assert "cannot reach the target" in out.stderr
 

@@ -84,7 +84,11 @@ async def test_open_model_keeps_a_row_per_planned_request(client: str) -> None:
     planned = sum(p["planned"] for p in run.meta["phases"].values())
     load = run.load_events()
     assert planned == 100 and load.height == planned
-    assert (load["error"] == "client").all()
+    # Every request started is a client row. An arrival the tester reaches only after the plan's
+    # end (a loaded machine) is recorded "dropped" instead, by design: only those, at the end.
+    late = load.filter(pl.col("error") != "client")
+    assert (late["error"] == "dropped").all() and late.height < planned / 2, late
+    assert late.is_empty() or late["t_start"].min() > load["t_intended"].max(), late
     assert run.meta["stopped"] == "completed"
     _check_meta(run, "raises")
     assert server.hits["/ok"] == 0
