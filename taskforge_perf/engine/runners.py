@@ -231,14 +231,21 @@ async def coordinate(
     loop = asyncio.get_running_loop()
     cancelled = False
     last_watch = 0.0
+    # The read in flight: an interrupt (cancellation) must not drop the messages its thread has
+    # already taken off the shards' connections (a shard's "done" lost that way made its process
+    # look as if it had exited without a result), so the same read is awaited again after it.
+    reading: asyncio.Future[list[tuple[Any, ...]]] | None = None
     try:
         while not co.finished():
+            if reading is None:
+                reading = loop.run_in_executor(None, hub.recv_all, 0.1)
             try:
-                msgs = await loop.run_in_executor(None, hub.recv_all, 0.1)
+                msgs = await asyncio.shield(reading)
             except asyncio.CancelledError:
                 cancelled = True
                 co.stop_all(tester._stop_reason or "interrupted", interrupt=True)
                 continue
+            reading = None
             for msg in msgs:
                 co.on_message(msg)
             for k, why in transport.lost(set(co.metas) | set(co.failed)).items():
