@@ -272,3 +272,23 @@ def test_echoed_secrets_never_reach_the_saved_run_or_the_report(tmp_path: Path) 
     for text in (saved, page, repr(run.error_samples()), str(run.error_samples().to_dicts())):
         assert PASSWORD not in text
         assert not JWT.findall(text)
+
+
+async def test_the_closed_models_callback_chain_keeps_the_fast_clients_words() -> None:
+    """A request sent by the closed model's callback chain (engine.http_chain: every request of a
+    virtual user after its first) that times out keeps the fast client's own words, as one sent
+    through ``FastClient.request`` does: one user, so at most one timeout can be a first request."""
+    async with tfp.ReferenceTarget(seed=6, latency="GET /health/live=2s", **FAST) as ref:
+        target = tfp.Target(ref.base_url, request_timeout=0.3)
+        mix = tfp.RequestMix(
+            [
+                Endpoint("GET /health", "GET", "/health", 1, auth=False),
+                Endpoint("GET /health/live", "GET", "/health/live", 3, auth=False),
+            ]
+        )
+        tester = tfp.LoadTester(target, tfp.UserPool(count=1, email_prefix="chainwords"), mix, seed=6)
+        run = await tester.run(duration=3.0, concurrency=1)
+    timeouts = [s for s in run.meta["error_samples"] if s["error"] == "timeout"]
+    assert len(timeouts) == PER_KEY, run.meta["error_samples"]
+    for s in timeouts:
+        assert s["source"] == "transport" and "within 0.3 s" in str(s["message"]), s
