@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from urllib.parse import urlunsplit
 
 import pytest
 
@@ -122,7 +123,7 @@ BAD: list[tuple[str, object, str]] = [
     ),
     (
         "target-creds",
-        lambda: tfp.Target("http://u:p@127.0.0.1:1"),
+        lambda: tfp.Target(urlunsplit(("http", "u:p@127.0.0.1:1", "", "", ""))),  # credentials, loopback host
         r"base_url carries credentials.*\*\*\*@127\.0\.0\.1:1",
     ),
     (

@@ -186,9 +186,9 @@ async def test_failing_scrape_is_logged_once_and_never_breaks_the_run(
     assert bad.meta["stopped"] == "completed" and bad.target_metrics.height == 0
     assert bad.meta["target_metrics"]["scrapes"] == 0 and bad.meta["target_metrics"]["failures"] >= 2
     assert "unparsable metrics text" in bad.meta["target_metrics"]["last_error"]
-    assert tfp.Target("http://h:1").metrics_url == "http://h:1/metrics"
+    assert tfp.Target("http://127.0.0.1:1").metrics_url == "http://127.0.0.1:1/metrics"
     with pytest.raises(ConfigError, match="Target.metrics_url"):
-        tfp.Target("http://h:1", metrics_url="ftp://h/metrics")
+        tfp.Target("http://127.0.0.1:1", metrics_url="ftp://127.0.0.1/metrics")
 
 
 @pytest.mark.parametrize("spill", [False, True])
