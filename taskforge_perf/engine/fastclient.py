@@ -401,13 +401,7 @@ class FastClient:
 
     async def request(self, data: bytes) -> tuple[int, bytes, str | None]:
         """Send one request on a kept-alive connection: (status, body, error kind or None)."""
-        idle = self._idle
-        conn: _Conn | None = None
-        while idle:
-            c = idle.pop()
-            if not c.closed:
-                conn = c
-                break
+        conn = self.take()
         if conn is None:
             self.opened_on_demand += 1
             loop = asyncio.get_running_loop()
@@ -422,22 +416,7 @@ class FastClient:
             loop = conn.loop
             deadline = loop.time() + self.timeout
         fut = loop.create_future()
-        conn.waiter = fut
-        conn.status = 0
-        conn.body = conn.head = b""
-        conn.parts, conn.size = None, 0
-        conn.error = None
-        conn.deadline = deadline
-        if conn.timer is None:
-            conn.timer = loop.call_at(deadline, conn.on_timer)
-        self._busy.add(conn)
-        transport = conn.transport
-        assert transport is not None
-        try:
-            transport.write(data)
-        except (RuntimeError, OSError) as exc:  # closed under us since the pool handed it out
-            conn.detail = _text(exc)
-            conn._finish("reset")
+        self._write(conn, data, fut, deadline)  # a failed write resolves fut ("reset")
         try:
             await fut
         except asyncio.CancelledError:
@@ -472,17 +451,25 @@ class FastClient:
         ``settle(conn)`` gives its result. False: it ended at once (the write failed) and
         ``notify`` will not be called: settle it now. To abandon it (cancellation): set
         ``conn.notify = None``, then ``conn._finish("cancelled")`` and ``settle(conn)``."""
-        loop = conn.loop
-        deadline = loop.time() + self.timeout
-        conn.waiter = _CALLBACK
         conn.notify = None
+        if not self._write(conn, data, _CALLBACK, conn.loop.time() + self.timeout):
+            return False
+        if conn.waiter is None:  # ended during the write
+            return False
+        conn.notify = notify
+        return True
+
+    def _write(self, conn: _Conn, data: bytes, waiter: Any, deadline: float) -> bool:
+        """Start a request on ``conn``: reset its state, arm its timer, mark it busy, write
+        ``data``. False when the write failed (the request then ended as "reset")."""
+        conn.waiter = waiter
         conn.status = 0
         conn.body = conn.head = b""
         conn.parts, conn.size = None, 0
         conn.error = None
         conn.deadline = deadline
         if conn.timer is None:
-            conn.timer = loop.call_at(deadline, conn.on_timer)
+            conn.timer = conn.loop.call_at(deadline, conn.on_timer)
         self._busy.add(conn)
         try:
             conn.transport.write(data)  # type: ignore[union-attr]
@@ -490,9 +477,6 @@ class FastClient:
             conn.detail = _text(exc)
             conn._finish("reset")
             return False
-        if conn.waiter is None:  # ended during the write
-            return False
-        conn.notify = notify
         return True
 
     def settle(self, conn: _Conn) -> tuple[int, bytes, str | None]:
