@@ -30,6 +30,7 @@ from taskforge_perf.engine.fastclient import (
 )
 from taskforge_perf.engine.fastclient import task_id as parse_task_id
 from taskforge_perf.engine.http_chain import FastChain
+from taskforge_perf.engine.http_open import OpenFast
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
 from taskforge_perf.error_samples import KIND_WORDS, ErrorSamples
 from taskforge_perf.mix import Endpoint, RequestMix
@@ -170,6 +171,8 @@ class HttpDriver:
         self.clock = clock
         self.rng = rng
         self.max_in_flight = max_in_flight
+        # Open-model requests on the fast client by callback (engine.http_open), when common.
+        self._open_fast = OpenFast(self) if fast is not None else None
         self.state = state if state is not None else DriverState()
         self.recent_tasks: collections.deque[str] = collections.deque(maxlen=recent_tasks)
         self.task_listeners: list[TaskListener] = []
@@ -642,7 +645,7 @@ class HttpDriver:
                 self._drop(ti, phase, *self._pick(), now_ns)
             elif self._open_active < self.max_in_flight:
                 self._open_active += 1
-                self._spawn(self._open_request(ti, phase))
+                self._launch(ti, phase, *self._pick(), False)
             else:
                 stats.cap_hits += 1
                 counters.cap_hits += 1
@@ -651,40 +654,49 @@ class HttpDriver:
         self._nxt = nxt
         self._phase_end, self._phase = phase_end, phase
 
-    async def _open_request(self, ti: int, phase: str) -> None:
-        try:
-            await self._open_chain(ti, phase)
-        finally:
-            self._open_active -= 1
+    def _launch(self, ti: int, phase: str, ep: Endpoint, user: User, queued: bool) -> None:
+        """Start one open-model request in a slot already counted in ``_open_active``: by
+        callback when it is common (``OpenFast.start``), else by a task on ``send``."""
+        now = self.clock.now()
+        if not queued:
+            # Started by the schedule itself: its lateness is the generator's own (health);
+            # queued ones are late because of the in-flight cap.
+            self.lateness.append(now - ti)
+        if now - ti > LATE_AFTER_NS:
+            self.state.stats(phase).late += 1
+            self.counters.late += 1
+        else:
+            self.state.stats(phase).on_time += 1
+        fast = self._open_fast
+        if fast is None or not fast.start(ti, phase, ep, user):
+            self._spawn(self._open_request(ti, phase, ep, user))
 
-    async def _open_chain(self, ti: int, phase: str) -> None:
-        clock, state, counters = self.clock, self.state, self.counters
-        # The first request is started by the schedule itself: its lateness is the generator's
-        # own (health); queued ones after it are late because of the in-flight cap.
-        now = clock.now()
-        self.lateness.append(now - ti)
-        ep, user = self._pick()
-        while True:
-            stats = state.stats(phase)
-            if now - ti > LATE_AFTER_NS:
-                stats.late += 1
-                counters.late += 1
-            else:
-                stats.on_time += 1
+    async def _open_request(self, ti: int, phase: str, ep: Endpoint, user: User) -> None:
+        try:
             await self._send(ep, user, ti, True, phase)
-            nxt = self._nxt
-            if nxt is not None and not state.stopping:
-                secs = clock.seconds()
-                if nxt <= secs:
-                    self._start_due(secs)
-            # Queued arrivals keep starting (late) until the plan's end, never after it: those
-            # left are dropped by drain().
-            if not self._pending or state.stopping:
+        except BaseException:
+            self._open_active -= 1
+            raise
+        self._continue()
+
+    def _continue(self) -> None:
+        """An open-model request ended: start the arrivals that came due meanwhile, then hand
+        its slot to the next queued arrival, or free it."""
+        state = self.state
+        nxt = self._nxt
+        if nxt is not None and not state.stopping:
+            secs = self.clock.seconds()
+            if nxt <= secs:
+                self._start_due(secs)
+        # Queued arrivals keep starting (late) until the plan's end, never after it: those left
+        # are dropped by drain().
+        if self._pending and not state.stopping:
+            now = self.clock.now()
+            if now <= self.end_ns + END_SLACK_NS:
+                ti, phase, ep, user = self._pending.popleft()
+                self._launch(ti, phase, ep, user, True)
                 return
-            now = clock.now()
-            if now > self.end_ns + END_SLACK_NS:
-                return
-            ti, phase, ep, user = self._pending.popleft()
+        self._open_active -= 1
 
     def _drop(self, ti: int, phase: str, ep: Endpoint, user: User, now: int) -> None:
         self.state.stats(phase).dropped += 1
@@ -715,13 +727,27 @@ class HttpDriver:
         cancelled request becomes a 'cancelled' row); queued arrivals become 'dropped' rows."""
         self.state.stopping = True
         self.state.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(timeout, 0.0)
+        fast = self._open_fast
         try:
-            if self._tasks:
-                _, left = await asyncio.wait(set(self._tasks), timeout=max(timeout, 0.0))
-                for t in left:
-                    t.cancel()
-                if left:
-                    await asyncio.gather(*left, return_exceptions=True)
+            # Until nothing is in flight or the time is up; a request ending may start a task
+            # (a redirect to follow), so the set is taken again after each wait.
+            while True:
+                waiting: set[asyncio.Future[Any]] = set(self._tasks)
+                if fast is not None and fast.live:
+                    waiting.add(fast.quiet_future())
+                left = deadline - loop.time()
+                if not waiting or left <= 0:
+                    break
+                await asyncio.wait(waiting, timeout=left)
+            if fast is not None:
+                fast.abandon()
+            left_tasks = set(self._tasks)
+            for t in left_tasks:
+                t.cancel()
+            if left_tasks:
+                await asyncio.gather(*left_tasks, return_exceptions=True)
             self.drop_pending()
         finally:
             self.state.draining = False
