@@ -54,6 +54,9 @@ class FastChain:
         "c0",
         "done_cb",
         "spare",
+        "state",
+        "counters",
+        "record",
     )
 
     def __init__(self, driver: HttpDriver, index: int, mix: RequestMix, pick: Callable[[], User]) -> None:
@@ -77,6 +80,10 @@ class FastChain:
         # in its client's busy set, so FastClient.close() closes it); back to the pool when the
         # chain ends or the next request goes to another client.
         self.spare: _Conn | None = None
+        # The driver's parts read per request, taken once (one attribute load less each).
+        self.state = driver.state
+        self.counters = driver.counters
+        self.record = driver.recorder.record
 
     async def run(self, intended: int) -> float:
         """Send this user's requests until one needs the coroutine; returns what the last
@@ -127,55 +134,49 @@ class FastChain:
                 t1 = perf_counter_ns() - self.c0
                 if conn is not self.conn:
                     return  # a stale call (the request was abandoned meanwhile)
-                client = self.client
-                assert client is not None
+                client: FastClient = self.client  # type: ignore[assignment]  # set with conn
+                ep: Endpoint = self.ep  # type: ignore[assignment]
+                user: User = self.user  # type: ignore[assignment]
                 self.conn = None
-                status, err = conn.status, conn.error
-                if err is None and status < 300 and conn.keep and not conn.closed and not client._closed:
-                    raw = conn.body  # FastClient.settle's common case, the connection kept as spare
+                status = conn.status
+                if (
+                    conn.error is None
+                    and status < 300
+                    and conn.keep
+                    and not conn.closed
+                    and not client._closed
+                ):
+                    # FastClient.settle's common case: the connection is kept as spare.
                     self.spare = conn
-                else:
-                    status, raw, err = client.settle(conn)
-                if err is None and 300 <= status < 400 and status in _REDIRECTS:
-                    self._end((_REDIRECT, status, client.last_head))
-                    return
-                drv.counters.in_flight -= 1
-                self.open = False
-                if err is not None:
-                    status, raw = 0, b""
-                    if drv._detail is None:  # the error sample's text (as HttpDriver._send_fast)
-                        drv._detail = client.last_error
-                ep, user = self.ep, self.user
-                assert ep is not None and user is not None
-                if err is None and status < 300 and not ep.creates_task:
-                    # HttpDriver._outcome of a plain success (no error kind, no task id), inlined.
-                    drv.recorder.record(
-                        self.ti,
-                        self.t0,
-                        t1,
-                        status,
-                        None,
-                        len(raw),
-                        self.nout,
-                        ep.name,
-                        ep.method,
-                        user.email,
-                        drv.state.phase,
-                        None,
-                        user.group,
-                        user.session,
-                    )
-                    drv.counters.requests += 1
-                elif drv._outcome(ep, user, self.ti, self.t0, t1, status, err, raw, self.nout, None):
-                    self._end((_REAUTH, ep, user, self.token))
-                    return
-                if status == 429 or status == 503:
-                    self._end((_DONE, drv._retry_pause(header_value(client.last_head, b"retry-after"))))
-                    return
+                    counters = self.counters
+                    counters.in_flight -= 1
+                    self.open = False
+                    if ep.creates_task:
+                        drv._outcome(ep, user, self.ti, self.t0, t1, status, None, conn.body, self.nout, None)
+                    else:  # HttpDriver._outcome of a plain success (no error kind, no task id), inlined
+                        self.record(
+                            self.ti,
+                            self.t0,
+                            t1,
+                            status,
+                            None,
+                            len(conn.body),
+                            self.nout,
+                            ep.name,
+                            ep.method,
+                            user.email,
+                            self.state.phase,
+                            None,
+                            user.group,
+                            user.session,
+                        )
+                        counters.requests += 1
+                elif self._settled(conn, client, ep, user, t1):
+                    return  # the chain ended (redirect, re-authentication, Retry-After)
                 if self.fut.done():  # type: ignore[union-attr]  # (cancelled meanwhile)
                     return
                 intended = perf_counter_ns() - self.c0
-            state, rng = drv.state, drv.rng
+            state, rng = self.state, drv.rng
             if self.index >= state.level or state.stopping or intended > drv.end_ns or state.think_time > 0:
                 self._end((_DONE, 0.0))
                 return
@@ -191,8 +192,7 @@ class FastChain:
                 if token is None:  # renewal: the driver's path
                     self._end((_SEND, ep, user, intended))
                     return
-            client = user.via if user.via is not None else drv.fast
-            assert client is not None
+            client = user.via if user.via is not None else drv.fast  # type: ignore[assignment]
             conn = self.spare
             if conn is not None:
                 self.spare = None
@@ -218,7 +218,7 @@ class FastChain:
             self.ep, self.user, self.ti, self.token, self.body = ep, user, intended, token, body
             self.nout = len(body) if body is not None else 0
             self.client, self.conn, self.open = client, conn, True
-            drv.counters.in_flight += 1
+            self.counters.in_flight += 1
             self.t0 = perf_counter_ns() - self.c0
             if not client.start(conn, data, self.done_cb):
                 # It ended at once (the write failed): settled on the next loop turn, as if the
@@ -228,6 +228,28 @@ class FastChain:
             fut = self.fut
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
+
+    def _settled(self, conn: _Conn, client: FastClient, ep: Endpoint, user: User, t1: int) -> bool:
+        """Record an answer off the common path (an error, a 3xx/4xx/5xx, a closing connection);
+        True when it ended the chain (a redirect, a 401 to re-authenticate, a 429/503)."""
+        drv = self.drv
+        status, raw, err = client.settle(conn)
+        if err is None and 300 <= status < 400 and status in _REDIRECTS:
+            self._end((_REDIRECT, status, client.last_head))
+            return True
+        self.counters.in_flight -= 1
+        self.open = False
+        if err is not None:
+            status, raw = 0, b""
+            if drv._detail is None:  # the error sample's text (as HttpDriver._send_fast)
+                drv._detail = client.last_error
+        if drv._outcome(ep, user, self.ti, self.t0, t1, status, err, raw, self.nout, None):
+            self._end((_REAUTH, ep, user, self.token))
+            return True
+        if status == 429 or status == 503:
+            self._end((_DONE, drv._retry_pause(header_value(client.last_head, b"retry-after"))))
+            return True
+        return False
 
     # --- the coroutine's side ------------------------------------------------------------------
 
