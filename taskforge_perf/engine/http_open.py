@@ -101,7 +101,14 @@ class OpenFast:
                 if drv._detail is None:  # the error sample's text (as HttpDriver._send_fast)
                     drv._detail = client.last_error
             nout = len(body) if body is not None else 0
-            if drv._outcome(ep, user, ti, t0, t1, status, err, raw, nout, phase) and not drv.state.stopping:
+            if err is None and status < 300 and not ep.creates_task:
+                # HttpDriver._outcome of a plain success (no error kind, no task id), inlined.
+                drv.recorder.record(
+                    ti, t0, t1, status, None, len(raw), nout, ep.name, ep.method, user.email, phase, None,
+                    user.group, user.session,
+                )  # fmt: skip
+                drv.counters.requests += 1
+            elif drv._outcome(ep, user, ti, t0, t1, status, err, raw, nout, phase) and not drv.state.stopping:
                 drv._spawn(self._reauth(ep, user, token, phase))
                 return
             if status == 429 or status == 503:  # counted; the open model keeps its schedule
