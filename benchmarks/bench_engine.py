@@ -13,7 +13,7 @@ What it does (see benchmarks/README.md):
    a. the engine (LoadTester, TaskForge mix, 20 users, full recording; a'. on the aiohttp path),
    b. Locust FastHttpUser (same mix, installed into a throwaway venv, never into the project),
    c. a bare aiohttp loop on uvloop (GET of the static file, no recording);
-3. the engine's open model at 1k/2k/4k/8k/16k req/s: achieved rate and start lateness;
+3. the engine's open model at 1k/2k/4k/8k/16k/32k req/s: achieved rate and start lateness;
    then the truth check: both HTTP clients against the reference target with a 20 ms delay;
 4. the recorder's bytes per event over 1M synthetic events;
 5. prints a table and appends a dated section to benchmarks/RESULTS.md.
@@ -539,7 +539,7 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--duration", type=float, default=None, help="closed-model seconds per run")
     ap.add_argument("--open-duration", type=float, default=None)
-    ap.add_argument("--rates", default="1000,2000,4000,8000,16000")
+    ap.add_argument("--rates", default="1000,2000,4000,8000,16000,32000")
     ap.add_argument("--events", type=int, default=None, help="recorder events (default 1M)")
     ap.add_argument("--locust-venv", default="/tmp/bench-locust-venv")
     ap.add_argument(
