@@ -33,6 +33,11 @@ import polars as pl
 from taskforge_perf.engine.clock import Clock
 from taskforge_perf.schema import HEALTH_SCHEMA
 
+#: What a "machine" reason suggests: the tester's thread waited while other processes ran.
+MACHINE_ADVICE = (
+    " (other processes ran on the tester's core: give it a core of its own, e.g. taskset, or "
+    "real-time priority, e.g. chrt -f 50)"
+)
 #: Event-loop lag p99 above this (ms) means callbacks waited behind the tester's own work.
 LAG_LIMIT_MS = 5.0
 #: Process CPU share above this (of one core) in an interval means the tester ran out of CPU.
@@ -244,12 +249,14 @@ class HealthProbe:
             flag(
                 "machine",
                 f"waiting for a CPU (machine busy): event-loop lag p99 {lag_p99:.1f} ms > "
-                f"{LAG_LIMIT_MS:g} ms while the tester's own part stayed under it",
+                f"{LAG_LIMIT_MS:g} ms while the tester's own part stayed under it{MACHINE_ADVICE}",
             )
         if lateness_p99 is not None and lateness_p99 > LATENESS_LIMIT_MS:
+            tester = own_over or cpu_over
             flag(
-                "tester" if own_over or cpu_over else "machine",
-                f"open-model start lateness p99 {lateness_p99:.1f} ms > {LATENESS_LIMIT_MS:g} ms",
+                "tester" if tester else "machine",
+                f"open-model start lateness p99 {lateness_p99:.1f} ms > {LATENESS_LIMIT_MS:g} ms"
+                + ("" if tester else MACHINE_ADVICE),
             )
         return {
             "lag_p99_ms": lag_p99,
