@@ -29,6 +29,7 @@ from taskforge_perf.engine.fastclient import (
     redirect_location,
 )
 from taskforge_perf.engine.fastclient import task_id as parse_task_id
+from taskforge_perf.engine.http_bytes import REDIRECTS as _REDIRECTS
 from taskforge_perf.engine.http_chain import FastChain
 from taskforge_perf.engine.http_open import OpenFast
 from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
@@ -57,7 +58,6 @@ PREOPEN_LATENCY_S = 0.05
 PREOPEN_HEADROOM = 1.5
 
 TaskListener = Callable[[str, "str | None", User, int], None]
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 #: Statuses whose Retry-After header asks the client to wait (RFC 9110 section 10.2.3).
 _RETRY_AFTER = frozenset({429, 503})
 _UNSET: Any = object()

@@ -22,13 +22,13 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING, Any
 
 from taskforge_perf.engine.fastclient import FastClient, _Conn, header_value
+from taskforge_perf.engine.http_bytes import REDIRECTS as _REDIRECTS
 from taskforge_perf.mix import Endpoint, RequestMix
 from taskforge_perf.users import User
 
 if TYPE_CHECKING:
     from taskforge_perf.engine.http import HttpDriver
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _DONE, _SEND, _REAUTH, _REDIRECT = range(4)
 
 

@@ -22,13 +22,13 @@ from time import perf_counter_ns
 from typing import TYPE_CHECKING
 
 from taskforge_perf.engine.fastclient import FastClient, _Conn, header_value
+from taskforge_perf.engine.http_bytes import REDIRECTS as _REDIRECTS
 from taskforge_perf.mix import Endpoint
 from taskforge_perf.users import User
 
 if TYPE_CHECKING:
     from taskforge_perf.engine.http import HttpDriver
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 #: A request in flight: intended start, phase, endpoint, user, token, body, start, client.
 _Req = tuple[int, str, Endpoint, User, "str | None", "bytes | None", int, FastClient]
