@@ -18,9 +18,9 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-#: Engine test files that share the machine: they check counts, rows, error kinds and messages,
-#: never the generator's timing (a test in them that does is marked ``exclusive`` itself). Every
-#: other file under tests/engine (a new one too) runs exclusive.
+#: Engine test files that share the machine: their tests check counts, rows, error kinds and
+#: messages, not the generator's timing; the tests in them that do are marked ``exclusive`` one by
+#: one. Every other file under tests/engine (a new one too) runs exclusive as a whole.
 SHARED_ENGINE_FILES = frozenset(
     {
         "test_auth_failures.py",
@@ -30,13 +30,16 @@ SHARED_ENGINE_FILES = frozenset(
         "test_fastpath.py",
         "test_health_prepare.py",
         "test_interrupt.py",
+        "test_load.py",
         "test_monitor_endpoints.py",
         "test_prometheus.py",
         "test_recorder.py",
         "test_recorder_rows.py",
         "test_secrets.py",
+        "test_ws.py",
         "test_ws_lost.py",
         "test_ws_socket.py",
+        "test_ws_truth.py",
     }
 )
 
@@ -53,6 +56,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         engine = item.path.parent == here / "engine" and item.path.name not in SHARED_ENGINE_FILES
         if engine or item.path == here / "test_cli_scale.py":
             item.add_marker(pytest.mark.exclusive)
+    # Within a file, its exclusive tests first (otherwise in order): a worker takes the exclusive
+    # lock once per file instead of at each switch, and each switch waits for the other worker's
+    # running test to end. Files keep their order; tests do not depend on each other's order.
+    first = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.path, i)
+    items.sort(key=lambda item: (first[item.path], not _exclusive(item)))
 
 
 _FILES = pytest.StashKey[tuple[IO[str], IO[str]]]()
