@@ -44,6 +44,20 @@ SHARED_ENGINE_FILES = frozenset(
 )
 
 
+#: The slowest files without exclusive tests (tens of seconds each, mostly waiting on servers
+#: and kernels), scheduled first among those: see ``pytest_collection_modifyitems``.
+SLOW_FIRST = (
+    "test_notebooks.py",
+    "test_capacity.py",
+    "test_load.py",
+    "test_report.py",
+    "test_error_samples.py",
+    "test_target_acceptance_ws.py",
+    "test_auth_failures.py",
+    "test_cli_runs.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The engine's tests that hold the generator to its schedule (open-model arrivals are dropped
     when the loop reaches them > 2 ms after the plan's end, WebSocket timelines within bounds,
@@ -56,13 +70,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         engine = item.path.parent == here / "engine" and item.path.name not in SHARED_ENGINE_FILES
         if engine or item.path == here / "test_cli_scale.py":
             item.add_marker(pytest.mark.exclusive)
-    # Within a file, its exclusive tests first (otherwise in order): a worker takes the exclusive
-    # lock once per file instead of at each switch, and each switch waits for the other worker's
-    # running test to end. Files keep their order; tests do not depend on each other's order.
-    first = {}
+    # Order (tests do not depend on it): files whose tests are all exclusive first, then files
+    # with some exclusive tests (those first within the file), then the other files, the slowest
+    # first. Each switch from shared tests to an exclusive one leaves a worker idle until the other
+    # worker's running test ends (up to the length of a notebook): grouped at the start, the
+    # exclusive tests cost few switches, and the slow shared files, started early, no longer keep
+    # one worker busy alone at the end.
+    first: dict[Path, int] = {}
+    some: set[Path] = set()
+    every: dict[Path, bool] = {}
     for i, item in enumerate(items):
         first.setdefault(item.path, i)
-    items.sort(key=lambda item: (first[item.path], not _exclusive(item)))
+        if _exclusive(item):
+            some.add(item.path)
+        every[item.path] = every.get(item.path, True) and _exclusive(item)
+
+    def order(item: pytest.Item) -> tuple[int, int, int, bool]:
+        group = 0 if every[item.path] else 1 if item.path in some else 2
+        rank = SLOW_FIRST.index(item.path.name) if item.path.name in SLOW_FIRST else len(SLOW_FIRST)
+        return (group, rank, first[item.path], not _exclusive(item))
+
+    items.sort(key=order)
 
 
 _FILES = pytest.StashKey[tuple[IO[str], IO[str]]]()
@@ -130,6 +158,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     group = parser.getgroup("xdist", "accepted and ignored: pytest-xdist is not active")
     group._addoption("-n", "--numprocesses", dest="numprocesses", default=None, help="ignored")
     group.addoption("--dist", dest="dist", default="no", help="ignored")
+    group.addoption("--no-loadscope-reorder", dest="loadscopereorder", action="store_false", help="ignored")
 
 
 @pytest.fixture(autouse=True, scope="session")
