@@ -18,15 +18,79 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+#: Engine test files that share the machine: their tests check counts, rows, error kinds and
+#: messages, not the generator's timing; the tests in them that do are marked ``exclusive`` one by
+#: one. Every other file under tests/engine (a new one too) runs exclusive as a whole.
+SHARED_ENGINE_FILES = frozenset(
+    {
+        "test_auth_failures.py",
+        "test_big_bodies.py",
+        "test_client_errors.py",
+        "test_config_errors.py",
+        "test_fastpath.py",
+        "test_health_prepare.py",
+        "test_interrupt.py",
+        "test_load.py",
+        "test_monitor_endpoints.py",
+        "test_prometheus.py",
+        "test_recorder.py",
+        "test_recorder_rows.py",
+        "test_secrets.py",
+        "test_ws.py",
+        "test_ws_lost.py",
+        "test_ws_socket.py",
+        "test_ws_truth.py",
+    }
+)
+
+
+#: The slowest files without exclusive tests (tens of seconds each, mostly waiting on servers
+#: and kernels), scheduled first among those: see ``pytest_collection_modifyitems``.
+SLOW_FIRST = (
+    "test_notebooks.py",
+    "test_capacity.py",
+    "test_load.py",
+    "test_report.py",
+    "test_error_samples.py",
+    "test_target_acceptance_ws.py",
+    "test_auth_failures.py",
+    "test_cli_runs.py",
+)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The engine's tests hold the generator to its schedule (open-model arrivals are dropped when
-    the loop reaches them > 2 ms after the plan's end, WebSocket timelines within bounds): another
-    worker's load beside them (a kernel starting) made them fail, so they run as they did serially.
-    So does test_cli_scale (Ctrl-C of a 2-process run: a shard ended without its result, twice)."""
+    """The engine's tests that hold the generator to its schedule (open-model arrivals are dropped
+    when the loop reaches them > 2 ms after the plan's end, WebSocket timelines within bounds,
+    phase boundaries, lateness, saturation verdicts): another worker's load beside them (a kernel
+    starting) made them fail, so they run as they did serially. So does test_cli_scale (Ctrl-C of
+    a 2-process run: a shard ended without its result, twice). The files of SHARED_ENGINE_FILES
+    run beside other tests (they passed beside a CPU hog on both cores)."""
     here = Path(__file__).resolve().parent
     for item in items:
-        if item.path.parent == here / "engine" or item.path == here / "test_cli_scale.py":
+        engine = item.path.parent == here / "engine" and item.path.name not in SHARED_ENGINE_FILES
+        if engine or item.path == here / "test_cli_scale.py":
             item.add_marker(pytest.mark.exclusive)
+    # Order (tests do not depend on it): files whose tests are all exclusive first, then files
+    # with some exclusive tests (those first within the file), then the other files, the slowest
+    # first. Each switch from shared tests to an exclusive one leaves a worker idle until the other
+    # worker's running test ends (up to the length of a notebook): grouped at the start, the
+    # exclusive tests cost few switches, and the slow shared files, started early, no longer keep
+    # one worker busy alone at the end.
+    first: dict[Path, int] = {}
+    some: set[Path] = set()
+    every: dict[Path, bool] = {}
+    for i, item in enumerate(items):
+        first.setdefault(item.path, i)
+        if _exclusive(item):
+            some.add(item.path)
+        every[item.path] = every.get(item.path, True) and _exclusive(item)
+
+    def order(item: pytest.Item) -> tuple[int, int, int, bool]:
+        group = 0 if every[item.path] else 1 if item.path in some else 2
+        rank = SLOW_FIRST.index(item.path.name) if item.path.name in SLOW_FIRST else len(SLOW_FIRST)
+        return (group, rank, first[item.path], not _exclusive(item))
+
+    items.sort(key=order)
 
 
 _FILES = pytest.StashKey[tuple[IO[str], IO[str]]]()
@@ -94,6 +158,7 @@ def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginMa
     group = parser.getgroup("xdist", "accepted and ignored: pytest-xdist is not active")
     group._addoption("-n", "--numprocesses", dest="numprocesses", default=None, help="ignored")
     group.addoption("--dist", dest="dist", default="no", help="ignored")
+    group.addoption("--no-loadscope-reorder", dest="loadscopereorder", action="store_false", help="ignored")
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -43,7 +43,7 @@ async def test_find_capacity_lands_within_10pct_of_a_known_capacity() -> None:
     ) as target:
         tester = tfp.LoadTester(target, tfp.UserPool(count=2), HEALTH, seed=1, live=False)
         began = time.monotonic()
-        result = await tfp.find_capacity(tester, ["p95 < 400ms", "error_rate < 1%"], start=50, max=2000)
+        result = await tfp.find_capacity(tester, ["p95 < 400ms", "error_rate < 1%"], start=100, max=2000)
         wall = time.monotonic() - began
     assert result.rate is not None and abs(result.rate - 200) <= 20, result
     lo, hi = result.interval

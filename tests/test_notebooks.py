@@ -17,17 +17,17 @@ from taskforge_perf.report import execute_notebook
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 #: Short parameters: seconds of load instead of minutes.
 SHORT: dict[str, dict[str, Any]] = {
-    "01_quickstart": {"DURATION": 3, "CONCURRENCY": 10, "USERS": 5, "WEBSOCKETS": 5},
-    "02_stress_plan": {"PHASE_S": 1, "STEP_S": 1.5, "STEPS": (50, 350, 150)},
-    "03_compare_builds": {"DURATION": 3, "RATE": 100},
+    "01_quickstart": {"DURATION": 2, "CONCURRENCY": 10, "USERS": 5, "WEBSOCKETS": 5},
+    "02_stress_plan": {"PHASE_S": 0.5, "STEP_S": 1, "STEPS": (50, 350, 150)},
+    "03_compare_builds": {"DURATION": 2, "RATE": 100, "RUNS": 2},
     "04_websocket_status": {"DURATION": 4, "RATE": 30, "WEBSOCKETS": 5, "DROP_EVERY": 2.0},
     "05_explore_saved_runs": {},
     "06_capacity_and_users": {
-        "DURATION": 3,
+        "DURATION": 2,
         "RATE": 60,
         "SESSION_RATE": 3,
-        "CAP_START": 100,
-        "CAP_PRECISION": 0.25,
+        "CAP_START": 150,  # capacity ~200/s: 150 holds, 225 (x1.5) breaks, and 75 <= 50% of 150
+        "CAP_PRECISION": 0.5,
     },
 }
 WIDGET = "application/vnd.jupyter.widget-view+json"

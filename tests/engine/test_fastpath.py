@@ -197,6 +197,7 @@ def test_http_client_option_is_validated() -> None:
 # --- both clients against the reference target ---------------------------------------------------
 
 
+@pytest.mark.exclusive  # every planned arrival on time (no drop) and medians within 25%
 async def test_both_clients_agree_on_the_reference_target() -> None:
     runs = {}
     async with tfp.ReferenceTarget(latency="*=20ms", hash_iterations=1000, seed=31) as target:

@@ -90,6 +90,7 @@ async def test_short_token_ttl_refreshes_single_flight_without_auth_failures() -
     assert (refreshes["status"] == 200).all()
 
 
+@pytest.mark.exclusive  # every one of 600 arrivals started (none dropped at the plan's end)
 async def test_open_model_starts_every_planned_request() -> None:
     async with tfp.ReferenceTarget(seed=4, **FAST) as target:
         tester = tfp.LoadTester(target, tfp.UserPool(count=5, email_prefix="open"), seed=4)
@@ -104,6 +105,7 @@ async def test_open_model_starts_every_planned_request() -> None:
     assert all(abs(t - k * 5_000_000) < 1000 for k, t in enumerate(ti))
 
 
+@pytest.mark.exclusive  # late/dropped counts of a 1 s schedule
 async def test_open_model_in_flight_cap_records_late_starts() -> None:
     async with tfp.ReferenceTarget(seed=5, latency="GET /health=100ms", **FAST) as target:
         mix = tfp.RequestMix([Endpoint("GET /health", "GET", "/health", auth=False)])
@@ -138,7 +140,9 @@ async def test_server_errors_are_rows_with_kind() -> None:
 
 async def test_stalled_target_gives_timeouts() -> None:
     # The stall starts 3 s after the target does, once setup is done.
-    async with tfp.ReferenceTarget(seed=7, stalls=[(3.0, 30.0)], **FAST) as target:
+    # stop_timeout: the stalled target never answers the requests it holds, so it is killed after
+    # 1 s instead of the default 5 s wait for a graceful exit (its exit is not what is tested).
+    async with tfp.ReferenceTarget(seed=7, stalls=[(3.0, 30.0)], stop_timeout=1.0, **FAST) as target:
         mix = tfp.RequestMix([Endpoint("GET /health", "GET", "/health", auth=False)])
         t = tfp.Target(target.base_url, request_timeout=0.5)
         tester = tfp.LoadTester(t, tfp.UserPool(count=1, email_prefix="stall"), mix, seed=7)

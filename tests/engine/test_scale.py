@@ -111,8 +111,14 @@ def test_dask_local_cluster_runs_one_shard_per_worker(target: tfp.ReferenceTarge
     pool = tfp.UserPool(count=USERS, email_prefix="shardd")
     plan = tfp.StressPlan.constant(SECONDS, rate=RATE)
     with (
+        # No dashboard, and the scheduler's HTTP server on a free loopback port: on its default
+        # 8787, a cluster of another process (a benchmark) made it warn and move, an error here.
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

@@ -94,6 +94,7 @@ async def test_websockets_without_ws_url_is_a_config_error() -> None:
 # --- against the target ------------------------------------------------------------------------
 
 
+@pytest.mark.exclusive  # every task completes within the settle phase
 async def test_round_robin_own_tasks_complete_and_garbage_is_recorded() -> None:
     async with tfp.ReferenceTarget(seed=11, ws_garbage_every=0.5, **FAST) as target:
         tester = tfp.LoadTester(
@@ -168,6 +169,7 @@ async def test_bad_token_is_a_connect_error_and_the_run_goes_on() -> None:
     assert "forged" not in str(ws.to_dicts())
 
 
+@pytest.mark.exclusive  # drop/reconnect timeline within the run
 async def test_server_drops_reconnect_and_restore_subscriptions() -> None:
     async with tfp.ReferenceTarget(
         seed=13, ws_drop_every=1.0, task_durations="*=uniform:600ms:900ms", **FAST
@@ -258,6 +260,7 @@ async def test_isolation_probe(leak: bool) -> None:
     assert run.ws_summary()["isolation_findings"].item() == iso.height
 
 
+@pytest.mark.exclusive  # real-quirks timeline (2 ms subscribe race)
 async def test_real_quirks_rejection_lost_subscriptions_and_both_shapes() -> None:
     pool = tfp.UserPool(count=3, email_prefix="wsquirk")
 
@@ -306,6 +309,7 @@ async def test_real_quirks_rejection_lost_subscriptions_and_both_shapes() -> Non
     assert run.ws_summary()["lost_subscriptions"].item() == lost.height
 
 
+@pytest.mark.exclusive  # real-quirks timeline
 async def test_quirky_gateway_closing_one_socket_does_not_silence_the_user() -> None:
     """The real gateway unsubscribes a user from every task when any one of its sockets closes;
     the tester resends that user's subscriptions on its other sockets, so its tasks still complete."""

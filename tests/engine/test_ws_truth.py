@@ -44,6 +44,7 @@ def finished(ws: pl.DataFrame) -> set[str]:
 # --- lost subscriptions --------------------------------------------------------------------------
 
 
+@pytest.mark.exclusive  # updates within 250 ms of resubscribes, the gateway's 2 ms race
 async def test_no_false_lost_subscriptions_on_real_quirks_at_100_rps() -> None:
     """50 sockets, 20 users, 100 req/s of the default mix; the outbox dispatches everything every
     5 s, so a batch lands right after many resubscribes: a live update, not a loss. Every lost row
@@ -73,6 +74,7 @@ async def test_no_false_lost_subscriptions_on_real_quirks_at_100_rps() -> None:
     )
 
 
+@pytest.mark.exclusive  # subscribes within the gateway's 2 ms window
 @pytest.mark.parametrize("delay", [0.05, None])
 async def test_subscribe_sent_at_once_on_a_fresh_socket_is_caught(delay: float | None) -> None:
     """Tasks created before any socket exists are subscribed the instant their user's socket opens;
@@ -164,6 +166,7 @@ async def test_isolation_rows_follow_the_sampling(leak: bool, sample_from: str) 
 # --- the task table ------------------------------------------------------------------------------
 
 
+@pytest.mark.exclusive  # the run stops waiting as soon as the tasks finish
 async def test_wait_for_tasks_and_tasks_created_before_the_sockets() -> None:
     """Tasks of 1.5 s, a 1.2 s load: without waiting most are unfinished at the end; with
     wait_for_tasks all finish and the run stops waiting as soon as they have. Sockets open one

@@ -53,6 +53,9 @@ async def test_error_rate_half_and_seeded() -> None:
     assert patterns[0] == patterns[1]  # same seed, same outcomes
 
 
+# A mean of 100 client-timed requests within 2 ms-sd bounds: beside another worker's load (xdist)
+# it measured 34.9 ms against < 32 once, the machine's delay on top of the target's.
+@pytest.mark.exclusive
 async def test_latency_knob_fixed_and_exponential() -> None:
     spec = "GET /health=30ms,POST /tasks=exp:20ms"
     async with ReferenceTarget(latency=spec, seed=3, hash_iterations=1000) as t:
