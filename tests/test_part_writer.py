@@ -1,0 +1,26 @@
+"""The part writer and Polars' worker threads never preempt the event loop on wake-up (Linux)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskforge_perf.engine.part_writer import part_writer
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux scheduling policies")
+
+
+def test_writer_and_polars_threads_run_as_batch_and_the_caller_keeps_its_policy() -> None:
+    mine = os.sched_getscheduler(0)
+    assert part_writer().submit(os.sched_getscheduler, 0).result(timeout=30) == os.SCHED_BATCH
+    polars = [
+        int(t)
+        for t in os.listdir("/proc/self/task")
+        if Path(f"/proc/self/task/{t}/comm").read_text().startswith("polars-")
+    ]
+    assert polars  # the pool exists once the writer has started
+    assert all(os.sched_getscheduler(t) == os.SCHED_BATCH for t in polars)
+    assert os.sched_getscheduler(0) == mine  # the loop's thread (here the test's) is left alone
