@@ -216,19 +216,23 @@ class StressPlan:
         x = t - self._starts[i]
         return self._cum[i] + self._from[i] * x + self._slope[i] * x * x / 2
 
-    def arrival_times(self, start: float = 0.0) -> Iterator[float]:
+    def arrival_times(self, start: float = 0.0, shift: float = 0.0) -> Iterator[float]:
         """Yield intended open-model arrival times (s since plan start), increasing, from ``start``.
 
         The k-th arrival (k = 0, 1, ...) is the instant the planned count, the integral of the rate
         from 0, reaches k: at constant rate r it is k/r; on a linear ramp the quadratic is solved
         exactly. So the number of arrivals in [0, t) is ceil(integral), i.e. floor within one.
-        Closed-model and rate-0 phases yield nothing. O(1) per arrival.
+        Closed-model and rate-0 phases yield nothing. O(1) per arrival. ``shift`` is added to every
+        time yielded (``start`` stays in plan time): the engine's clock offset, without a second
+        generator per arrival.
 
         >>> list(StressPlan.constant(1, rate=4).arrival_times())
         [0.0, 0.25, 0.5, 0.75]
         """
         if not _is_number(start) or math.isnan(start) or start < 0:
             raise PlanError(f"arrival_times(start): start must be >= 0 (got {start!r})")
+        if not _is_number(shift) or not math.isfinite(shift):
+            raise PlanError(f"arrival_times(shift): shift must be a finite number of seconds (got {shift!r})")
         if start >= self.duration:
             return
         first = self._index(start)
@@ -242,10 +246,11 @@ class StressPlan:
             k_end = _ceil(c1)
             if b == 0.0:
                 while k < k_end:
-                    t = s0 + min((k - c0) / a, length)
+                    x = (k - c0) / a
+                    t = s0 + (x if x < length else length)
                     k += 1
                     if t >= start:
-                        yield t
+                        yield t + shift
             else:
                 a2 = a * a
                 while k < k_end:
@@ -258,7 +263,7 @@ class StressPlan:
                     t = s0 + min(tau, length)
                     k += 1
                     if t >= start:
-                        yield t
+                        yield t + shift
 
     def arrivals(self, t0: float, t1: float) -> list[float]:
         """The intended arrival times in ``[t0, t1)``."""

@@ -139,6 +139,16 @@ def test_arrival_times_from_start_and_window() -> None:
         next(plan.arrival_times(-1))
 
 
+def test_shifted_arrival_times_are_the_plans_plus_the_shift() -> None:
+    plan = two_phase()
+    offset = 1234.5678  # a clock offset, as the engine passes it
+    assert list(plan.arrival_times(shift=offset)) == [t + offset for t in plan.arrival_times()]
+    assert list(plan.arrival_times(12.345, shift=offset)) == [t + offset for t in plan.arrival_times(12.345)]
+    for bad in (float("nan"), float("inf"), "1", None):
+        with pytest.raises(PlanError, match="shift must be"):
+            next(plan.arrival_times(shift=bad))  # type: ignore[arg-type]
+
+
 def test_arrival_generator_is_fast() -> None:
     plan = StressPlan.ramp(10, 0, 16_000)  # 80,000 arrivals
     import time

@@ -330,7 +330,7 @@ async def follow(
     offset = t0_ns / 1e9
     open_task = None
     if plan.model != "closed":
-        arrivals = (t + offset for t in shard.arrivals(plan.arrival_times()))
+        arrivals = shard.arrivals(plan.arrival_times(shift=offset))
         ends = [offset + b for b in plan.boundaries[1:]] + [offset + plan.duration]
         phases = list(zip(ends, (p.name for p in plan.phases), strict=False))
         open_task = asyncio.ensure_future(driver.open_schedule(arrivals, offset + plan.duration, phases))
