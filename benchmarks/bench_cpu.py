@@ -22,11 +22,8 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
-import resource
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,18 +32,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import bench_engine as be  # noqa: E402 - the sibling script's nginx and child runner
-
-
-def run_wrk(url: str, seconds: float, conns: int) -> dict[str, Any]:
-    """wrk pinned to the generator core: requests and CPU-µs per request."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cmd = ["taskset", "-c", be.GEN_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", url]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    m = re.search(r"(\d+) requests in", out)
-    n = int(m.group(1)) if m else 0
-    return {"requests": n, "cpu_s": cpu, "cpu_us_per_req": cpu / n * 1e6 if n else None}
 
 
 def run_engine(url: str, seconds: float, conns: int) -> dict[str, Any]:
@@ -76,7 +61,7 @@ def main() -> int:
             lg = run_engine(server.url, a.long, a.connections)
             rows = lg["requests"] - s["requests"]
             diff = (lg["cpu_s"] - s["cpu_s"]) / rows * 1e6 if rows > 0 else None
-            w = run_wrk(url, a.long, a.connections) if have_wrk else {}
+            w = be.run_wrk(url, a.long, a.connections) if have_wrk else {}
             r = {
                 "engine_us": diff,
                 "engine_whole_us": lg["cpu_us_per_req"],

@@ -1,4 +1,4 @@
-"""Load-generator benchmark: the engine against Locust FastHttpUser and a bare aiohttp loop.
+"""Load-generator benchmark: the engine against wrk, Locust FastHttpUser and a bare aiohttp loop.
 
 Run from the project root with the project's venv::
 
@@ -13,6 +13,8 @@ What it does (see benchmarks/README.md):
    a. the engine (LoadTester, TaskForge mix, 20 users, full recording; a'. on the aiohttp path),
    b. Locust FastHttpUser (same mix, installed into a throwaway venv, never into the project),
    c. a bare aiohttp loop on uvloop (GET of the static file, no recording);
+   d./e. the engine and Locust on the static file alone, f. wrk on it (C, no recording: the floor;
+   its CPU-µs per request against the engine's is issue 19's figure, see also bench_cpu.py);
 3. the engine's open model at 1k/2k/4k/8k/16k/32k req/s: achieved rate and start lateness;
    then the truth check: both HTTP clients against the reference target with a 20 ms delay;
 4. the recorder's bytes per event over 1M synthetic events;
@@ -29,6 +31,8 @@ import datetime as dt
 import json
 import os
 import platform
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -55,6 +59,7 @@ LABELS = {
     "bare": "c. bare aiohttp loop on uvloop (GET static file, no recording)",
     "ours_static": "d. taskforge_perf closed model, GET static file only (full recording)",
     "locust_static": "e. Locust FastHttpUser, GET static file only (the FACTS.md anchor)",
+    "wrk_static": "f. wrk (C, one thread), GET static file only (no recording: the floor)",
 }
 #: (ours, theirs) pairs reported as ratios; the first two are the issue's.
 RATIOS = [
@@ -63,6 +68,7 @@ RATIOS = [
     ("ours", "ours_aiohttp"),
     ("ours_static", "locust_static"),
     ("ours_static", "bare"),
+    ("ours_static", "wrk_static"),
 ]
 
 _children: list[subprocess.Popen[Any]] = []
@@ -324,6 +330,27 @@ def run_locust(
     }
 
 
+def run_wrk(url: str, seconds: float, conns: int) -> dict[str, Any]:
+    """wrk pinned to the generator core: requests/s and CPU-µs per request (its own count)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cmd = ["taskset", "-c", GEN_CORE, "wrk", "-t1", f"-c{conns}", f"-d{seconds:g}s", url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    m = re.search(r"(\d+) requests in", out)
+    n = int(m.group(1)) if m else 0
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "requests": n,
+        "duration_s": seconds,
+        "rps": n / seconds,
+        "cpu_s": cpu,
+        "cpu_us_per_req": cpu / n * 1e6 if n else None,
+        "cpu_share": cpu / seconds,
+        "errors": int(errors.group(1)) if errors else 0,
+    }
+
+
 def measure(name: str, fn: Any, server: Nginx) -> dict[str, Any]:
     s0 = server.cpu_s()
     res = dict(fn())
@@ -406,8 +433,7 @@ def build_report(
                 add(f"| {label} | failed | | | | |")
             continue
         m = {
-            k: med([r.get(k) for r in rs])
-            for k in ("rps", "cpu_us_per_req", "cpu_share", "server_cpu_share")
+            k: med([r.get(k) for r in rs]) for k in ("rps", "cpu_us_per_req", "cpu_share", "server_cpu_share")
         }
         meds[key] = m
         errs = [r.get("errors") for r in rs]
@@ -419,9 +445,7 @@ def build_report(
     for mine, other in RATIOS:
         if mine in meds and other in meds:
             per_round = [
-                a["rps"] / b["rps"]
-                for a, b in zip(closed[mine], closed[other], strict=False)
-                if b.get("rps")
+                a["rps"] / b["rps"] for a, b in zip(closed[mine], closed[other], strict=False) if b.get("rps")
             ]
             ratio_cpu = [
                 a["cpu_us_per_req"] / b["cpu_us_per_req"]
@@ -546,7 +570,7 @@ def main() -> int:
         "--skip",
         default="",
         help="comma list of: ours,ours_aiohttp,locust,bare,"
-        "ours_static,locust_static,open,truth,recorder",
+        "ours_static,locust_static,wrk_static,open,truth,recorder",
     )
     ap.add_argument("--gen-core", default="0", help="core for the generator (taskset -c)")
     ap.add_argument("--server-core", default="1", help="core for nginx (taskset -c)")
@@ -601,13 +625,16 @@ def main() -> int:
                 {"url": url, "path": STATIC_PATH, "duration": duration, "concurrency": 50},
                 timeout,
             ),
-            "ours_static": lambda: run_py(
-                "engine", dict(engine_args, static_path=STATIC_PATH), timeout
-            ),
+            "ours_static": lambda: run_py("engine", dict(engine_args, static_path=STATIC_PATH), timeout),
             "locust_static": lambda: run_locust(locust, url, duration, 50, work, "StaticUser"),
+            "wrk_static": lambda: run_wrk(url + STATIC_PATH, duration, 50),
         }
         for key in list(contenders):
-            if key in skip or (key.startswith("locust") and locust is None):
+            if (
+                key in skip
+                or (key.startswith("locust") and locust is None)
+                or (key == "wrk_static" and shutil.which("wrk") is None)
+            ):
                 del contenders[key]
         info["contenders"] = list(contenders)
         for i in range(repeats):
@@ -648,10 +675,7 @@ def main() -> int:
                 )
                 truth.update(n_rounds=repeats, duration=t_dur)
                 for mode, c in truth["modes"].items():
-                    log(
-                        f"  {mode}: p50 aiohttp {c['aiohttp']['p50']:.2f} ms, "
-                        f"fast {c['fast']['p50']:.2f} ms"
-                    )
+                    log(f"  {mode}: p50 aiohttp {c['aiohttp']['p50']:.2f} ms, fast {c['fast']['p50']:.2f} ms")
             except RuntimeError as exc:
                 log(f"  truth check failed: {exc}")
         if "recorder" not in skip:
