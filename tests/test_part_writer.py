@@ -16,11 +16,14 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 def test_writer_and_polars_threads_run_as_batch_and_the_caller_keeps_its_policy() -> None:
     mine = os.sched_getscheduler(0)
     assert part_writer().submit(os.sched_getscheduler, 0).result(timeout=30) == os.SCHED_BATCH
-    polars = [
-        int(t)
-        for t in os.listdir("/proc/self/task")
-        if Path(f"/proc/self/task/{t}/comm").read_text().startswith("polars-")
-    ]
+    names = {}
+    for t in os.listdir("/proc/self/task"):
+        try:
+            names[int(t)] = Path(f"/proc/self/task/{t}/comm").read_text().strip()
+        except OSError:
+            continue  # a thread that ended meanwhile
+    polars = {t: name for t, name in names.items() if name.startswith("polars-")}
     assert polars  # the pool exists once the writer has started
-    assert all(os.sched_getscheduler(t) == os.SCHED_BATCH for t in polars)
+    other = [name for t, name in polars.items() if os.sched_getscheduler(t) != os.SCHED_BATCH]
+    assert not other, other
     assert os.sched_getscheduler(0) == mine  # the loop's thread (here the test's) is left alone

@@ -24,16 +24,22 @@ def _batch_policy() -> None:
     the CPU against the loop. Polars' pool is created here if it does not exist yet, so that its
     threads inherit the policy."""
     try:
-        me = threading.get_native_id()
-        os.sched_setscheduler(me, os.SCHED_BATCH, os.sched_param(0))
-        import polars as pl
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        return  # not Linux: the default policy stays
+    import polars as pl
 
-        pl.thread_pool_size()
-        for t in os.listdir("/proc/self/task"):
+    pl.thread_pool_size()
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return
+    for t in tids:
+        try:
             if Path(f"/proc/self/task/{t}/comm").read_text().startswith(_POLARS_THREADS):
                 os.sched_setscheduler(int(t), os.SCHED_BATCH, os.sched_param(0))
-    except (AttributeError, OSError, ValueError):
-        pass  # not Linux, or the thread ended meanwhile: the default policy stays
+        except OSError:
+            continue  # a thread that ended meanwhile (a pytest process has many): not the others
 
 
 def part_writer() -> ThreadPoolExecutor:
