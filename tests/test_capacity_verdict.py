@@ -5,8 +5,6 @@ a run where the tester could not keep up says so instead of blaming the target (
 from __future__ import annotations
 
 import html
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from taskforge_perf.assessment import breaking_point, findings, generator_limit
 from taskforge_perf.run_text import show_text
 from taskforge_perf.schema import HEALTH_SCHEMA
 from taskforge_perf.synthetic import synthetic_events
+from tests.cli_process import cli
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,32 +44,23 @@ def test_thresholds_pass_and_capacity_is_reached_in_the_last_step(tmp_path: Path
     (tmp_path / "plan.toml").write_text(PLAN)
     # one slot of 10 ms: about 100 req/s of capacity; 40 req/s holds, 300 req/s cannot
     with tfp.ReferenceTarget(seed=41, max_concurrency=1, service_time=0.01, hash_iterations=1000) as target:
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "taskforge_perf",
-                "run",
-                "--base-url",
-                target.base_url,
-                "--plan",
-                str(tmp_path / "plan.toml"),
-                "--users",
-                "2",
-                "--timeout",
-                "20",
-                "--quiet",
-                "--save",
-                str(tmp_path / "run"),
-                "--threshold",
-                "error_rate < 1%",
-                "--threshold",
-                "p95 < 15s",
-            ],  # fmt: skip
-            capture_output=True,
-            text=True,
-            timeout=90,
-            check=False,
+        out = cli(
+            "run",
+            "--base-url",
+            target.base_url,
+            "--plan",
+            str(tmp_path / "plan.toml"),
+            "--users",
+            "2",
+            "--timeout",
+            "20",
+            "--quiet",
+            "--save",
+            str(tmp_path / "run"),
+            "--threshold",
+            "error_rate < 1%",
+            "--threshold",
+            "p95 < 15s",
         )
     assert out.returncode == 0, out.stdout + out.stderr
     run = tfp.load_run(tmp_path / "run")

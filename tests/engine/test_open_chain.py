@@ -12,7 +12,6 @@ traffic: ``FastClient.request`` (the coroutine path) sends only a few requests.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,12 +19,9 @@ import polars as pl
 import pytest
 
 import taskforge_perf as tfp
-from taskforge_perf.engine.clock import Clock
 from taskforge_perf.engine.fastclient import FastClient
-from taskforge_perf.engine.http import DriverState, HttpDriver
-from taskforge_perf.engine.recorder import HttpRecorder, LiveCounters
-from taskforge_perf.users import User
 from tests.engine.fault_server import FaultServer
+from tests.engine.test_chain import FailingRecorder, driver  # raises from its 21st row on
 
 
 @pytest.fixture
@@ -125,31 +121,11 @@ async def test_a_401_met_on_the_callback_path_reauthenticates_and_retries_once(
 
 
 async def test_an_error_while_recording_is_reported_and_frees_its_slot() -> None:
-    class FailingRecorder(HttpRecorder):
-        def record(self, *args: Any, **kwargs: Any) -> None:
-            if self.rows >= 20:
-                raise RuntimeError("recorder broke")
-            super().record(*args, **kwargs)
-
     seen: list[BaseException] = []
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(lambda _loop, ctx: seen.append(ctx.get("exception")))
     async with FaultServer() as server:
-        fast = FastClient(server.url, timeout=20.0)
-        user = User(email="u@example.com", password="p")
-        drv = HttpDriver(
-            None,  # type: ignore[arg-type] - the fast path never uses the aiohttp session here
-            server.url,
-            get("/ok"),
-            None,  # type: ignore[arg-type] - no auth on this endpoint
-            lambda: user,
-            FailingRecorder(),
-            LiveCounters(),
-            Clock(),
-            random.Random(1),
-            state=DriverState(phase="load"),
-            fast=fast,
-        )
+        drv, fast = driver(server.url, FailingRecorder())  # GET /ok, one user, the fast client
         start = drv.clock.seconds() + 0.005
         end = start + 60 / 600
         drv.end_ns = int((end + 30) * 1e9)  # no arrival is dropped however late the loop is
